@@ -1,0 +1,135 @@
+"""The ``medseg`` command: parses arguments and calls the library; no image logic lives here.
+
+Exit status: 0 all inputs succeeded; 1 some studies/series failed (each recorded, the rest done);
+2 bad usage or nothing usable found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from medseg import __version__
+from medseg.errors import MedsegError
+
+log = logging.getLogger("medseg")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_FAILED = 0, 1, 2
+
+
+def _add_common(parser: argparse.ArgumentParser, *, output: bool = False) -> None:
+    if output:
+        parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from medseg.io import scan
+
+    result = scan(args.inputs, show_progress=not args.quiet)
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        _print_info(result)
+    if not result.series:
+        log.error("no image series found under %s", ", ".join(map(str, args.inputs)))
+        return EXIT_FAILED
+    return EXIT_PARTIAL if result.errors or any(not s.ok for s in result.series) else EXIT_OK
+
+
+def _print_info(result) -> None:
+    for study in result.studies:
+        print(f"study {study.uid}: {len(study.series)} series")
+        for ref in study.series:
+            spacing = "x".join(f"{s:.3g}" for s in ref.spacing) if ref.spacing else "?"
+            shape = "x".join(str(s) for s in ref.shape)
+            number = ref.series_number if ref.series_number is not None else "-"
+            label = f" [{ref.label}]" if ref.label else ""
+            print(f"  #{number} {ref.description!r}{label} {ref.modality or ref.kind} "
+                  f"{ref.orientation} {shape} @ {spacing} mm, {len(ref.files)} file(s)")
+            print(f"      key {ref.key}")
+            for problem in ref.problems:
+                print(f"      problem: {problem}")
+    for path, reason in result.skipped:
+        log.debug("skipped %s: %s", path, reason)
+    if result.skipped:
+        print(f"skipped {len(result.skipped)} non-image file(s) (use -v to list them)")
+    for path, error in result.errors:
+        print(f"error: {error}")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from medseg.io import scan, write_nifti
+
+    result = scan(args.inputs, show_progress=not args.quiet)
+    if not result.series:
+        log.error("no image series found under %s", ", ".join(map(str, args.inputs)))
+        return EXIT_FAILED
+    failures = len(result.errors)
+    used: set[str] = set()
+    for ref in result.series:
+        name = ref.name
+        if name in used:
+            name = f"{name}_{ref.key[-8:].replace('.', '')}"
+        used.add(name)
+        target = args.output / f"{name}.nii.gz"
+        try:
+            volume = ref.load()
+            write_nifti(volume, target)
+        except MedsegError as exc:
+            failures += 1
+            log.error("series %s not converted: %s", ref.key, exc)
+            continue
+        print(target)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from medseg.demo import run_demo
+
+    return run_demo(args.output, quiet=args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"medseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="list the studies and series found under files/folders")
+    info.add_argument("inputs", nargs="+", type=Path, metavar="PATH")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_common(info)
+    info.set_defaults(func=cmd_info)
+
+    convert = sub.add_parser("convert", help="write one NIfTI file per series")
+    convert.add_argument("inputs", nargs="+", type=Path, metavar="PATH")
+    _add_common(convert, output=True)
+    convert.set_defaults(func=cmd_convert)
+
+    demo = sub.add_parser("demo", help="generate a demo study and run medseg on it")
+    _add_common(demo, output=True)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        return args.func(args)
+    except MedsegError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
