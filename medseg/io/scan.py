@@ -211,6 +211,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     series: dict[tuple[str, str, int | None], list[FileHeader]] = defaultdict(list)
     seen_instances: set[tuple] = set()
     nifti_refs: list[SeriesRef] = []
+    damaged: dict[tuple, list[str]] = defaultdict(list)  # (study, series) -> damaged files
     result = ScanResult(studies=[])
     for path in progress(files, desc="scanning", unit="file", enabled=show_progress):
         if is_nifti_path(path):
@@ -223,6 +224,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
             continue
         except CorruptFileError as exc:
             result.errors.append((path, str(exc)))
+            damaged[(getattr(exc, "study_uid", None), getattr(exc, "series_uid", None))].append(path)
             continue
         except Exception as exc:  # a damaged header must not stop the scan
             result.errors.append((path, f"{path}: unreadable DICOM header ({type(exc).__name__})"))
@@ -240,6 +242,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     for (study_uid, _, _), headers in series.items():
         by_study[study_uid].extend(_series_refs(headers))
     for study_uid, refs in by_study.items():
+        for ref in refs:
+            _flag_damaged(ref, damaged.get((ref.study_uid, ref.series_uid), []))
         keys = [r.key for r in refs]
         for ref in refs:
             if keys.count(ref.key) > 1:
@@ -251,6 +255,19 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     for path, message in result.errors:
         log.warning("damaged file: %s", message)
     return result
+
+
+def _flag_damaged(ref: SeriesRef, paths: list[str]) -> None:
+    """A series with damaged files is incomplete: flag it and refuse to load it."""
+    if not paths:
+        return
+    error = CorruptFileError(
+        f"series {ref.key}: {len(paths)} file(s) of this series are damaged (e.g. {paths[0]}); "
+        "refusing to load an incomplete series"
+    )
+    ref.problems.insert(0, str(error))
+    if ref._stack is not None:
+        ref._stack.error = error  # the root cause, ahead of any gap it leaves
 
 
 def load_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
