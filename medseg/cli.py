@@ -93,6 +93,51 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
+def cmd_stitch(args: argparse.Namespace) -> int:
+    from medseg.io import scan
+    from medseg.spine import StitchOptions, compose, find_station_sets
+    from medseg.spine.outputs import write_stitch_outputs
+
+    result = scan(args.inputs, show_progress=not args.quiet)
+    refs = result.series
+    if args.series:
+        wanted = set(args.series)
+        refs = [r for r in refs if {r.key, r.series_uid, str(r.series_number)} & wanted]
+        sets = [refs] if refs else []
+    elif refs and all(r.kind == "nifti" for r in refs):
+        sets = [refs]  # NIfTI files given explicitly are the stations
+    else:
+        sets = find_station_sets(refs)
+    if not sets:
+        log.error("no composing set found (need 2+ sagittal/coronal series of one sequence that "
+                  "overlap head-foot); pass --series to choose stations explicitly")
+        return EXIT_FAILED
+    reference: str | int = args.reference
+    if isinstance(reference, str) and reference.isdigit():
+        reference = int(reference)
+    options = StitchOptions(register=not args.no_register, rigid=args.rigid,
+                            max_shift_mm=args.max_shift, reference=reference,
+                            intensity=args.intensity, blend=args.blend, device=args.device,
+                            backend="auto" if args.device == "auto" else
+                            ("sitk" if args.device == "cpu" else "torch"))
+    failures = 0
+    for number, members in enumerate(sets, start=1):
+        out = args.output if len(sets) == 1 else args.output / f"set{number:02d}"
+        try:
+            composite = compose([m.load() for m in members], options)
+            paths = write_stitch_outputs(composite, out, dicom=not args.no_dicom)
+        except MedsegError as exc:
+            failures += 1
+            log.error("composing set %d failed: %s", number, exc)
+            continue
+        for station in composite.stations:
+            log.info("station %d %r: correction %s mm, gain %.4g, %s", station.index,
+                     station.description, station.correction_mm, station.gain, station.registration)
+        for path in paths.values():
+            print(path)
+    return EXIT_PARTIAL if failures else EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from medseg.demo import run_demo
 
@@ -114,6 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("inputs", nargs="+", type=Path, metavar="PATH")
     _add_common(convert, output=True)
     convert.set_defaults(func=cmd_convert)
+
+    stitch = sub.add_parser("stitch", help="compose multi-station spine series into one image")
+    stitch.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="study folders, DICOM files or NIfTI stations")
+    stitch.add_argument("--series", action="append", metavar="KEY",
+                        help="use these series as the stations (key, UID or number; repeat)")
+    stitch.add_argument("--reference", default="head",
+                        help="station that keeps its geometry: head, foot or an index (head=0)")
+    stitch.add_argument("--no-register", action="store_true", help="skip registration refinement")
+    stitch.add_argument("--rigid", action="store_true", help="also search small rotations")
+    stitch.add_argument("--max-shift", type=float, default=10.0, metavar="MM",
+                        help="reject registration corrections larger than this (default 10 mm)")
+    stitch.add_argument("--intensity", choices=["gain", "linear", "none"], default="gain")
+    stitch.add_argument("--blend", choices=["feather", "multiband"], default="feather")
+    stitch.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto: torch on CUDA when a GPU is present, else SimpleITK on CPU")
+    stitch.add_argument("--no-dicom", action="store_true", help="do not write the DICOM series")
+    _add_common(stitch, output=True)
+    stitch.set_defaults(func=cmd_stitch)
 
     demo = sub.add_parser("demo", help="generate a demo study and run medseg on it")
     _add_common(demo, output=True)

@@ -1,0 +1,289 @@
+"""Composing stations into one image in patient space.
+
+Stages (each station in turn, outward from the reference station):
+1. overlap with its already placed neighbour (head-foot extent in patient space);
+2. registration refinement in that overlap (translation, optionally rigid; bounded);
+3. intensity factor from the registered overlap (robust gain), chained to the reference;
+then every station is resampled once onto the union grid and the stations are blended.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from medseg.errors import InputError
+from medseg.spine.blend import BlendMode, feather, multiband
+from medseg.spine.grid import coverage_and_ramp, resample_station, union_grid
+from medseg.spine.intensity import IntensityMode, fit_intensity, ncc
+from medseg.spine.register import Registration, moved, register_overlap
+from medseg.spine.stations import check_compatible, head_foot_extent, order_head_to_foot
+from medseg.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StitchOptions:
+    """How to compose.
+
+    Attributes:
+        register: refine station positions by registration in the overlaps.
+        rigid: also search rotations (default: translation only).
+        max_shift_mm: registration results beyond this are rejected (the station keeps its
+            DICOM position and the report says why).
+        reference: the station that keeps its geometry: ``"head"``, ``"foot"`` or an index in
+            head-to-foot order.
+        intensity: ``"gain"`` (robust gain), ``"linear"`` (gain + offset) or ``"none"``.
+        blend: ``"feather"`` (linear ramps) or ``"multiband"``.
+        spacing_mm: output voxel size; default: finest in-plane spacing, reference slice spacing.
+        backend: ``"sitk"`` (CPU), ``"torch"`` (grid_sample) or ``"auto"`` (torch on CUDA when a
+            GPU is present, else SimpleITK).
+        device: torch device for the torch backend (``"cuda"``, ``"cpu"``); auto picks CUDA.
+        min_overlap_mm: stations overlapping less than this are not registered/matched and the
+            gap or thin overlap is flagged.
+        metric: registration similarity: ``"local"`` (ANTs neighbourhood correlation: robust to
+            the coil shading that differs between stations; on cut PAM50 stations it left
+            0.01-0.04 mm head-foot error where global correlation left 0.3-0.5 mm), ``"global"``
+            (normalised correlation) or ``"mi"`` (Mattes mutual information).
+    """
+
+    register: bool = True
+    rigid: bool = False
+    max_shift_mm: float = 10.0
+    reference: Literal["head", "foot"] | int = "head"
+    intensity: IntensityMode = "gain"
+    blend: BlendMode = "feather"
+    spacing_mm: tuple[float, float, float] | None = None
+    backend: Literal["auto", "sitk", "torch"] = "auto"
+    device: str = "auto"
+    min_overlap_mm: float = 5.0
+    metric: Literal["local", "global", "mi"] = "local"
+
+
+@dataclass
+class StationReport:
+    index: int
+    description: str
+    series_uid: str
+    shape: list[int]
+    spacing_mm: list[float]
+    head_foot_extent_mm: list[float]
+    overlap_with_neighbour_mm: float | None = None
+    correction_mm: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    rotation_deg: float = 0.0
+    registration: str = "reference"
+    gain: float = 1.0
+    offset: float = 0.0
+    ncc_before: float | None = None
+    ncc_after: float | None = None
+
+
+@dataclass
+class CompositeResult:
+    volume: Volume
+    stations: list[StationReport]
+    reference_index: int
+    overlaps: list[dict]
+    gaps: list[dict]
+    backend: str
+    seconds: dict[str, float]
+
+    def report(self) -> dict:
+        """JSON-ready summary: stations, registration offsets, intensity factors, overlap quality."""
+        return {
+            "schema": "medseg.stitch/1",
+            "reference_station": self.reference_index,
+            "output": {"shape": list(self.volume.shape),
+                       "spacing_mm": [round(float(s), 4) for s in self.volume.spacing],
+                       "orientation": self.volume.orientation},
+            "stations": [asdict(s) for s in self.stations],
+            "overlaps": self.overlaps,
+            "gaps": self.gaps,
+            "backend": self.backend,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def head_foot_axis(volume: Volume) -> int:
+    """The voxel axis closest to the patient's head-foot (z) axis."""
+    return int(np.argmax(np.abs(volume.direction[2])))
+
+
+def _crop_to_z(volume: Volume, lo: float, hi: float) -> Volume | None:
+    """The part of ``volume`` whose voxel centres lie within lo <= z <= hi (no resampling)."""
+    axis = head_foot_axis(volume)
+    n = volume.spatial_shape[axis]
+    index = np.zeros((n, 3))
+    index[:, axis] = np.arange(n)
+    # z along that axis at the grid's centre line of the other axes
+    centre = (np.array(volume.spatial_shape) - 1) / 2.0
+    points = np.tile(centre, (n, 1))
+    points[:, axis] = np.arange(n)
+    z = volume.world_coordinates(points)[:, 2]
+    keep = np.nonzero((z >= lo) & (z <= hi))[0]
+    if keep.size < 3:
+        return None
+    start, stop = int(keep.min()), int(keep.max()) + 1
+    slicer = [slice(None)] * 3
+    slicer[axis] = slice(start, stop)
+    offset = np.zeros(3)
+    offset[axis] = start
+    affine = volume.affine.copy()
+    affine[:3, 3] = volume.world_coordinates([offset])[0]
+    return Volume(np.asarray(volume.array)[tuple(slicer)], affine, volume.meta)
+
+
+def _resolve_backend(options: StitchOptions) -> tuple[str, str]:
+    backend, device = options.backend, options.device
+    if backend in ("auto", "torch"):
+        try:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        except ImportError:  # pragma: no cover - torch is a dependency
+            cuda = False
+        if device == "auto":
+            device = "cuda" if cuda else "cpu"
+        if backend == "auto":
+            backend = "torch" if device == "cuda" else "sitk"
+    return backend, device
+
+
+def _rotation_angle(rotation: np.ndarray) -> float:
+    return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
+
+
+def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[float, float],
+                   report: StationReport, options: StitchOptions) -> tuple[Volume, tuple[float, float]]:
+    """Register and intensity-match ``station`` to its placed ``neighbour``."""
+    s_lo, s_hi = head_foot_extent(station.spatial_shape, station.affine)
+    n_lo, n_hi = head_foot_extent(neighbour.spatial_shape, neighbour.affine)
+    lo, hi = max(s_lo, n_lo), min(s_hi, n_hi)
+    report.overlap_with_neighbour_mm = round(hi - lo, 3)
+    fixed = _crop_to_z(neighbour, lo, hi) if hi - lo >= options.min_overlap_mm else None
+    if fixed is None:
+        report.registration = f"not registered: overlap {hi - lo:.1f} mm < {options.min_overlap_mm} mm"
+        return station, neighbour_gain
+    fixed_values = np.asarray(fixed.array, dtype=np.float32) * neighbour_gain[0] + neighbour_gain[1]
+    fixed = fixed.with_array(fixed_values)
+
+    def overlap_values(candidate: Volume) -> tuple[np.ndarray, np.ndarray]:
+        values = resample_station(candidate, fixed.spatial_shape, fixed.affine)
+        inside, _ = coverage_and_ramp(candidate, fixed.spatial_shape, fixed.affine,
+                                      head_foot_axis(candidate))
+        return values, inside
+
+    before, inside_before = overlap_values(station)
+    report.ncc_before = round(ncc(before, fixed_values, inside_before), 4)
+    placed = station
+    if options.register:
+        registration: Registration = register_overlap(
+            fixed, np.ones(fixed.spatial_shape, bool), station,
+            max_shift_mm=options.max_shift_mm, rigid=options.rigid, metric=options.metric)
+        report.registration = "accepted" if registration.accepted else f"rejected: {registration.reason}"
+        if registration.accepted:
+            placed = moved(station, registration)
+            report.correction_mm = [round(float(v), 4) for v in registration.translation_mm]
+            report.rotation_deg = round(_rotation_angle(registration.rotation), 4)
+    else:
+        report.registration = "disabled"
+    after, inside = overlap_values(placed)
+    report.ncc_after = round(ncc(after, fixed_values, inside), 4)
+    gain, offset = fit_intensity(after, fixed_values, inside, mode=options.intensity)
+    report.gain, report.offset = round(gain, 6), round(offset, 6)
+    return placed, (gain, offset)
+
+
+def compose(stations: Sequence[Volume], options: StitchOptions = StitchOptions()) -> CompositeResult:
+    """Stitch stations (any order) into one Volume on a grid covering all of them.
+
+    A single station is returned unchanged. Stations that do not overlap are placed by their
+    DICOM geometry and the gap between them is filled with 0 and flagged in ``gaps``.
+
+    Raises:
+        InputError: no stations, mixed orientations, or 4D stations.
+    """
+    if not stations:
+        raise InputError("no stations to compose")
+    check_compatible(stations)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    ordered = order_head_to_foot(stations)
+    count = len(ordered)
+    reference = {"head": 0, "foot": count - 1}.get(options.reference, options.reference)
+    if not isinstance(reference, int) or not 0 <= reference < count:
+        raise InputError(f"reference station {options.reference!r} is not one of 0..{count - 1}")
+    reports = [
+        StationReport(index=i, description=v.meta.description, series_uid=v.meta.series_uid,
+                      shape=list(v.shape), spacing_mm=[round(float(s), 4) for s in v.spacing],
+                      head_foot_extent_mm=[round(z, 3) for z in head_foot_extent(v.spatial_shape, v.affine)])
+        for i, v in enumerate(ordered)
+    ]
+    backend, device = _resolve_backend(options)
+    if count == 1:
+        return CompositeResult(ordered[0], reports, 0, [], [], "none", {"total": 0.0})
+
+    placed: dict[int, Volume] = {reference: ordered[reference]}
+    gains: dict[int, tuple[float, float]] = {reference: (1.0, 0.0)}
+    order = list(range(reference - 1, -1, -1)) + list(range(reference + 1, count))
+    for index in order:
+        neighbour = index + 1 if index < reference else index - 1
+        placed[index], gains[index] = _place_station(
+            ordered[index], placed[neighbour], gains[neighbour], reports[index], options)
+    timings["register_and_match"] = time.perf_counter() - start
+
+    t = time.perf_counter()
+    volumes = [placed[i] for i in range(count)]
+    shape, affine = union_grid(volumes, placed[reference],
+                               options.spacing_mm if options.spacing_mm else None)
+    images, weights = [], []
+    for i, volume in enumerate(volumes):
+        image = resample_station(volume, shape, affine, backend=backend, device=device)
+        inside, ramp = coverage_and_ramp(volume, shape, affine, head_foot_axis(volume))
+        gain, offset = gains[i]
+        images.append(np.where(inside, image * gain + offset, 0).astype(np.float32))
+        weights.append(ramp.astype(np.float32))
+    timings["resample"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if options.blend == "multiband":
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        composite, covered = multiband(images, weights, spacing)
+    else:
+        composite, covered = feather(images, weights)
+    timings["blend"] = time.perf_counter() - t
+
+    overlaps = []
+    for i in range(count - 1):
+        both = (weights[i] > 0) & (weights[i + 1] > 0)
+        overlaps.append({"stations": [i, i + 1], "voxels": int(both.sum()),
+                         "ncc": round(ncc(images[i], images[i + 1], both), 4) if both.any() else None})
+    gaps = _find_gaps(covered, affine, head_foot_axis(Volume(composite, affine)))
+    for gap in gaps:
+        log.warning("stations leave a %.1f mm gap (filled with 0)", gap["length_mm"])
+    timings["total"] = time.perf_counter() - start
+    meta = placed[reference].meta.replace(description="composite", is_label=False)
+    result_volume = Volume(composite, affine, meta)
+    return CompositeResult(result_volume, reports, reference, overlaps, gaps,
+                           backend if backend == "sitk" else f"torch:{device}", timings)
+
+
+def _find_gaps(covered: np.ndarray, affine: np.ndarray, axis: int) -> list[dict]:
+    """Runs of head-foot positions that no station covers."""
+    other = tuple(a for a in range(3) if a != axis)
+    any_cover = covered.any(axis=other)
+    spacing = float(np.linalg.norm(affine[:3, axis]))
+    gaps, start = [], None
+    for index, value in enumerate(list(any_cover) + [True]):
+        if not value and start is None:
+            start = index
+        elif value and start is not None:
+            gaps.append({"first_index": start, "last_index": index - 1,
+                         "length_mm": round((index - start) * spacing, 3)})
+            start = None
+    return gaps

@@ -1,0 +1,101 @@
+"""The output grid of a composite, and resampling a station onto it (SimpleITK or torch)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from medseg.resample import resample_to_grid
+from medseg.volume import Volume
+
+
+def union_grid(volumes: Sequence[Volume], reference: Volume, spacing: Sequence[float] | None = None
+               ) -> tuple[tuple[int, int, int], np.ndarray]:
+    """A grid with ``reference``'s axis directions that covers every station.
+
+    Spacing defaults to the finest in-plane spacing of all stations, and the reference's slice
+    spacing across slices.
+    """
+    direction = reference.direction
+    # Orthonormalise (scanner cosines carry rounding) so the grid is a clean rotation.
+    u, _, vt = np.linalg.svd(direction)
+    direction = u @ vt
+    if spacing is None:
+        finest = min(float(min(v.spacing[0], v.spacing[1])) for v in volumes)
+        spacing = (finest, finest, float(reference.spacing[2]))
+    spacing = np.asarray(spacing, dtype=np.float64)
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for v in volumes:
+        shape = v.spatial_shape
+        corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                            for k in (0, shape[2] - 1)], dtype=np.float64)
+        local = v.world_coordinates(corners) @ direction  # coordinates along the grid axes
+        lo, hi = np.minimum(lo, local.min(axis=0)), np.maximum(hi, local.max(axis=0))
+    shape = tuple(int(n) for n in np.floor((hi - lo) / spacing + 1e-6).astype(int) + 1)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * spacing
+    affine[:3, 3] = direction @ lo
+    return shape, affine
+
+
+def station_coordinates(volume: Volume, shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
+    """The 4x4 map from output voxel indices to ``volume``'s voxel indices."""
+    return np.linalg.inv(volume.affine) @ affine
+
+
+def coverage_and_ramp(volume: Volume, shape: Sequence[int], affine: np.ndarray, axis: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per output voxel: inside the station's field of view (bool), and the distance (mm) to the
+    station's nearest edge along its head-foot ``axis`` (the feather weight).
+
+    Computed from the affine alone; the index map is linear, so each coordinate is a sum of
+    three broadcast 1-D terms (no per-voxel coordinate arrays).
+    """
+    mapping = station_coordinates(volume, shape, affine)
+    axes = [np.arange(n, dtype=np.float32) for n in shape]
+
+    def coordinate(row: int) -> np.ndarray:
+        m = mapping[row].astype(np.float32)
+        return (m[0] * axes[0][:, None, None] + m[1] * axes[1][None, :, None]
+                + m[2] * axes[2][None, None, :] + m[3])
+
+    inside = np.ones(tuple(shape), dtype=bool)
+    ramp = None
+    for row in range(3):
+        c = coordinate(row)
+        n = volume.spatial_shape[row]
+        inside &= (c >= -0.5) & (c <= n - 0.5)
+        if row == axis:
+            ramp = np.minimum(c + 0.5, n - 0.5 - c) * float(volume.spacing[row])
+    return inside, np.clip(ramp, 0.0, None) * inside
+
+
+def resample_station(volume: Volume, shape: Sequence[int], affine: np.ndarray, *,
+                     backend: str = "sitk", device: str = "cpu") -> np.ndarray:
+    """Linear resampling of a station onto the output grid (0 outside its field of view)."""
+    if backend == "torch":
+        return resample_torch(volume, shape, affine, device=device)
+    return np.asarray(resample_to_grid(volume, tuple(shape), affine, interpolation="linear").array,
+                      dtype=np.float32)
+
+
+def resample_torch(volume: Volume, shape: Sequence[int], affine: np.ndarray, *,
+                   device: str = "cpu") -> np.ndarray:
+    """The same resampling through ``torch.nn.functional.grid_sample`` (for CUDA)."""
+    import torch
+
+    mapping = torch.as_tensor(station_coordinates(volume, shape, affine), dtype=torch.float32,
+                              device=device)
+    axes = [torch.arange(n, dtype=torch.float32, device=device) for n in shape]
+    grid_i, grid_j, grid_k = torch.meshgrid(*axes, indexing="ij")
+    coords = [mapping[r, 0] * grid_i + mapping[r, 1] * grid_j + mapping[r, 2] * grid_k + mapping[r, 3]
+              for r in range(3)]
+    size = volume.spatial_shape
+    # grid_sample wants (x, y, z) = (last, middle, first) array axes, normalised to [-1, 1].
+    normalised = [2.0 * coords[r] / max(size[r] - 1, 1) - 1.0 for r in range(3)]
+    grid = torch.stack([normalised[2], normalised[1], normalised[0]], dim=-1)[None]
+    source = torch.as_tensor(np.array(volume.array, dtype=np.float32), device=device)[None, None]
+    out = torch.nn.functional.grid_sample(source, grid, mode="bilinear", padding_mode="border",
+                                          align_corners=True)
+    return out[0, 0].cpu().numpy()

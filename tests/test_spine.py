@@ -1,0 +1,198 @@
+"""Whole-spine composing on stations with known truth."""
+
+import json
+
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+from scipy import ndimage
+
+from medseg.cli import main
+from medseg.errors import InputError
+from medseg.io import read_nifti, scan, write_dicom_series
+from medseg.resample import resample_to_grid
+from medseg.spine import StitchOptions, compose, extract_rotated_roi, find_station_sets
+from medseg.synth.stations import StationSpec, make_stations
+from medseg.volume import Volume, VolumeMeta
+from tests.conftest import data_path
+
+
+@pytest.fixture(scope="module")
+def source():
+    """A smooth textured 'long spine' volume: 40 x 40 mm x 300 mm (LAS, 1.5 x 1.5 x 2 mm)."""
+    rng = np.random.default_rng(5)
+    array = ndimage.gaussian_filter(rng.normal(size=(28, 28, 150)), 2.0)
+    array = (array - array.min()) / np.ptp(array) * 1000 + 100
+    affine = np.diag([-1.5, 1.5, 2.0, 1.0])
+    affine[:3, 3] = [20.0, -20.0, -150.0]
+    return Volume(array.astype(np.float32), affine, VolumeMeta(modality="MR", description="T2"))
+
+
+def specs(errors=((0, 0, 0), (0.4, -0.8, 2.6), (-0.6, 0.5, -3.1)), gains=(1.0, 1.5, 0.7)):
+    return [StationSpec(148, 40, 1.2, 2.0, gains[0], 0.0, errors[0]),
+            StationSpec(60, -60, 1.5, 2.5, gains[1], 0.0, errors[1]),
+            StationSpec(-40, -148, 1.0, 2.0, gains[2], 0.0, errors[2])]
+
+
+def truth_on(volume, source):
+    return np.asarray(resample_to_grid(source, volume.spatial_shape, volume.affine).array)
+
+
+def interior(volume, source, margin=4):
+    """Composite voxels at least ``margin`` source voxels inside the source (the synthetic source
+    has no air background, so its hard edge would dominate any score)."""
+    mask = np.zeros(source.spatial_shape, np.uint8)
+    mask[margin:-margin, margin:-margin, margin:-margin] = 1
+    out = resample_to_grid(source.with_array(mask).as_label(), volume.spatial_shape, volume.affine)
+    return np.asarray(out.array) > 0
+
+
+def test_registration_recovers_table_errors_in_any_order(source):
+    truth = make_stations(source, specs())
+    shuffled = [truth.stations[i] for i in (2, 0, 1)]
+    result = compose(shuffled, StitchOptions(backend="sitk", max_shift_mm=6))
+    for station, expected in zip(result.stations, truth.expected_correction_mm):
+        assert station.registration in ("reference", "accepted")
+        np.testing.assert_allclose(station.correction_mm, expected, atol=0.5)
+    # Gains bring each station back to the reference's scale (stations: 1.0, 1.5, 0.7).
+    assert [s.gain for s in result.stations] == pytest.approx([1.0, 1 / 1.5, 1 / 0.7], rel=0.03)
+    composite = np.asarray(result.volume.array)
+    expected = truth_on(result.volume, source)
+    covered = (composite > 0) & interior(result.volume, source)
+    correlation = np.corrcoef(composite[covered], expected[covered])[0, 1]
+    assert correlation > 0.99
+    assert not result.gaps
+    # registration raises the overlap correlation of every moved station
+    assert all(s.ncc_after > s.ncc_before + 0.1 for s in result.stations[1:])
+
+
+def test_without_registration_the_table_error_stays(source):
+    truth = make_stations(source, specs())
+    registered = compose(truth.stations, StitchOptions(backend="sitk"))
+    unregistered = compose(truth.stations, StitchOptions(register=False, backend="sitk"))
+    assert all(s.correction_mm == [0.0, 0.0, 0.0] for s in unregistered.stations)
+
+    def error(result):
+        composite = np.asarray(result.volume.array)
+        expected = truth_on(result.volume, source)
+        covered = (composite > 0) & interior(result.volume, source)
+        return np.mean(np.abs(composite[covered] - expected[covered]))
+
+    assert error(unregistered) > 2 * error(registered)
+
+
+def test_reference_station_is_configurable(source):
+    truth = make_stations(source, specs())
+    result = compose(truth.stations, StitchOptions(reference="foot", backend="sitk"))
+    assert result.reference_index == 2
+    assert result.stations[2].correction_mm == [0.0, 0.0, 0.0]
+    # station 0 moves by its error relative to the foot station's
+    expected = np.subtract(specs()[0].table_error_mm, specs()[2].table_error_mm)
+    np.testing.assert_allclose(result.stations[0].correction_mm, expected, atol=0.5)
+
+
+def test_single_station_is_returned_unchanged(source):
+    station = make_stations(source, specs()[:1]).stations[0]
+    result = compose([station])
+    assert result.volume is station
+
+
+def test_non_overlapping_stations_leave_a_flagged_gap(source):
+    far = [StationSpec(148, 60, 1.5, 2.0), StationSpec(30, -60, 1.5, 2.0)]
+    result = compose(make_stations(source, far).stations, StitchOptions(backend="sitk"))
+    assert len(result.gaps) == 1 and result.gaps[0]["length_mm"] > 20
+    assert "not registered" in result.stations[1].registration
+
+
+def test_mixed_orientations_are_rejected(source):
+    station = make_stations(source, specs()[:1]).stations[0]
+    coronal = Volume(station.array, station.affine @ np.array(
+        [[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1.0]]), station.meta)
+    with pytest.raises(InputError, match="mix orientations"):
+        compose([station, coronal])
+
+
+def test_torch_backend_matches_simpleitk(source):
+    truth = make_stations(source, specs())
+    a = compose(truth.stations, StitchOptions(backend="sitk", register=False))
+    b = compose(truth.stations, StitchOptions(backend="torch", device="cpu", register=False))
+    assert b.backend == "torch:cpu"
+    np.testing.assert_allclose(b.volume.array, a.volume.array, atol=0.05)
+
+
+def test_multiband_blend_is_seamless(source):
+    truth = make_stations(source, specs())
+    result = compose(truth.stations, StitchOptions(blend="multiband", backend="sitk"))
+    composite = np.asarray(result.volume.array)
+    expected = truth_on(result.volume, source)
+    covered = (composite > 0) & interior(result.volume, source)
+    assert np.corrcoef(composite[covered], expected[covered])[0, 1] > 0.99
+
+
+def test_rotated_roi_has_true_geometry(source):
+    roi = extract_rotated_roi(source, center_mm=(0.0, 0.0, 0.0), size_mm=(20, 30), angle_deg=25)
+    assert roi.shape[:2] == (13, 20)  # 20 / 1.5 and 30 / 1.5 voxels
+    centre = roi.world_coordinates([(np.array(roi.spatial_shape) - 1) / 2])[0]
+    np.testing.assert_allclose(centre[:2], [0.0, 0.0], atol=1e-6)
+    # The first ROI axis is the volume's first axis rotated by 25 deg towards its second.
+    cos = np.dot(roi.direction[:, 0], source.direction[:, 0])
+    assert np.degrees(np.arccos(cos)) == pytest.approx(25.0, abs=1e-6)
+    # Values: each ROI voxel equals the source interpolated at the ROI voxel's world point.
+    from scipy.ndimage import map_coordinates
+
+    idx = np.array([[3, 4, 10], [10, 15, 60], [6, 9, 75]])
+    src_idx = source.voxel_coordinates(roi.world_coordinates(idx))
+    expected = map_coordinates(np.asarray(source.array, np.float64), src_idx.T, order=1)
+    np.testing.assert_allclose(roi.array[tuple(idx.T)], expected, rtol=1e-4)
+
+
+def _write_study(source, folder, extra_axial=True):
+    study = {"StudyInstanceUID": generate_uid(), "FrameOfReferenceUID": generate_uid()}
+    truth = make_stations(source, specs())
+    for number, station in zip((12, 10, 11), truth.stations):
+        write_dicom_series(station.with_array(station.array, dicom=study), folder / f"s{number}",
+                           series_description=f"t2_tse_sag_{number - 9}", series_number=number)
+    if extra_axial:
+        axial = Volume(np.ones((10, 10, 5), np.int16), np.eye(4), VolumeMeta(modality="MR"))
+        write_dicom_series(axial.with_array(axial.array, dicom=study), folder / "ax",
+                           series_description="t2_tse_tra", series_number=20)
+    return truth
+
+
+def test_station_detection_orders_head_to_foot(source, tmp_path):
+    _write_study(source, tmp_path)
+    sets = find_station_sets(scan(tmp_path).series)
+    assert len(sets) == 1
+    assert [r.series_number for r in sets[0]] == [12, 10, 11]  # written head, middle, foot
+
+
+def test_stitch_cli_writes_nifti_dicom_png_json(source, tmp_path, capsys):
+    _write_study(source, tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["stitch", str(tmp_path / "in"), "-o", str(out), "-q", "--device", "cpu"]) == 0
+    report = json.loads((out / "stitch.json").read_text())
+    assert len(report["stations"]) == 3 and report["schema"] == "medseg.stitch/1"
+    assert (out / "preview.png").stat().st_size > 1000
+    nifti = read_nifti(out / "composite.nii.gz")
+    (dicom,) = scan(out / "composite_dicom").series
+    back = dicom.load()
+    np.testing.assert_allclose(back.affine, nifti.affine, atol=1e-3)
+    assert back.shape == nifti.shape
+
+
+def test_stitch_cli_without_a_set_fails_clearly(tmp_path, capsys):
+    axial = Volume(np.ones((10, 10, 5), np.int16), np.eye(4), VolumeMeta(modality="MR"))
+    write_dicom_series(axial, tmp_path / "ax")
+    assert main(["stitch", str(tmp_path), "-o", str(tmp_path / "out"), "-q"]) == 2
+
+
+def test_real_pam50_stations_align_within_half_a_millimetre():
+    path = data_path("spine", "sct-testing", "template", "template", "PAM50_small_t2.nii.gz")
+    source = read_nifti(path)
+    spec = [StationSpec(270, 60, 0.9, 2.0, 1.0, 0.2, (0, 0, 0), 0.01),
+            StationSpec(90, -110, 1.1, 2.2, 1.6, 0.25, (0.5, 1.5, -3.2), 0.01),
+            StationSpec(-80, -270, 1.0, 2.0, 0.7, 0.2, (-0.8, -1.0, 4.1), 0.01)]
+    truth = make_stations(source, spec)
+    result = compose(truth.stations, StitchOptions(backend="sitk"))
+    for station, expected in zip(result.stations, truth.expected_correction_mm):
+        assert abs(station.correction_mm[2] - expected[2]) < 0.5
