@@ -1,0 +1,75 @@
+"""N4 bias-field correction (SimpleITK), for 3D volumes and for stacks of thick 2D slices.
+
+The field is estimated on a shrunken image inside a foreground mask and applied at full
+resolution as exp(log-field). Defaults follow fMRIPrep: 4 fitting levels of 50 iterations,
+convergence 1e-7, B-spline control-point spacing 200 mm; the shrink factor gives ~4 mm voxels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from medseg.preprocess.normalize import foreground_mask
+from medseg.volume import Volume
+
+
+@dataclass(frozen=True)
+class N4Options:
+    iterations: tuple[int, ...] = (50, 50, 50, 50)
+    convergence: float = 1e-7
+    spline_distance_mm: float = 200.0
+    target_spacing_mm: float = 4.0
+    thick_slice_gap_mm: float = 3.0  # slices further apart than this are corrected one by one
+
+
+def _shrink_factors(spacing: np.ndarray, target: float, dims: int) -> list[int]:
+    return [max(1, int(round(target / s))) for s in spacing[:dims]]
+
+
+def _n4(image: sitk.Image, mask: sitk.Image, options: N4Options) -> sitk.Image:
+    """The log bias field of ``image`` at its full resolution."""
+    spacing = np.asarray(image.GetSpacing())
+    shrink = _shrink_factors(spacing, options.target_spacing_mm, image.GetDimension())
+    small = sitk.Shrink(image, shrink)
+    small_mask = sitk.Shrink(mask, shrink)
+    corrector = sitk.N4BiasFieldCorrectionImageFilter()
+    corrector.SetMaximumNumberOfIterations(list(options.iterations))
+    corrector.SetConvergenceThreshold(options.convergence)
+    extent = np.asarray(small.GetSize()) * np.asarray(small.GetSpacing())
+    points = [max(4, int(np.ceil(e / options.spline_distance_mm)) + 3) for e in extent]
+    corrector.SetNumberOfControlPoints(points)
+    corrector.Execute(small, small_mask)
+    return corrector.GetLogBiasFieldAsImage(image)
+
+
+def correct_bias_field(volume: Volume, mask: np.ndarray | None = None,
+                       options: N4Options = N4Options()) -> tuple[Volume, Volume]:
+    """(corrected, bias_field) Volumes; the field is multiplicative (corrected = image / field).
+
+    A stack of thick slices (slice step > ``thick_slice_gap_mm``, e.g. a sagittal localizer) is
+    corrected slice by slice in 2D; anything else in 3D.
+    """
+    array = np.asarray(volume.array, dtype=np.float32)
+    if mask is None:
+        mask = foreground_mask(volume)
+    positive = np.clip(array, 0, None) + 1e-3  # N4 works on the log of the image
+    if volume.spacing[2] > options.thick_slice_gap_mm:
+        log_field = np.zeros_like(positive)
+        for k in range(array.shape[2]):
+            if mask[:, :, k].sum() < 50:
+                continue
+            image = sitk.GetImageFromArray(np.ascontiguousarray(positive[:, :, k].T))
+            image.SetSpacing(tuple(float(s) for s in volume.spacing[:2]))
+            m = sitk.GetImageFromArray(np.ascontiguousarray(mask[:, :, k].T.astype(np.uint8)))
+            m.CopyInformation(image)
+            log_field[:, :, k] = sitk.GetArrayFromImage(_n4(image, m, options)).T
+    else:
+        image = Volume(positive, volume.affine).to_sitk()
+        m = Volume(mask.astype(np.uint8), volume.affine).to_sitk()
+        log_field = np.transpose(sitk.GetArrayFromImage(_n4(image, m, options)), (2, 1, 0))
+    field = np.exp(log_field).astype(np.float32)
+    corrected = volume.with_array(array / field)
+    return corrected, volume.with_array(field, description="bias field")

@@ -1,0 +1,147 @@
+"""Training and evaluation samples for the corpus callosum model, cut from 3D labelled heads.
+
+FreeSurfer's CC label (aseg 251..255) is a ~5 mm slab around FreeSurfer's own mid-sagittal plane,
+often tilted from the voxel grid. Each subject is therefore realigned to the plane of its label
+slab (PCA of the label voxels: the normal is the direction of least spread), and every sample is a
+plane cut through the 3D image with a known pose relative to that plane: in-plane rotation (head
+tilt), out-of-plane tilt, offset from the midline and slab thickness (thick localizer slices are
+the average of several planes). The target is the CC label on the mid-sagittal plane in the same
+image coordinates; planes far off the midline are negatives with an empty target.
+
+The 2D image convention (shared with inference): rows run superior->inferior, columns
+anterior->posterior, square pixels of ``spacing_mm``; the crop is centred on the head (see
+:func:`crop_centre`), identically at training and inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.io import read_nifti
+from medseg.volume import Volume
+
+CC_LABELS = (251, 252, 253, 254, 255)
+CROP_TOP_TO_CENTRE_MM = 105.0  # crop centre lies this far below the top of the head
+
+
+@dataclass(frozen=True)
+class PlanePose:
+    """Pose of a sampled plane relative to a subject's mid-sagittal (CC) plane."""
+
+    rotation_deg: float = 0.0  # in-plane head tilt (positive: anterior end up)
+    tilt_lr_deg: float = 0.0  # out-of-plane rotation about the anterior-posterior axis (roll)
+    tilt_si_deg: float = 0.0  # out-of-plane rotation about the superior-inferior axis (yaw)
+    offset_mm: float = 0.0  # distance of the plane from the midline (along its normal)
+    slab_mm: float = 1.0  # slab thickness averaged into the image
+    shift_mm: tuple[float, float] = (0.0, 0.0)  # jitter of the crop centre (row, col)
+    scale: float = 1.0  # anatomical scale (zoom)
+
+
+@dataclass
+class Subject:
+    """A labelled head in LPS with its mid-sagittal frame (centre, normal, anterior, superior)."""
+
+    name: str
+    image: np.ndarray
+    cc: np.ndarray  # uint8 CC mask
+    inverse_affine: np.ndarray
+    centre: np.ndarray
+    normal: np.ndarray
+    posterior: np.ndarray
+    inferior: np.ndarray
+    head: np.ndarray = field(repr=False, default=None)  # uint8 head mask
+    white_level: float = 1.0  # 99.5th percentile of the image (intensity scale)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Subject":
+        t1 = read_nifti(folder / "T1.mgz")
+        aseg = read_nifti(folder / "aseg.mgz")
+        return cls.from_volumes(folder.name, t1, aseg)
+
+    @classmethod
+    def from_volumes(cls, name: str, t1: Volume, aseg: Volume) -> "Subject":
+        cc = np.isin(np.asarray(aseg.array), CC_LABELS)
+        if cc.sum() < 50:
+            raise ValueError(f"{name}: no corpus callosum label")
+        points = t1.world_coordinates(np.argwhere(cc))
+        centre = points.mean(axis=0)
+        _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
+        normal = vt[2] * np.sign(vt[2][0] or 1.0)  # towards patient left
+        posterior = np.array([0.0, 1.0, 0.0]) - normal[1] * normal
+        posterior /= np.linalg.norm(posterior)
+        inferior = np.cross(posterior, normal)  # LPS: L x P = +S, so P x L = inferior
+        image = np.asarray(t1.array, dtype=np.float32)
+        level = float(np.percentile(image, 99.5)) or 1.0
+        head = ndimage.binary_fill_holes(ndimage.binary_opening(image > 0.1 * level, iterations=2))
+        return cls(name, image, cc.astype(np.uint8), np.linalg.inv(t1.affine), centre, normal,
+                   posterior, inferior, head.astype(np.uint8), level)
+
+    def _frame(self, pose: PlanePose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row_dir, col_dir, normal) of the posed plane in LPS."""
+        def rot(axis, deg):
+            t = np.radians(deg)
+            axis = axis / np.linalg.norm(axis)
+            k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+            return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
+
+        r = rot(self.posterior, pose.tilt_lr_deg) @ rot(self.inferior, pose.tilt_si_deg)
+        normal = r @ self.normal
+        # Image content rotated by +theta = head pitched anterior-up by theta.
+        r_in = rot(normal, -pose.rotation_deg)
+        return r_in @ r @ self.inferior, r_in @ r @ self.posterior, normal
+
+    def sample(self, pose: PlanePose, size: int, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+        """(image, cc_mask) on a ``size`` x ``size`` grid of ``spacing`` mm for ``pose``."""
+        row_dir, col_dir, normal = self._frame(pose)
+        centre = self.centre + normal * pose.offset_mm
+        # Centre the crop like inference does: on the head as seen in this plane.
+        crop = crop_centre_from_sampler(
+            lambda pts: self._lookup(self.head, pts, order=0) > 0,
+            centre, row_dir, col_dir, spacing=2.5)
+        crop = crop + row_dir * pose.shift_mm[0] + col_dir * pose.shift_mm[1]
+        half = (size - 1) / 2.0
+        steps = (np.arange(size) - half) * spacing / pose.scale
+        grid = (crop[None, None, :] + steps[:, None, None] * row_dir[None, None, :]
+                + steps[None, :, None] * col_dir[None, None, :])
+        n_planes = max(1, int(round(pose.slab_mm)))
+        offsets = np.linspace(-pose.slab_mm / 2, pose.slab_mm / 2, n_planes) if n_planes > 1 else [0.0]
+        image = np.mean([self._lookup(self.image, grid + normal * o) for o in offsets], axis=0)
+        mid_grid = grid - normal * pose.offset_mm  # same image coordinates, on the midline
+        label = self._lookup(self.cc, mid_grid, order=0) > 0
+        if abs(pose.offset_mm) > 8.0:
+            label = np.zeros_like(label)
+        return image.astype(np.float32), label
+
+    def _lookup(self, volume: np.ndarray, points: np.ndarray, order: int = 1) -> np.ndarray:
+        shape = points.shape[:-1]
+        idx = points.reshape(-1, 3) @ self.inverse_affine[:3, :3].T + self.inverse_affine[:3, 3]
+        values = ndimage.map_coordinates(volume, idx.T, order=order, mode="constant", cval=0.0)
+        return values.reshape(shape)
+
+
+def crop_centre_from_sampler(sample_mask, centre: np.ndarray, row_dir: np.ndarray,
+                             col_dir: np.ndarray, *, spacing: float = 2.5,
+                             extent_mm: float = 320.0) -> np.ndarray:
+    """Where to centre the network crop on a plane: the head's centroid column, and
+    ``CROP_TOP_TO_CENTRE_MM`` below the top of the head. ``sample_mask(points)`` returns the head
+    foreground at LPS points."""
+    n = int(extent_mm / spacing)
+    steps = (np.arange(n) - (n - 1) / 2) * spacing
+    grid = (centre[None, None, :] + steps[:, None, None] * row_dir[None, None, :]
+            + steps[None, :, None] * col_dir[None, None, :])
+    mask = sample_mask(grid)
+    return centre + crop_offset(mask, steps, row_dir, col_dir)
+
+
+def crop_offset(mask: np.ndarray, steps: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray) -> np.ndarray:
+    """Offset (LPS) of the crop centre from the grid centre, for a head mask on that grid."""
+    if mask.sum() < 20:
+        return np.zeros(3)
+    rows = np.nonzero(mask.any(axis=1))[0]
+    top = steps[rows.min()]
+    col = float(np.mean(steps[np.nonzero(mask)[1]]))
+    return (top + CROP_TOP_TO_CENTRE_MM) * row_dir + col * col_dir

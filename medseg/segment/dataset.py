@@ -1,0 +1,54 @@
+"""Torch datasets of CC training samples drawn on the fly from labelled subjects."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from medseg.segment.augment import AugmentConfig, apply_intensity, draw_intensity, draw_pose
+from medseg.segment.data import PlanePose, Subject
+from medseg.segment.normalize2d import normalize_slice
+
+
+class CCSamples(torch.utils.data.IterableDataset):
+    """Endless random training samples (each worker has its own seeded generator)."""
+
+    def __init__(self, subjects: Sequence[Subject], augment: AugmentConfig, size: int,
+                 spacing: float, seed: int = 0):
+        self.subjects, self.augment, self.size, self.spacing, self.seed = subjects, augment, size, spacing, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0, torch.initial_seed() % 2**31])
+        while True:
+            yield make_sample(self.subjects, self.augment, self.size, self.spacing, rng)
+
+
+def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spacing: float,
+                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    if rng.random() < cfg.noise_only_fraction:
+        sigma = rng.uniform(0.02, 0.2)
+        image = np.hypot(rng.normal(0, sigma, (size, size)), rng.normal(0, sigma, (size, size)))
+        label = np.zeros((size, size), bool)
+    else:
+        subject = subjects[int(rng.integers(len(subjects)))]
+        pose, _ = draw_pose(rng, cfg)
+        image, label = subject.sample(pose, size, spacing)
+        image = apply_intensity(image / subject.white_level,
+                                draw_intensity(rng, cfg), rng)
+    image = normalize_slice(image) * np.float32(rng.uniform(0.9, 1.1))
+    return torch.from_numpy(image[None].astype(np.float32)), torch.from_numpy(label[None].astype(np.float32))
+
+
+def validation_set(subjects: Sequence[Subject], size: int, spacing: float,
+                   poses: Sequence[PlanePose] = (PlanePose(),)) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed (image, label) pairs: every subject at every pose, without intensity augmentation."""
+    samples = []
+    for subject in subjects:
+        for pose in poses:
+            image, label = subject.sample(pose, size, spacing)
+            image = normalize_slice(image)
+            samples.append((torch.from_numpy(image[None]), torch.from_numpy(label[None].astype(np.float32))))
+    return samples

@@ -1,0 +1,130 @@
+"""Export a trained CC network to ONNX with its ``model.json`` contract, checking ORT/torch parity.
+
+The contract is the single source of the preprocessing at inference: medseg's own inference and
+any integrator (C++/C#/Node) read the same values from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medseg import __version__
+from medseg.config import from_dict
+from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.preprocess.normalize import NORMALIZATION
+from medseg.segment.data import CROP_TOP_TO_CENTRE_MM
+from medseg.segment.nets import build_model, size_multiple
+from medseg.segment.train import CCTrainingConfig
+
+CONTRACT_VERSION = "1.0"
+OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_attention_unet",
+                validation: dict | None = None) -> tuple[Path, Path, float]:
+    """Write ``name.onnx`` + ``name.json``; returns (onnx, contract, max |ORT - torch|)."""
+    import onnx
+    import onnxruntime as ort
+
+    data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    config = from_dict(CCTrainingConfig, data["config"])
+    size = config.data.image_size
+    model = build_model(config.model, size)
+    model.load_state_dict(data["model"])
+    model.eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = out_dir / f"{name}.onnx"
+    dynamic = config.model.name == "attention_unet"
+    example = torch.randn(2, 1, size, size)
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
+    with atomic_path(onnx_path, suffix=".onnx") as temp:
+        torch.onnx.export(model, example, str(temp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, opset_version=OPSET,
+                          dynamo=False)
+        proto = onnx.load(str(temp))
+        for key, value in {"medseg_contract": f"{name}.json", "medseg_contract_version": CONTRACT_VERSION,
+                           "medseg_version": __version__}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(temp))
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    max_diff = 0.0
+    shapes = [(1, size, size), (3, size, size)] + ([(2, size + 64, size - 32)] if dynamic else [])
+    for batch, h, w in shapes:
+        x = rng.normal(size=(batch, 1, h, w)).astype(np.float32)
+        with torch.no_grad():
+            expected = model(torch.from_numpy(x)).numpy()
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        max_diff = max(max_diff, float(np.max(np.abs(got - expected))))
+
+    contract = {
+        "contract_version": CONTRACT_VERSION,
+        "name": name,
+        "task": "corpus callosum segmentation on a sagittal plane",
+        "file": onnx_path.name,
+        "sha256": sha256(onnx_path),
+        "opset": OPSET,
+        "framework": {"medseg": __version__, "torch": torch.__version__, "onnx": onnx.__version__},
+        "git_commit": _git_commit(),
+        "input": {
+            "name": INPUT_NAME, "dtype": "float32", "layout": "NCHW",
+            "shape": ["batch", 1, "height" if dynamic else size, "width" if dynamic else size],
+            "default_size": [size, size],
+            "size_multiple": size_multiple(config.model),
+            "spacing_mm": config.data.spacing_mm,
+            "orientation": "rows run superior->inferior, columns anterior->posterior (patient), "
+                           "square pixels; the plane is sagittal (the slice's own in-plane axes, "
+                           "flipped so that this holds)",
+            "crop": {
+                "method": "centre on the head in this plane",
+                "centre_column": "mean column of the head foreground",
+                "centre_row_mm_below_head_top": CROP_TOP_TO_CENTRE_MM,
+                "outside": 0.0,
+            },
+            "normalization": NORMALIZATION,
+        },
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", config.model.out_channels,
+                                                                      "height", "width"],
+                   "activation": "none (logits); softmax over channel 1 gives P(corpus callosum)",
+                   "labels": {"0": "background", "1": "corpus_callosum"},
+                   "threshold": 0.5},
+        "model": asdict(config.model),
+        "training": {
+            "data": "FreeSurfer 6 subjects (T1.mgz + aseg.mgz CC labels 251-255), "
+                    f"train {list(config.data.train_subjects)}, validation {list(config.data.val_subjects)}",
+            "augmentation": asdict(config.augment),
+            "epochs": data.get("epoch"),
+        },
+        "validation": validation or {"val_dice_mean": data.get("val_dice")},
+        "parity": {"max_abs_diff_ort_vs_torch": max_diff, "tested_shapes": [list(s) for s in shapes]},
+    }
+    contract_path = write_text_atomic(out_dir / f"{name}.json", json.dumps(contract, indent=2))
+    return onnx_path, contract_path, max_diff

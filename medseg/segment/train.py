@@ -1,0 +1,167 @@
+"""Training the CC network: typed config, checkpoints, resume, per-epoch metrics, early stopping."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from medseg.config import load_config
+from medseg.progress import progress
+from medseg.segment.augment import AugmentConfig
+from medseg.segment.data import PlanePose, Subject
+from medseg.segment.dataset import CCSamples, validation_set
+from medseg.segment.nets import ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str | None = None  # default: $MEDSEG_DATA/brain/fs-training
+    train_subjects: tuple[str, ...] = ("sub-01", "sub-02", "sub-04", "sub-06", "sub-07")
+    val_subjects: tuple[str, ...] = ("sub-08", "sub-09")
+    image_size: int = 192
+    spacing_mm: float = 1.25
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 12
+    iterations_per_epoch: int = 100
+    epochs: int = 200
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: Literal["cosine", "constant"] = "cosine"
+    loss: Literal["dice_ce", "dice"] = "dice_ce"
+    patience: int = 20  # epochs without validation improvement before stopping
+    max_minutes: float = 60.0
+    seed: int = 0
+    workers: int = 1
+    threads: int = 0  # torch intra-op threads (0: torch default)
+    output_dir: str = "runs/cc"
+
+
+@dataclass(frozen=True)
+class CCTrainingConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def data_root(cfg: DataConfig) -> Path:
+    if cfg.root:
+        return Path(cfg.root)
+    base = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+    return base / "brain" / "fs-training"
+
+
+VALIDATION_POSES = (PlanePose(), PlanePose(rotation_deg=20), PlanePose(rotation_deg=-20, slab_mm=5),
+                    PlanePose(offset_mm=3, slab_mm=5))
+
+
+def dice(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    p, t = prediction.bool(), target.bool()
+    denominator = p.sum() + t.sum()
+    return 1.0 if denominator == 0 else float(2 * (p & t).sum() / denominator)
+
+
+def evaluate(model: torch.nn.Module, samples) -> float:
+    model.eval()
+    scores = []
+    with torch.no_grad():
+        for image, label in samples:
+            logits = model(image[None])
+            scores.append(dice(logits.argmax(1)[0] == 1, label[0] > 0.5))
+    model.train()
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool = True) -> Path:
+    """Train; returns the path of the best checkpoint. Writes metrics.jsonl per epoch."""
+    cfg = config.train
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    root = data_root(config.data)
+    train_subjects = [Subject.load(root / name) for name in config.data.train_subjects]
+    val_subjects = [Subject.load(root / name) for name in config.data.val_subjects]
+    size, spacing = config.data.image_size, config.data.spacing_mm
+    val = validation_set(val_subjects, size, spacing, VALIDATION_POSES)
+
+    model = build_model(config.model, size)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * cfg.iterations_per_epoch
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, total_steps)
+                 if cfg.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0))
+    from monai.losses import DiceCELoss, DiceLoss
+
+    loss_fn = (DiceCELoss(to_onehot_y=True, softmax=True) if cfg.loss == "dice_ce"
+               else DiceLoss(to_onehot_y=True, softmax=True))
+    state = {"epoch": 0, "best": -1.0, "since_best": 0, "seconds": 0.0}
+    last = out / "last.pt"
+    if resume and last.exists():
+        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(checkpoint["model"])
+        optimiser.load_state_dict(checkpoint["optimiser"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        state = checkpoint["state"]
+        log.info("resumed from %s at epoch %d (best Dice %.4f)", last, state["epoch"], state["best"])
+
+    loader = torch.utils.data.DataLoader(
+        CCSamples(train_subjects, config.augment, size, spacing, seed=cfg.seed + state["epoch"]),
+        batch_size=cfg.batch_size, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+    batches = iter(loader)
+    start = time.time() - state["seconds"]
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    while state["epoch"] < cfg.epochs:
+        losses = []
+        for _ in progress(range(cfg.iterations_per_epoch), desc=f"epoch {state['epoch'] + 1}",
+                          enabled=show_progress):
+            image, label = next(batches)
+            optimiser.zero_grad()
+            loss = loss_fn(model(image), label)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            losses.append(loss.item())
+        state["epoch"] += 1
+        state["seconds"] = time.time() - start
+        score = evaluate(model, val)
+        improved = score > state["best"]
+        if improved:
+            state["best"], state["since_best"] = score, 0
+            torch.save({"model": model.state_dict(), "config": asdict(config), "epoch": state["epoch"],
+                        "val_dice": score}, out / "best.pt")
+        else:
+            state["since_best"] += 1
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                    "scheduler": scheduler.state_dict(), "state": state, "config": asdict(config)},
+                   out / "last.tmp")
+        os.replace(out / "last.tmp", last)
+        record = {"epoch": state["epoch"], "loss": float(np.mean(losses)), "val_dice": score,
+                  "best": state["best"], "lr": scheduler.get_last_lr()[0], "minutes": state["seconds"] / 60}
+        with open(out / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        log.info("epoch %d loss %.4f val Dice %.4f (best %.4f)", record["epoch"], record["loss"], score, state["best"])
+        if state["since_best"] >= cfg.patience:
+            log.info("early stop: no improvement in %d epochs", cfg.patience)
+            break
+        if state["seconds"] / 60 >= cfg.max_minutes:
+            log.info("time budget of %.0f min reached", cfg.max_minutes)
+            break
+    return out / "best.pt"
+
+
+def load_training_config(path: str | Path) -> CCTrainingConfig:
+    return load_config(path, CCTrainingConfig)

@@ -1,0 +1,26 @@
+"""Train the corpus callosum network from a YAML config (resumable).
+
+Usage: python pipelines/train_cc.py -c configs/cc_attention_unet.yaml [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from medseg.segment.train import load_training_config, train
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-c", "--config", required=True)
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    best = train(load_training_config(args.config), resume=not args.fresh)
+    print(best)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
