@@ -138,6 +138,75 @@ def cmd_stitch(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
+def _brain_series(result):
+    """Series a brain stage can use: 3D volumes and sagittal stacks (3D, one volume)."""
+    from medseg.spine.stations import plane_of
+
+    for ref in result.series:
+        if ref.affine is None or not ref.ok or len(ref.shape) != 3:
+            continue
+        if plane_of(ref.affine) == "sag" or min(ref.shape) >= 40:
+            yield ref
+
+
+def _run_per_series(args, work) -> int:
+    """Apply ``work(ref, volume, out_dir)`` to each usable series; errors recorded, run goes on."""
+    from medseg.io import scan
+
+    result = scan(args.inputs, show_progress=not args.quiet)
+    refs = list(_brain_series(result))
+    if not refs:
+        log.error("no sagittal localizer or 3D volume found under %s", ", ".join(map(str, args.inputs)))
+        return EXIT_FAILED
+    failures = 0
+    for ref in refs:
+        out = args.output if len(refs) == 1 else args.output / ref.name
+        try:
+            for path in work(ref, ref.load(), out):
+                print(path)
+        except MedsegError as exc:
+            failures += 1
+            log.error("%s (%s): %s", ref.name, type(exc).__name__, exc)
+    return EXIT_FAILED if failures == len(refs) else EXIT_PARTIAL if failures else EXIT_OK
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from medseg.io import write_nifti
+    from medseg.preprocess import correct_bias_field
+    from medseg.segment.infer import CCSegmenter
+
+    segmenter = CCSegmenter(device=args.device)
+
+    def work(ref, volume, out):
+        corrected = correct_bias_field(volume)[0] if not args.no_n4 else volume
+        seg = segmenter.segment(corrected)
+        where = (f"slice {seg.slice_index}" if seg.kind == "localizer" else
+                 "plane through " + ", ".join(f"{v:.1f}" for v in seg.midsagittal_point) + " mm, normal "
+                 + ", ".join(f"{v:.3f}" for v in seg.midsagittal_normal))
+        log.info("%s: CC %.0f mm2 on the mid-sagittal %s", ref.name, seg.area_mm2, where)
+        return [write_nifti(seg.mask, out / "cc_mask.nii.gz")]
+
+    return _run_per_series(args, work)
+
+
+def cmd_position(args: argparse.Namespace) -> int:
+    from medseg.positioning.pipeline import position_volume, write_position_outputs
+    from medseg.segment.infer import CCSegmenter
+
+    segmenter = CCSegmenter(device=args.device)
+
+    def work(ref, volume, out):
+        result = position_volume(volume, segmenter, n4=not args.no_n4,
+                                 max_difference_deg=args.max_difference)
+        final = result.localization.final
+        log.info("%s: final angle %+.1f deg (box %+.1f, line %+.1f)%s", ref.name, final.angle_deg,
+                 result.localization.box.angle_deg, result.localization.line.angle_deg,
+                 "" if result.localization.consistent else " - box and line disagree")
+        return list(write_position_outputs(result, out).values())
+
+    return _run_per_series(args, work)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from medseg.demo import run_demo
 
@@ -178,6 +247,18 @@ def build_parser() -> argparse.ArgumentParser:
     stitch.add_argument("--no-dicom", action="store_true", help="do not write the DICOM series")
     _add_common(stitch, output=True)
     stitch.set_defaults(func=cmd_stitch)
+
+    for name, func, text in (("segment", cmd_segment, "corpus callosum mask (NIfTI, input grid)"),
+                             ("position", cmd_position, "angles, axial plan, CC measurements, QC")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+        p.add_argument("--device", choices=["auto", "cpu", "cuda", "tensorrt"], default="cpu")
+        p.add_argument("--no-n4", action="store_true", help="skip bias-field correction")
+        if name == "position":
+            p.add_argument("--max-difference", type=float, default=10.0, metavar="DEG",
+                           help="flag results whose box and line angles differ more (default 10)")
+        _add_common(p, output=True)
+        p.set_defaults(func=func)
 
     demo = sub.add_parser("demo", help="generate a demo study and run medseg on it")
     _add_common(demo, output=True)

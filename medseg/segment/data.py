@@ -94,8 +94,10 @@ class Subject:
         r_in = rot(normal, -pose.rotation_deg)
         return r_in @ r @ self.inferior, r_in @ r @ self.posterior, normal
 
-    def sample(self, pose: PlanePose, size: int, spacing: float) -> tuple[np.ndarray, np.ndarray]:
-        """(image, cc_mask) on a ``size`` x ``size`` grid of ``spacing`` mm for ``pose``."""
+    def plane(self, pose: PlanePose, size: int, spacing: float):
+        """The posed sampling plane as a positioning ``Plane`` (x = column, y = row)."""
+        from medseg.positioning.geometry import Plane
+
         row_dir, col_dir, normal = self._frame(pose)
         centre = self.centre + normal * pose.offset_mm
         # Centre the crop like inference does: on the head as seen in this plane.
@@ -103,10 +105,18 @@ class Subject:
             lambda pts: self._lookup(self.head, pts, order=0) > 0,
             centre, row_dir, col_dir, spacing=2.5)
         crop = crop + row_dir * pose.shift_mm[0] + col_dir * pose.shift_mm[1]
+        step = spacing / pose.scale
         half = (size - 1) / 2.0
-        steps = (np.arange(size) - half) * spacing / pose.scale
-        grid = (crop[None, None, :] + steps[:, None, None] * row_dir[None, None, :]
-                + steps[None, :, None] * col_dir[None, None, :])
+        return Plane(origin=crop - half * step * (row_dir + col_dir), x_vec=col_dir * step,
+                     y_vec=row_dir * step)
+
+    def sample(self, pose: PlanePose, size: int, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+        """(image, cc_mask) on a ``size`` x ``size`` grid of ``spacing`` mm for ``pose``."""
+        plane = self.plane(pose, size, spacing)
+        normal = self._frame(pose)[2]  # +L (Plane.normal = x cross y points the other way)
+        index = np.arange(size, dtype=np.float64)
+        grid = (plane.origin[None, None, :] + index[:, None, None] * plane.y_vec[None, None, :]
+                + index[None, :, None] * plane.x_vec[None, None, :])
         n_planes = max(1, int(round(pose.slab_mm)))
         offsets = np.linspace(-pose.slab_mm / 2, pose.slab_mm / 2, n_planes) if n_planes > 1 else [0.0]
         image = np.mean([self._lookup(self.image, grid + normal * o) for o in offsets], axis=0)

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 
 from medseg.io import write_dicom_series, write_nifti
-from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.io.atomic import write_text_atomic
+from medseg.io.png import write_png
 from medseg.spine.compose import CompositeResult
 from medseg.volume import Volume
 
@@ -28,13 +29,6 @@ def preview_image(volume: Volume, slice_index: int | None = None) -> np.ndarray:
         image = cv2.resize(image, (int(round(image.shape[1] * sx / sy)), image.shape[0]),
                            interpolation=cv2.INTER_LINEAR)
     return image
-
-
-def write_png(image: np.ndarray, path: Path) -> Path:
-    with atomic_path(path, suffix=".png") as temp:
-        if not cv2.imwrite(str(temp), image):
-            raise OSError(f"could not write {path}")
-    return path
 
 
 def write_stitch_outputs(result: CompositeResult, out_dir: Path, *, dicom: bool = True) -> dict[str, Path]:

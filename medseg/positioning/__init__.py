@@ -1,0 +1,1 @@
+"""Automatic slice positioning from the corpus callosum: angles, axial plan, measurements, QC."""

@@ -1,0 +1,116 @@
+"""``position``: load -> N4 -> CC segmentation -> angles -> axial plan -> measurements -> QC.
+
+``result.json`` (schema ``medseg.position/1``) is documented in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medseg import __version__
+from medseg.io import write_nifti
+from medseg.io.atomic import write_text_atomic
+from medseg.io.png import write_png
+from medseg.positioning.angles import Localization, localize
+from medseg.positioning.morphometry import CCMeasurements, measure
+from medseg.positioning.plan import AxialPlan, plan_axial
+from medseg.positioning.qc import render_qc
+from medseg.preprocess.n4 import N4Options, correct_bias_field
+from medseg.segment.infer import CCSegmentation, CCSegmenter
+from medseg.volume import Volume
+
+SCHEMA = "medseg.position/1"
+CONVENTION = ("Angles in degrees, in the mid-sagittal plane, of the anterior-pointing line measured "
+              "from the patient's anterior axis; positive when the anterior end is superior. "
+              "Coordinates in mm, DICOM LPS. Pixel coordinates (x = column, y = row) refer to "
+              "the mask/QC plane given in 'plane'.")
+
+
+@dataclass
+class PositionResult:
+    volume: Volume
+    segmentation: CCSegmentation
+    localization: Localization
+    plan: AxialPlan
+    measurements: CCMeasurements
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        seg, meta = self.segmentation, self.volume.meta
+        contract = getattr(self, "_contract", {})
+        return {
+            "schema": SCHEMA,
+            "medseg_version": __version__,
+            "convention": CONVENTION,
+            "input": {"study_uid": meta.study_uid, "series_uid": meta.series_uid, "stack": meta.stack,
+                      "description": meta.description, "series_number": meta.series_number,
+                      "shape": list(self.volume.shape),
+                      "spacing_mm": [round(float(s), 4) for s in self.volume.spacing],
+                      "orientation": self.volume.orientation},
+            "model": {"name": contract.get("name"), "sha256": contract.get("sha256"),
+                      "providers": getattr(self, "_providers", None)},
+            "midsagittal": {"kind": seg.kind, "slice_index": seg.slice_index,
+                            "point_mm": [float(v) for v in seg.midsagittal_point],
+                            "normal": [float(v) for v in seg.midsagittal_normal]},
+            "plane": {"origin_mm": [float(v) for v in seg.plane.origin],
+                      "x_vector_mm": [float(v) for v in seg.plane.x_vec],
+                      "y_vector_mm": [float(v) for v in seg.plane.y_vec]},
+            "segmentation": {"area_mm2": seg.area_mm2, "confidence": seg.confidence,
+                             "candidates": seg.candidates},
+            "angles": self.localization.as_dict(),
+            "axial_plan": self.plan.as_dict(),
+            "measurements": self.measurements.as_dict(),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
+                    max_difference_deg: float = 10.0, n4_options: N4Options = N4Options()) -> PositionResult:
+    """Run the positioning pipeline on one image (a localizer series or a 3D volume).
+
+    Raises:
+        NoCCFoundError / NoCorpusCallosumError: no CC in the image (a clear message, per study).
+        InputError: no foreground.
+    """
+    seconds = {}
+    start = time.perf_counter()
+    corrected = correct_bias_field(volume, options=n4_options)[0] if n4 else volume
+    seconds["n4"] = time.perf_counter() - start
+    t = time.perf_counter()
+    segmentation = segmenter.segment(corrected)
+    seconds["segment"] = time.perf_counter() - t
+    t = time.perf_counter()
+    localization = localize(segmentation.mask2d, segmentation.plane, max_difference_deg=max_difference_deg)
+    plan = plan_axial(np.array(localization.final.center_mm), np.array(localization.final.direction_lps),
+                      segmentation.midsagittal_normal)
+    from medseg.positioning.angles import clean_mask
+
+    measurements = measure(clean_mask(segmentation.mask2d), segmentation.plane,
+                           np.array(localization.box.direction_px))
+    seconds["angles"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - start
+    result = PositionResult(volume, segmentation, localization, plan, measurements, seconds)
+    result._contract = segmenter.runtime.contract  # type: ignore[attr-defined]
+    result._providers = segmenter.runtime.providers  # type: ignore[attr-defined]
+    return result
+
+
+def write_position_outputs(result: PositionResult, out_dir: Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seg = result.segmentation
+    picture = render_qc(seg.image2d, seg.mask2d, seg.plane, result.localization,
+                        title=result.volume.meta.description[:40])
+    paths = {
+        "mask": write_nifti(seg.mask, out_dir / "cc_mask.nii.gz"),
+        "qc": write_png(picture, out_dir / "qc.png"),
+    }
+    data = result.as_dict()
+    data["files"] = {k: v.name for k, v in paths.items()}
+    paths["result"] = write_text_atomic(out_dir / "result.json", json.dumps(data, indent=2))
+    return paths

@@ -1,0 +1,260 @@
+"""CC segmentation of any readable image through onnxruntime (never torch).
+
+- **Localizer** (thick sagittal slices): every slice is resampled onto the network grid (the
+  contract's spacing, rows superior->inferior, columns anterior->posterior, crop centred on the
+  head), all slices run as one batch, and the mid-sagittal slice is chosen from CC confidence
+  *and* the slice's distance from the head's left-right centre (never from area alone). The mask
+  is mapped back onto that slice's own pixels.
+- **3D volume**: a CC-guided search for the mid-sagittal plane: offsets along left-right through
+  the head centre, then roll/yaw, then a fine offset; the plane with the most confident CC wins
+  and is reported (point + normal). The CC mask is written into the volume's own grid.
+
+Normalisation is computed once on the head foreground of the whole series (``model.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.errors import MedsegError
+from medseg.infer.runtime import ModelRuntime, load_runtime
+from medseg.positioning.geometry import LEFT, Plane
+from medseg.preprocess.normalize import foreground_mask
+from medseg.segment.data import crop_centre_from_sampler
+from medseg.volume import Volume
+
+log = logging.getLogger(__name__)
+
+LR_PRIOR_SD_MM = 8.0  # how far from the head's left-right centre the midline may plausibly lie
+MIN_CC_AREA_MM2 = 120.0  # below this no CC is reported
+
+
+class NoCCFoundError(MedsegError):
+    """The model found no corpus callosum in the image."""
+
+    stage = "segment"
+
+
+@dataclass
+class CCSegmentation:
+    mask: Volume  # uint8, the input's own grid
+    plane: Plane  # the plane the CC lies in (image2d/mask2d pixels -> LPS)
+    image2d: np.ndarray  # [y, x]
+    mask2d: np.ndarray  # [y, x] bool
+    probability2d: np.ndarray
+    kind: str  # "localizer" or "volume"
+    slice_index: int | None
+    midsagittal_point: np.ndarray
+    midsagittal_normal: np.ndarray
+    area_mm2: float
+    confidence: float
+    candidates: list[dict] = field(default_factory=list)
+
+
+def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
+    t = np.radians(degrees)
+    axis = axis / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
+
+
+def network_frame(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row_dir = inferior, col_dir = posterior, normal = +L) within a sagittal-ish plane, as in
+    training (:class:`medseg.segment.data.Subject`)."""
+    normal = normal / np.linalg.norm(normal)
+    if np.dot(normal, LEFT) < 0:
+        normal = -normal
+    posterior = np.array([0.0, 1.0, 0.0]) - np.dot([0.0, 1.0, 0.0], normal) * normal
+    posterior /= np.linalg.norm(posterior)
+    inferior = np.cross(posterior, normal)
+    return inferior, posterior, normal
+
+
+class _Lookup:
+    """Sampling a volume (and its head mask) at LPS points."""
+
+    def __init__(self, volume: Volume, values: np.ndarray, head: np.ndarray):
+        self.inverse = np.linalg.inv(volume.affine)
+        self.values, self.head = values, head.astype(np.uint8)
+
+    def _index(self, points: np.ndarray) -> np.ndarray:
+        flat = points.reshape(-1, 3)
+        return (flat @ self.inverse[:3, :3].T + self.inverse[:3, 3]).T
+
+    def image(self, points: np.ndarray) -> np.ndarray:
+        out = ndimage.map_coordinates(self.values, self._index(points), order=1, mode="constant", cval=0.0)
+        return out.reshape(points.shape[:-1])
+
+    def mask(self, points: np.ndarray) -> np.ndarray:
+        out = ndimage.map_coordinates(self.head, self._index(points), order=0, mode="constant", cval=0)
+        return out.reshape(points.shape[:-1]) > 0
+
+
+def _network_plane(lookup: _Lookup, centre: np.ndarray, normal: np.ndarray, size: int,
+                   spacing: float) -> Plane:
+    row_dir, col_dir, _ = network_frame(normal)
+    crop = crop_centre_from_sampler(lookup.mask, centre, row_dir, col_dir)
+    half = (size - 1) / 2.0
+    return Plane(origin=crop - half * spacing * (row_dir + col_dir), x_vec=col_dir * spacing,
+                 y_vec=row_dir * spacing)
+
+
+def _grid(plane: Plane, size: int) -> np.ndarray:
+    index = np.arange(size, dtype=np.float64)
+    return (plane.origin[None, None, :] + index[:, None, None] * plane.y_vec[None, None, :]
+            + index[None, :, None] * plane.x_vec[None, None, :])
+
+
+def _score(probability: np.ndarray, spacing: float) -> tuple[float, float]:
+    cc = probability > 0.5
+    if not cc.any():
+        return 0.0, 0.0
+    return float(cc.sum()) * spacing ** 2, float(probability[cc].mean())
+
+
+class CCSegmenter:
+    """Segment the CC with a shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
+
+    def __init__(self, runtime: ModelRuntime | None = None, *, name: str = "cc_attention_unet",
+                 device: str = "cpu"):
+        self.runtime = runtime or load_runtime(name, device=device)
+        contract = self.runtime.contract
+        self.size = int(contract["input"]["default_size"][0])
+        self.spacing = float(contract["input"]["spacing_mm"])
+        normalization = contract["input"]["normalization"]
+        self.percentiles = (normalization["lower_percentile"], normalization["upper_percentile"])
+
+    # -- shared --------------------------------------------------------------------------------
+    def _prepare(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised array, head mask) of the whole series."""
+        head = foreground_mask(volume)
+        values = np.asarray(volume.array, dtype=np.float32)
+        if values.ndim == 4:
+            values = values[..., 0]
+        lo, hi = np.percentile(values[head], self.percentiles)
+        return (values - lo) / (hi - lo if hi > lo else 1.0), head
+
+    def _predict(self, images: list[np.ndarray]) -> np.ndarray:
+        batch = np.stack(images)[:, None].astype(np.float32)
+        return self.runtime.probabilities(batch)
+
+    # -- entry point ---------------------------------------------------------------------------
+    def segment(self, volume: Volume, *, localizer: bool | None = None) -> CCSegmentation:
+        """Segment ``volume``; ``localizer`` defaults to: sagittal with slices >= 2.5 mm apart or
+        fewer than 40 slices."""
+        if localizer is None:
+            normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
+            sagittal = int(np.argmax(np.abs(normal))) == 0
+            localizer = sagittal and (volume.spacing[2] >= 2.5 or volume.shape[2] < 40)
+        values, head = self._prepare(volume)
+        lookup = _Lookup(volume, values, head)
+        if localizer:
+            return self._segment_localizer(volume, lookup)
+        return self._segment_volume(volume, lookup)
+
+    # -- localizer -----------------------------------------------------------------------------
+    def _segment_localizer(self, volume: Volume, lookup: _Lookup) -> CCSegmentation:
+        n = volume.shape[2]
+        slice_normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
+        slice_normal /= np.linalg.norm(slice_normal)
+        head_voxels = np.argwhere(lookup.head)
+        head_centre = volume.world_coordinates(head_voxels).mean(axis=0)
+        head_area = lookup.head.sum(axis=(0, 1))
+        planes, images, offsets = [], [], []
+        for k in range(n):
+            centre = volume.world_coordinates([[(volume.shape[0] - 1) / 2, (volume.shape[1] - 1) / 2, k]])[0]
+            plane = _network_plane(lookup, centre, slice_normal, self.size, self.spacing)
+            planes.append(plane)
+            images.append(lookup.image(_grid(plane, self.size)))
+            offsets.append(float(np.dot(centre - head_centre, slice_normal)))
+        probabilities = self._predict(images)
+        candidates, scores = [], []
+        for k in range(n):
+            area, confidence = _score(probabilities[k], self.spacing)
+            prior = float(np.exp(-0.5 * (offsets[k] / LR_PRIOR_SD_MM) ** 2))
+            in_head = head_area[k] > 0.05 * head_area.max()
+            score = area * confidence * prior if in_head else 0.0
+            scores.append(score)
+            candidates.append({"slice": k, "offset_from_head_centre_mm": round(offsets[k], 2),
+                               "cc_area_mm2": round(area, 1), "confidence": round(confidence, 4),
+                               "score": round(score, 2)})
+        best = int(np.argmax(scores))
+        area, confidence = candidates[best]["cc_area_mm2"], candidates[best]["confidence"]
+        if scores[best] <= 0 or area < MIN_CC_AREA_MM2:
+            raise NoCCFoundError(f"no corpus callosum found in {n} slices (best: slice {best}, "
+                                 f"{area:.0f} mm2, confidence {confidence:.2f})")
+        # Back onto the chosen slice's own pixels.
+        native = Plane.from_volume_slice(volume, best)
+        net = planes[best]
+        xs, ys = np.meshgrid(np.arange(volume.shape[0]), np.arange(volume.shape[1]))
+        world = native.to_patient(np.column_stack([xs.ravel(), ys.ravel()]))
+        rel = world - net.origin
+        cols = rel @ net.x_vec / np.dot(net.x_vec, net.x_vec)
+        rows = rel @ net.y_vec / np.dot(net.y_vec, net.y_vec)
+        probability = ndimage.map_coordinates(probabilities[best], np.vstack([rows, cols]), order=1,
+                                              mode="constant").reshape(ys.shape)
+        mask2d = probability > 0.5
+        mask = np.zeros(volume.shape[:3], np.uint8)
+        mask[:, :, best] = mask2d.T
+        image2d = np.asarray(volume.array, dtype=np.float32)[..., best] if volume.array.ndim == 3 \
+            else np.asarray(volume.array, dtype=np.float32)[:, :, best, 0]
+        return CCSegmentation(
+            mask=volume.with_array(mask, description="corpus callosum", is_label=True),
+            plane=native, image2d=image2d.T, mask2d=mask2d, probability2d=probability,
+            kind="localizer", slice_index=best, midsagittal_point=native.origin,
+            midsagittal_normal=native.normal, area_mm2=float(mask2d.sum()) * native.pixel_area_mm2,
+            confidence=confidence, candidates=candidates)
+
+    # -- 3D volume -----------------------------------------------------------------------------
+    def _evaluate_planes(self, lookup: _Lookup, poses: list[tuple[np.ndarray, np.ndarray]]):
+        planes = [_network_plane(lookup, c, n, self.size, self.spacing) for c, n in poses]
+        images = [lookup.image(_grid(p, self.size)) for p in planes]
+        probabilities = self._predict(images)
+        scores = [_score(p, self.spacing) for p in probabilities]
+        return planes, images, probabilities, scores
+
+    def _segment_volume(self, volume: Volume, lookup: _Lookup) -> CCSegmentation:
+        head_centre = volume.world_coordinates(np.argwhere(lookup.head)).mean(axis=0)
+        candidates = []
+
+        def search(poses, stage):
+            planes, images, probs, scores = self._evaluate_planes(lookup, poses)
+            values = [a * c for a, c in scores]
+            for (c, n), (a, conf) in zip(poses, scores):
+                candidates.append({"stage": stage, "point": [round(float(v), 2) for v in c],
+                                   "normal": [round(float(v), 4) for v in n],
+                                   "cc_area_mm2": round(a, 1), "confidence": round(conf, 4)})
+            i = int(np.argmax(values))
+            return poses[i], planes[i], images[i], probs[i], scores[i]
+
+        normal = LEFT.copy()
+        (centre, normal), *_ = search([(head_centre + o * normal, normal) for o in np.arange(-16, 17, 2.0)],
+                                      "offset")
+        row_dir, col_dir, _ = network_frame(normal)
+        oriented = []
+        for roll in (-10, -5, 0, 5, 10):
+            for yaw in (-10, -5, 0, 5, 10):
+                n = _rotation(col_dir, roll) @ _rotation(row_dir, yaw) @ normal
+                oriented.append((centre, n))
+        (centre, normal), *_ = search(oriented, "orientation")
+        fine = [(centre + o * normal, normal) for o in np.arange(-3, 3.5, 1.0)]
+        (centre, normal), plane, image, probability, (area, confidence) = search(fine, "fine offset")
+        if area < MIN_CC_AREA_MM2:
+            raise NoCCFoundError(f"no corpus callosum found in the volume (best plane: {area:.0f} mm2)")
+        mask2d = probability > 0.5
+        # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
+        rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))
+        points = plane.to_patient(np.column_stack([cols / 3.0 - 1 / 3, rows / 3.0 - 1 / 3]))
+        index = np.rint(volume.voxel_coordinates(points)).astype(int)
+        inside = np.all((index >= 0) & (index < np.array(volume.shape[:3])), axis=1)
+        mask = np.zeros(volume.shape[:3], np.uint8)
+        mask[tuple(index[inside].T)] = 1
+        return CCSegmentation(
+            mask=volume.with_array(mask, description="corpus callosum", is_label=True),
+            plane=plane, image2d=image, mask2d=mask2d, probability2d=probability, kind="volume",
+            slice_index=None, midsagittal_point=centre, midsagittal_normal=normal,
+            area_mm2=area, confidence=confidence, candidates=candidates)
