@@ -1,0 +1,86 @@
+"""The CC training pipeline runs end to end on tiny inputs; the ONNX export matches torch."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from medseg.config import ConfigError, from_dict
+from medseg.segment.export import export_onnx
+from medseg.segment.nets import ModelConfig
+from medseg.segment.train import CCTrainingConfig, DataConfig, TrainConfig, load_training_config, train
+from medseg.synth.phantom import HeadPhantom, phantom_volume
+from tests.conftest import REPO
+
+
+def write_phantom_subject(folder, seed):
+    """A FreeSurfer-like subject (T1.mgz + aseg.mgz, CC = 251) from the phantom, LIA 1.5 mm."""
+    folder.mkdir(parents=True)
+    affine = np.array([[-1.5, 0, 0, 0], [0, 0, 1.5, 0], [0, -1.5, 0, 0], [0, 0, 0, 1.0]])  # LIA (RAS)
+    affine[:3, 3] = -affine[:3, :3] @ np.array([59.5, 59.5, 59.5])
+    lps = np.diag([-1.0, -1, 1, 1]) @ affine
+    image, labels = phantom_volume(HeadPhantom(pitch_deg=seed * 5.0, seed=seed), (120, 120, 120), lps)
+    aseg = np.where(np.asarray(labels.array) == 7, 251, np.asarray(labels.array)).astype(np.int32)
+    nib.save(nib.MGHImage(np.asarray(image.array).astype(np.float32), affine), str(folder / "T1.mgz"))
+    nib.save(nib.MGHImage(aseg, affine), str(folder / "aseg.mgz"))
+
+
+@pytest.fixture(scope="module")
+def subjects(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fs")
+    for n in range(2):
+        write_phantom_subject(root / f"sub-{n}", n)
+    return root
+
+
+def tiny_config(root, out, model="attention_unet", **train):
+    return CCTrainingConfig(
+        data=DataConfig(root=str(root), train_subjects=("sub-0",), val_subjects=("sub-1",),
+                        image_size=64, spacing_mm=4.0),
+        model=ModelConfig(name=model, channels=(4, 8, 16), strides=(2, 2), feature_size=12),
+        train=TrainConfig(**{"batch_size": 2, "iterations_per_epoch": 2, "epochs": 2, "workers": 0,
+                             "output_dir": str(out), **train}),
+    )
+
+
+def test_training_runs_writes_metrics_and_resumes(subjects, tmp_path):
+    config = tiny_config(subjects, tmp_path / "run")
+    best = train(config, show_progress=False)
+    assert best.exists() and (tmp_path / "run" / "last.pt").exists()
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    # resuming a finished run does no more epochs; a longer one continues from epoch 2
+    longer = tiny_config(subjects, tmp_path / "run")
+    longer = CCTrainingConfig(data=longer.data, model=longer.model,
+                              train=TrainConfig(**{**longer.train.__dict__, "epochs": 3}))
+    train(longer, show_progress=False)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("model", ["attention_unet", "swin_unetr"])
+def test_onnx_export_matches_torch(subjects, tmp_path, model):
+    config = tiny_config(subjects, tmp_path / model, model=model, epochs=1)
+    best = train(config, show_progress=False)
+    onnx_path, contract_path, diff = export_onnx(best, tmp_path / "export", name=model)
+    assert diff < 1e-4
+    contract = json.loads(contract_path.read_text())
+    assert contract["input"]["spacing_mm"] == 4.0 and contract["output"]["labels"]["1"] == "corpus_callosum"
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["medseg_contract_version"] == contract["contract_version"]
+    out = session.run(None, {"image": np.zeros((3, 1, 64, 64), np.float32)})[0]
+    assert out.shape == (3, 2, 64, 64)
+
+
+def test_shipped_configs_load_and_unknown_keys_fail(tmp_path):
+    for path in (REPO / "configs").glob("cc_*.yaml"):
+        config = load_training_config(path)
+        assert config.model.name in ("attention_unet", "swin_unetr", "unetr")
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_dict(CCTrainingConfig, {"train": {"batchsize": 3}})
+    with pytest.raises(ConfigError, match="not one of"):
+        from_dict(CCTrainingConfig, {"model": {"name": "resnet"}})
