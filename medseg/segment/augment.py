@@ -30,6 +30,13 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.6, 1.6)
     noise: tuple[float, float] = (0.0, 0.06)
     blur_px: tuple[float, float] = (0.0, 1.0)
+    # SynthSeg-style tissue contrast: non-brain tissue (scalp, fat, skull marrow) relative to brain,
+    # raw scanner T1s often have a much brighter scalp than FreeSurfer's normalised T1.
+    outside_brain_gain: tuple[float, float] = (0.4, 2.5)
+    csf_gain: tuple[float, float] = (0.5, 1.6)
+    grey_matter_gain: tuple[float, float] = (0.85, 1.15)
+    other_gain: tuple[float, float] = (0.8, 1.2)
+    tissue_fraction: float = 0.8  # share of samples that get tissue contrast changes
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,21 @@ def draw_intensity(rng: np.random.Generator, cfg: AugmentConfig) -> IntensityPar
         blur_px=float(rng.uniform(*cfg.blur_px)),
         scale_jitter=float(rng.uniform(0.9, 1.1)),
     )
+
+
+def apply_tissue_contrast(image: np.ndarray, tissue: np.ndarray, cfg: AugmentConfig,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Scale each tissue class by its own random gain (white matter stays the reference); the
+    gain map is smoothed so class borders stay natural."""
+    if rng.random() >= cfg.tissue_fraction:
+        return image
+    gains = np.ones(5, np.float32)
+    gains[0] = np.exp(rng.uniform(np.log(cfg.outside_brain_gain[0]), np.log(cfg.outside_brain_gain[1])))
+    gains[2] = rng.uniform(*cfg.grey_matter_gain)
+    gains[3] = rng.uniform(*cfg.csf_gain)
+    gains[4] = rng.uniform(*cfg.other_gain)
+    factor = ndimage.gaussian_filter(gains[tissue.astype(int)], 1.0)
+    return (image * factor).astype(np.float32)
 
 
 def apply_intensity(image: np.ndarray, params: IntensityParams, rng: np.random.Generator) -> np.ndarray:

@@ -25,6 +25,21 @@ from medseg.io import read_nifti
 from medseg.volume import Volume
 
 CC_LABELS = (251, 252, 253, 254, 255)
+# Tissue classes for contrast augmentation, from FreeSurfer aseg labels.
+TISSUE_CLASSES = {"outside_brain": 0, "white_matter": 1, "grey_matter": 2, "csf": 3, "other": 4}
+_WM = (2, 41, 7, 46, 16, 28, 60, 77, 85, 251, 252, 253, 254, 255)
+_GM = (3, 42, 8, 47, 10, 11, 12, 13, 17, 18, 26, 49, 50, 51, 52, 53, 54, 58)
+_CSF = (4, 5, 14, 15, 24, 31, 43, 44, 63, 72)
+
+
+def tissue_classes(aseg: np.ndarray) -> np.ndarray:
+    """uint8 class map (TISSUE_CLASSES) from an aseg label map."""
+    classes = np.full(aseg.shape, TISSUE_CLASSES["other"], np.uint8)
+    classes[aseg == 0] = TISSUE_CLASSES["outside_brain"]
+    classes[np.isin(aseg, _WM)] = TISSUE_CLASSES["white_matter"]
+    classes[np.isin(aseg, _GM)] = TISSUE_CLASSES["grey_matter"]
+    classes[np.isin(aseg, _CSF)] = TISSUE_CLASSES["csf"]
+    return classes
 CROP_TOP_TO_CENTRE_MM = 105.0  # crop centre lies this far below the top of the head
 
 
@@ -55,6 +70,7 @@ class Subject:
     inferior: np.ndarray
     head: np.ndarray = field(repr=False, default=None)  # uint8 head mask
     white_level: float = 1.0  # 99.5th percentile of the image (intensity scale)
+    tissue: np.ndarray = field(repr=False, default=None)  # uint8 tissue class (see TISSUE_CLASSES)
 
     @classmethod
     def load(cls, folder: Path) -> "Subject":
@@ -64,7 +80,8 @@ class Subject:
 
     @classmethod
     def from_volumes(cls, name: str, t1: Volume, aseg: Volume) -> "Subject":
-        cc = np.isin(np.asarray(aseg.array), CC_LABELS)
+        labels = np.asarray(aseg.array)
+        cc = np.isin(labels, CC_LABELS)
         if cc.sum() < 50:
             raise ValueError(f"{name}: no corpus callosum label")
         points = t1.world_coordinates(np.argwhere(cc))
@@ -78,7 +95,7 @@ class Subject:
         level = float(np.percentile(image, 99.5)) or 1.0
         head = ndimage.binary_fill_holes(ndimage.binary_opening(image > 0.1 * level, iterations=2))
         return cls(name, image, cc.astype(np.uint8), np.linalg.inv(t1.affine), centre, normal,
-                   posterior, inferior, head.astype(np.uint8), level)
+                   posterior, inferior, head.astype(np.uint8), level, tissue_classes(labels))
 
     def _frame(self, pose: PlanePose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row_dir, col_dir, normal) of the posed plane in LPS."""
@@ -110,8 +127,9 @@ class Subject:
         return Plane(origin=crop - half * step * (row_dir + col_dir), x_vec=col_dir * step,
                      y_vec=row_dir * step)
 
-    def sample(self, pose: PlanePose, size: int, spacing: float) -> tuple[np.ndarray, np.ndarray]:
-        """(image, cc_mask) on a ``size`` x ``size`` grid of ``spacing`` mm for ``pose``."""
+    def sample(self, pose: PlanePose, size: int, spacing: float, *, tissue: bool = False):
+        """(image, cc_mask) on a ``size`` x ``size`` grid of ``spacing`` mm for ``pose``; with
+        ``tissue=True`` also the tissue class map of the plane (for contrast augmentation)."""
         plane = self.plane(pose, size, spacing)
         normal = self._frame(pose)[2]  # +L (Plane.normal = x cross y points the other way)
         index = np.arange(size, dtype=np.float64)
@@ -124,6 +142,8 @@ class Subject:
         label = self._lookup(self.cc, mid_grid, order=0) > 0
         if abs(pose.offset_mm) > 8.0:
             label = np.zeros_like(label)
+        if tissue:
+            return image.astype(np.float32), label, self._lookup(self.tissue, grid, order=0)
         return image.astype(np.float32), label
 
     def _lookup(self, volume: np.ndarray, points: np.ndarray, order: int = 1) -> np.ndarray:

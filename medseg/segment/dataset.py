@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medseg.segment.augment import AugmentConfig, apply_intensity, draw_intensity, draw_pose
+from medseg.segment.augment import (AugmentConfig, apply_intensity, apply_tissue_contrast,
+                                   draw_intensity, draw_pose)
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.normalize2d import normalize_slice
 
@@ -35,7 +36,8 @@ def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spac
     else:
         subject = subjects[int(rng.integers(len(subjects)))]
         pose, _ = draw_pose(rng, cfg)
-        image, label = subject.sample(pose, size, spacing)
+        image, label, tissue = subject.sample(pose, size, spacing, tissue=True)
+        image = apply_tissue_contrast(image, tissue, cfg, rng)
         image = apply_intensity(image / subject.white_level,
                                 draw_intensity(rng, cfg), rng)
     image = normalize_slice(image) * np.float32(rng.uniform(0.9, 1.1))

@@ -5,9 +5,12 @@
   head), all slices run as one batch, and the mid-sagittal slice is chosen from CC confidence
   *and* the slice's distance from the head's left-right centre (never from area alone). The mask
   is mapped back onto that slice's own pixels.
-- **3D volume**: a CC-guided search for the mid-sagittal plane: offsets along left-right through
-  the head centre, then roll/yaw, then a fine offset; the plane with the most confident CC wins
-  and is reported (point + normal). The CC mask is written into the volume's own grid.
+- **3D volume**: the mid-sagittal plane's orientation comes from bilateral symmetry (mirror
+  registration, :mod:`medseg.preprocess.midsagittal`); the CC then picks the offset along its
+  normal (+-6 mm). Scoring orientations by CC area would favour oblique cuts through the laterally
+  fanning CC. The plane is reported (point + normal) and the mask written into the volume's grid.
+- Predictions that cannot be a mid-sagittal CC (fragmented, implausible area, not elongated) are
+  refused with :class:`NoCCFoundError` and the reason.
 
 Normalisation is computed once on the head foreground of the whole series (``model.json``).
 """
@@ -31,6 +34,11 @@ log = logging.getLogger(__name__)
 
 LR_PRIOR_SD_MM = 8.0  # how far from the head's left-right centre the midline may plausibly lie
 MIN_CC_AREA_MM2 = 120.0  # below this no CC is reported
+# Anatomical plausibility of a mid-sagittal CC (adults ~400-900 mm2, children from ~250 mm2;
+# long and thin: length/thickness of its bounding box well above 2.5).
+PLAUSIBLE_AREA_MM2 = (250.0, 1800.0)
+MIN_ELONGATION = 2.5
+MIN_LARGEST_COMPONENT = 0.7
 
 
 class NoCCFoundError(MedsegError):
@@ -53,13 +61,6 @@ class CCSegmentation:
     area_mm2: float
     confidence: float
     candidates: list[dict] = field(default_factory=list)
-
-
-def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
-    t = np.radians(degrees)
-    axis = axis / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
 
 
 def network_frame(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,6 +108,26 @@ def _grid(plane: Plane, size: int) -> np.ndarray:
     index = np.arange(size, dtype=np.float64)
     return (plane.origin[None, None, :] + index[:, None, None] * plane.y_vec[None, None, :]
             + index[None, :, None] * plane.x_vec[None, None, :])
+
+
+def implausibility(mask: np.ndarray, pixel_area_mm2: float) -> str | None:
+    """Why a predicted mask cannot be a mid-sagittal CC, or None if it can."""
+    import cv2
+
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return "empty"
+    sizes = ndimage.sum(mask, labels, range(1, count + 1))
+    if sizes.max() < MIN_LARGEST_COMPONENT * sizes.sum():
+        return f"fragmented prediction (largest part {sizes.max() / sizes.sum():.0%} of it)"
+    area = float(sizes.max()) * pixel_area_mm2
+    if not PLAUSIBLE_AREA_MM2[0] <= area <= PLAUSIBLE_AREA_MM2[1]:
+        return f"area {area:.0f} mm2 outside {PLAUSIBLE_AREA_MM2[0]:.0f}-{PLAUSIBLE_AREA_MM2[1]:.0f}"
+    points = np.argwhere(labels == (int(np.argmax(sizes)) + 1)).astype(np.float32)
+    (_, _), (w, h), _ = cv2.minAreaRect(points)
+    if min(w, h) == 0 or max(w, h) / min(w, h) < MIN_ELONGATION:
+        return f"not elongated like a CC (box {max(w, h):.0f} x {min(w, h):.0f} px)"
+    return None
 
 
 def _score(probability: np.ndarray, spacing: float) -> tuple[float, float]:
@@ -198,6 +219,9 @@ class CCSegmenter:
         probability = ndimage.map_coordinates(probabilities[best], np.vstack([rows, cols]), order=1,
                                               mode="constant").reshape(ys.shape)
         mask2d = probability > 0.5
+        reason = implausibility(probabilities[best] > 0.5, self.spacing ** 2)
+        if reason:
+            raise NoCCFoundError(f"no plausible corpus callosum in {n} slices (slice {best}: {reason})")
         mask = np.zeros(volume.shape[:3], np.uint8)
         mask[:, :, best] = mask2d.T
         image2d = np.asarray(volume.array, dtype=np.float32)[..., best] if volume.array.ndim == 3 \
@@ -218,34 +242,28 @@ class CCSegmenter:
         return planes, images, probabilities, scores
 
     def _segment_volume(self, volume: Volume, lookup: _Lookup) -> CCSegmentation:
-        head_centre = volume.world_coordinates(np.argwhere(lookup.head)).mean(axis=0)
-        candidates = []
+        from medseg.preprocess.midsagittal import midsagittal_plane
 
-        def search(poses, stage):
-            planes, images, probs, scores = self._evaluate_planes(lookup, poses)
-            values = [a * c for a, c in scores]
-            for (c, n), (a, conf) in zip(poses, scores):
-                candidates.append({"stage": stage, "point": [round(float(v), 2) for v in c],
-                                   "normal": [round(float(v), 4) for v in n],
-                                   "cc_area_mm2": round(a, 1), "confidence": round(conf, 4)})
-            i = int(np.argmax(values))
-            return poses[i], planes[i], images[i], probs[i], scores[i]
-
-        normal = LEFT.copy()
-        (centre, normal), *_ = search([(head_centre + o * normal, normal) for o in np.arange(-16, 17, 2.0)],
-                                      "offset")
-        row_dir, col_dir, _ = network_frame(normal)
-        oriented = []
-        for roll in (-10, -5, 0, 5, 10):
-            for yaw in (-10, -5, 0, 5, 10):
-                n = _rotation(col_dir, roll) @ _rotation(row_dir, yaw) @ normal
-                oriented.append((centre, n))
-        (centre, normal), *_ = search(oriented, "orientation")
-        fine = [(centre + o * normal, normal) for o in np.arange(-3, 3.5, 1.0)]
-        (centre, normal), plane, image, probability, (area, confidence) = search(fine, "fine offset")
+        point, normal = midsagittal_plane(volume, lookup.head)
+        candidates = [{"stage": "symmetry", "point": [round(float(v), 2) for v in point],
+                       "normal": [round(float(v), 4) for v in normal]}]
+        poses = [(point + o * normal, normal) for o in np.arange(-6, 6.5, 1.5)]
+        planes, images, probabilities, scores = self._evaluate_planes(lookup, poses)
+        values = []
+        for (c, n), (a, conf) in zip(poses, scores):
+            offset = float(np.dot(c - point, normal))
+            values.append(a * conf * float(np.exp(-0.5 * (offset / LR_PRIOR_SD_MM) ** 2)))
+            candidates.append({"stage": "cc offset", "offset_mm": round(offset, 2),
+                               "cc_area_mm2": round(a, 1), "confidence": round(conf, 4)})
+        best = int(np.argmax(values))
+        (centre, normal), plane, image, probability = poses[best], planes[best], images[best], probabilities[best]
+        area, confidence = scores[best]
         if area < MIN_CC_AREA_MM2:
             raise NoCCFoundError(f"no corpus callosum found in the volume (best plane: {area:.0f} mm2)")
         mask2d = probability > 0.5
+        reason = implausibility(mask2d, self.spacing ** 2)
+        if reason:
+            raise NoCCFoundError(f"no plausible corpus callosum on the mid-sagittal plane ({reason})")
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
         rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))
         points = plane.to_patient(np.column_stack([cols / 3.0 - 1 / 3, rows / 3.0 - 1 / 3]))

@@ -1,0 +1,227 @@
+"""Evaluate the shipped CC model (ONNX, as inference runs it) on held-out subjects.
+
+1. Mid-sagittal plane: Dice and 95 % Hausdorff distance (mm) per held-out subject.
+2. Robustness: Dice vs in-plane head tilt (0..30 deg) and vs slab thickness (1..6 mm); PNG plots.
+3. End to end on simulated localizers: a 5-slice sagittal series (5 mm slabs, 5 mm apart, head
+   tilted, midline between slices) is cut from each held-out head and written as a Volume; the
+   segmenter picks the slice itself; Dice against the label on that slice's plane.
+4. Positioning: rotating the mid-sagittal image by theta (-30..30 deg) must change the final
+   angle by theta: the error per theta (table + PNG).
+5. Latency per slice: onnxruntime vs torch eager on the same model (CPU), same run.
+
+Usage: python pipelines/evaluate_cc.py [--model-dir models] [--checkpoint runs/.../best.pt] [--out eval_out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from medseg.infer.runtime import load_runtime
+from medseg.positioning.angles import NoCorpusCallosumError, localize
+from medseg.segment.data import PlanePose, Subject
+from medseg.segment.infer import CCSegmenter
+from medseg.segment.normalize2d import normalize_slice
+from medseg.volume import Volume, VolumeMeta
+
+DATA = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    s = a.sum() + b.sum()
+    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
+
+
+def hd95(a: np.ndarray, b: np.ndarray, spacing: float) -> float:
+    from monai.metrics import compute_hausdorff_distance
+
+    if not a.any() or not b.any():
+        return float("inf")
+    value = compute_hausdorff_distance(torch.from_numpy(a[None, None].astype(np.float32)),
+                                       torch.from_numpy(b[None, None].astype(np.float32)),
+                                       percentile=95, spacing=spacing)
+    return float(value.item())
+
+
+def predict(runtime, images: list[np.ndarray]) -> np.ndarray:
+    batch = np.stack([normalize_slice(i) for i in images])[:, None]
+    return runtime.probabilities(batch) > 0.5
+
+
+def plot(path: Path, xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4), dpi=120)
+    for name, ys in series.items():
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def simulated_localizer(subject: Subject, tilt: float, lr_shift: float, n: int = 5, gap: float = 5.0):
+    """A thick-slice sagittal series through a labelled head, as a Volume + per-slice labels."""
+    size, spacing = 256, 1.0
+    slices, labels, planes = [], [], []
+    for k in range(n):
+        offset = (k - (n - 1) / 2) * gap + lr_shift
+        pose = PlanePose(rotation_deg=tilt, offset_mm=offset, slab_mm=gap)
+        image, label = subject.sample(pose, size, spacing)
+        slices.append(image)
+        labels.append(label)
+        planes.append(subject.plane(pose, size, spacing))
+    p0, p1 = planes[0], planes[1]
+    affine = np.eye(4)
+    affine[:3, 0], affine[:3, 1] = p0.x_vec, p0.y_vec
+    affine[:3, 2] = p1.origin - p0.origin
+    affine[:3, 3] = p0.origin
+    array = np.stack([s.T for s in slices], axis=-1) * 10.0
+    return Volume(array.astype(np.float32), affine, VolumeMeta(modality="MR", description="sim localizer")), labels
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="for the torch latency comparison")
+    parser.add_argument("--subjects", nargs="+", default=["sub-08", "sub-09"])
+    parser.add_argument("--out", type=Path, default=Path("eval_out"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    runtime = load_runtime(models_dir=args.model_dir)
+    size = int(runtime.contract["input"]["default_size"][0])
+    spacing = float(runtime.contract["input"]["spacing_mm"])
+    subjects = [Subject.load(DATA / "brain" / "fs-training" / s) for s in args.subjects]
+    report: dict = {"model": runtime.contract["name"], "sha256": runtime.contract["sha256"],
+                    "providers": runtime.providers}
+
+    # 1. mid-sagittal plane
+    rows = []
+    for subject in subjects:
+        image, label = subject.sample(PlanePose(), size, spacing)
+        pred = predict(runtime, [image])[0]
+        rows.append({"subject": subject.name, "dice": dice(pred, label), "hd95_mm": hd95(pred, label, spacing),
+                     "label_area_mm2": float(label.sum() * spacing ** 2)})
+    report["midsagittal"] = rows
+    print("Mid-sagittal plane (held-out subjects):")
+    for r in rows:
+        print(f"  {r['subject']}: Dice {r['dice']:.4f}  HD95 {r['hd95_mm']:.2f} mm  (label {r['label_area_mm2']:.0f} mm2)")
+
+    # 2. robustness curves
+    tilts = [0, 5, 10, 15, 20, 25, 30]
+    slabs = [1, 2, 3, 4, 5, 6]
+    tilt_curve = {s.name: [] for s in subjects}
+    slab_curve = {s.name: [] for s in subjects}
+    for subject in subjects:
+        for t in tilts:
+            scores = []
+            for sign in (1, -1):
+                image, label = subject.sample(PlanePose(rotation_deg=sign * t), size, spacing)
+                scores.append(dice(predict(runtime, [image])[0], label))
+            tilt_curve[subject.name].append(float(np.mean(scores)))
+        for s in slabs:
+            image, label = subject.sample(PlanePose(slab_mm=s), size, spacing)
+            slab_curve[subject.name].append(dice(predict(runtime, [image])[0], label))
+    report["dice_vs_tilt"] = {"tilt_deg": tilts, **tilt_curve}
+    report["dice_vs_slab"] = {"slab_mm": slabs, **slab_curve}
+    plot(args.out / "dice_vs_tilt.png", tilts, tilt_curve, "in-plane head tilt (deg, both signs)", "Dice",
+         "CC Dice vs head tilt")
+    plot(args.out / "dice_vs_slab.png", slabs, slab_curve, "slab thickness (mm)", "Dice", "CC Dice vs slab thickness")
+    print("Dice vs tilt:", {k: [round(v, 3) for v in vals] for k, vals in tilt_curve.items()})
+    print("Dice vs slab:", {k: [round(v, 3) for v in vals] for k, vals in slab_curve.items()})
+
+    # 3. end-to-end simulated localizers
+    segmenter = CCSegmenter(runtime)
+    e2e = []
+    for subject in subjects:
+        for tilt, shift in ((0, 0.0), (15, 2.5), (-25, -1.5), (30, 1.0)):
+            volume, labels = simulated_localizer(subject, tilt, shift)
+            try:
+                seg = segmenter.segment(volume, localizer=True)
+                k = seg.slice_index
+                expected = int(np.argmin([abs((i - 2) * 5.0 + shift) for i in range(5)]))
+                e2e.append({"subject": subject.name, "tilt": tilt, "midline_offset_mm": shift, "chosen": k,
+                            "closest_to_midline": expected, "dice": dice(seg.mask2d, labels[k])})
+            except Exception as exc:  # recorded, the evaluation goes on
+                e2e.append({"subject": subject.name, "tilt": tilt, "error": f"{type(exc).__name__}: {exc}"})
+    report["simulated_localizers"] = e2e
+    print("Simulated localizers (5 x 5 mm):")
+    for r in e2e:
+        print("  ", r)
+
+    # 4. positioning: angle follows a rotation of the image
+    angle_rows = []
+    for subject in subjects:
+        plane = subject.plane(PlanePose(), size, spacing)
+        image, _ = subject.sample(PlanePose(), size, spacing)
+        base = localize(predict(runtime, [image])[0], plane).final.angle_deg
+        centre = ((size - 1) / 2, (size - 1) / 2)
+        for theta in range(-30, 31, 5):
+            rotated = cv2.warpAffine(image, cv2.getRotationMatrix2D(centre, theta, 1.0), (size, size),
+                                     flags=cv2.INTER_LINEAR)
+            try:
+                angle = localize(predict(runtime, [rotated])[0], plane).final.angle_deg
+                error = (angle - base) - (-theta)
+            except NoCorpusCallosumError:
+                error = float("nan")
+            angle_rows.append({"subject": subject.name, "theta": theta, "error_deg": float(error)})
+    report["angle_vs_rotation"] = angle_rows
+    thetas = list(range(-30, 31, 5))
+    plot(args.out / "angle_error_vs_rotation.png", thetas,
+         {s.name: [r["error_deg"] for r in angle_rows if r["subject"] == s.name] for s in subjects},
+         "image rotation theta (deg)", "final angle error (deg)", "Angle change minus theta")
+    errors = np.array([r["error_deg"] for r in angle_rows])
+    print(f"Angle error vs rotation: max |error| {np.nanmax(np.abs(errors)):.2f} deg, "
+          f"mean |error| {np.nanmean(np.abs(errors)):.2f} deg over {len(errors)} cases")
+
+    # 5. latency per slice, onnxruntime vs torch eager
+    batch = np.random.default_rng(0).normal(size=(1, 1, size, size)).astype(np.float32)
+    runtime.run(batch)
+    t = time.perf_counter()
+    for _ in range(20):
+        runtime.run(batch)
+    ort_ms = (time.perf_counter() - t) / 20 * 1000
+    report["latency_ms_per_slice"] = {"onnxruntime_cpu": ort_ms}
+    if args.checkpoint:
+        from medseg.config import from_dict
+        from medseg.segment.nets import build_model
+        from medseg.segment.train import CCTrainingConfig
+
+        data = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        cfg = from_dict(CCTrainingConfig, data["config"])
+        model = build_model(cfg.model, size)
+        model.load_state_dict(data["model"])
+        model.eval()
+        x = torch.from_numpy(batch)
+        with torch.no_grad():
+            model(x)
+            t = time.perf_counter()
+            for _ in range(20):
+                model(x)
+        torch_ms = (time.perf_counter() - t) / 20 * 1000
+        report["latency_ms_per_slice"]["torch_eager_cpu"] = torch_ms
+        report["latency_ms_per_slice"]["speedup_ort_over_torch"] = torch_ms / ort_ms
+    print("Latency per slice:", {k: round(v, 2) for k, v in report["latency_ms_per_slice"].items()})
+    (args.out / "evaluation.json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out / 'evaluation.json'} and plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
