@@ -165,6 +165,33 @@ def main() -> int:
     for r in e2e:
         print("  ", r)
 
+    # 3b. an unseen image and label: FSL MNI152 T1 (2 mm, skull on) through the full 3D path
+    #     (symmetry plane + CC offset), Dice against the published 1 mm mid-sagittal CC mask.
+    mni = DATA / "brain" / "mni152-cc"
+    if (mni / "MNI152_T1_2mm_centered.nii.gz").exists():
+        from scipy import ndimage as ndi
+
+        from medseg.io import read_nifti
+
+        t1 = read_nifti(mni / "MNI152_T1_2mm_centered.nii.gz")
+        cc = read_nifti(mni / "MNI152_T1_1mm_centered_cc_mask.nii.gz")
+        try:
+            seg = segmenter.segment(t1, localizer=False)
+            x = int(np.argmax(np.asarray(cc.array).sum(axis=(1, 2))))
+            truth = np.asarray(cc.array)[x] > 0
+            jj, kk = np.meshgrid(np.arange(cc.shape[1]), np.arange(cc.shape[2]), indexing="ij")
+            world = cc.world_coordinates(np.column_stack([np.full(jj.size, x), jj.ravel(), kk.ravel()]))
+            rel = world - seg.plane.origin
+            cols = rel @ seg.plane.x_vec / np.dot(seg.plane.x_vec, seg.plane.x_vec)
+            rows = rel @ seg.plane.y_vec / np.dot(seg.plane.y_vec, seg.plane.y_vec)
+            pred = ndi.map_coordinates(seg.probability2d, np.vstack([rows, cols]), order=1).reshape(jj.shape) > 0.5
+            report["mni152"] = {"dice": dice(pred, truth), "area_mm2": seg.area_mm2,
+                                "plane_normal": [float(v) for v in seg.midsagittal_normal],
+                                "plane_point_mm": [float(v) for v in seg.midsagittal_point]}
+        except Exception as exc:
+            report["mni152"] = {"error": f"{type(exc).__name__}: {exc}"}
+        print("MNI152 T1 2 mm (unseen, 3D path):", report["mni152"])
+
     # 4. positioning: angle follows a rotation of the image
     angle_rows = []
     for subject in subjects:

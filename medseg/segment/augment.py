@@ -37,6 +37,7 @@ class AugmentConfig:
     grey_matter_gain: tuple[float, float] = (0.85, 1.15)
     other_gain: tuple[float, float] = (0.8, 1.2)
     tissue_fraction: float = 0.8  # share of samples that get tissue contrast changes
+    skull_stripped_fraction: float = 0.2  # share of samples shown skull-stripped (brain mask)
 
 
 @dataclass(frozen=True)

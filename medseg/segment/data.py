@@ -71,12 +71,16 @@ class Subject:
     head: np.ndarray = field(repr=False, default=None)  # uint8 head mask
     white_level: float = 1.0  # 99.5th percentile of the image (intensity scale)
     tissue: np.ndarray = field(repr=False, default=None)  # uint8 tissue class (see TISSUE_CLASSES)
+    brain: np.ndarray | None = field(repr=False, default=None)  # uint8 brain mask (skull stripping)
 
     @classmethod
     def load(cls, folder: Path) -> "Subject":
         t1 = read_nifti(folder / "T1.mgz")
         aseg = read_nifti(folder / "aseg.mgz")
-        return cls.from_volumes(folder.name, t1, aseg)
+        subject = cls.from_volumes(folder.name, t1, aseg)
+        if (folder / "brainmask.mgz").exists():
+            subject.brain = (np.asarray(read_nifti(folder / "brainmask.mgz").array) > 0).astype(np.uint8)
+        return subject
 
     @classmethod
     def from_volumes(cls, name: str, t1: Volume, aseg: Volume) -> "Subject":
@@ -143,7 +147,8 @@ class Subject:
         if abs(pose.offset_mm) > 8.0:
             label = np.zeros_like(label)
         if tissue:
-            return image.astype(np.float32), label, self._lookup(self.tissue, grid, order=0)
+            brain = self._lookup(self.brain, grid, order=0) if self.brain is not None else None
+            return image.astype(np.float32), label, self._lookup(self.tissue, grid, order=0), brain
         return image.astype(np.float32), label
 
     def _lookup(self, volume: np.ndarray, points: np.ndarray, order: int = 1) -> np.ndarray:

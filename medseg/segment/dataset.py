@@ -36,8 +36,10 @@ def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spac
     else:
         subject = subjects[int(rng.integers(len(subjects)))]
         pose, _ = draw_pose(rng, cfg)
-        image, label, tissue = subject.sample(pose, size, spacing, tissue=True)
+        image, label, tissue, brain = subject.sample(pose, size, spacing, tissue=True)
         image = apply_tissue_contrast(image, tissue, cfg, rng)
+        if brain is not None and rng.random() < cfg.skull_stripped_fraction:
+            image = image * brain
         image = apply_intensity(image / subject.white_level,
                                 draw_intensity(rng, cfg), rng)
     image = normalize_slice(image) * np.float32(rng.uniform(0.9, 1.1))

@@ -150,14 +150,33 @@ class CCSegmenter:
         self.percentiles = (normalization["lower_percentile"], normalization["upper_percentile"])
 
     # -- shared --------------------------------------------------------------------------------
-    def _prepare(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-        """(normalised array, head mask) of the whole series."""
+    def normalization(self, volume: Volume) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(raw float32 array, head mask, p_lo, p_hi) of the whole series (model.json)."""
         head = foreground_mask(volume)
         values = np.asarray(volume.array, dtype=np.float32)
         if values.ndim == 4:
             values = values[..., 0]
-        lo, hi = np.percentile(values[head], self.percentiles)
+        lo, hi = (float(v) for v in np.percentile(values[head], self.percentiles))
+        return values, head, lo, hi
+
+    def _prepare(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised array, head mask) of the whole series."""
+        values, head, lo, hi = self.normalization(volume)
         return (values - lo) / (hi - lo if hi > lo else 1.0), head
+
+    def slice_planes(self, volume: Volume, head: np.ndarray) -> list[Plane]:
+        """The network plane (grid on the slice's plane, crop centred on the head) of each slice."""
+        lookup = _Lookup(volume, np.zeros(1, np.float32), head)
+        normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
+        planes = []
+        for k in range(volume.shape[2]):
+            centre = volume.world_coordinates([[(volume.shape[0] - 1) / 2, (volume.shape[1] - 1) / 2, k]])[0]
+            planes.append(_network_plane(lookup, centre, normal, self.size, self.spacing))
+        return planes
+
+    def plane_points(self, plane: Plane) -> np.ndarray:
+        """LPS points (size x size x 3) of a network plane's grid."""
+        return _grid(plane, self.size)
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
         batch = np.stack(images)[:, None].astype(np.float32)
@@ -185,11 +204,10 @@ class CCSegmenter:
         head_voxels = np.argwhere(lookup.head)
         head_centre = volume.world_coordinates(head_voxels).mean(axis=0)
         head_area = lookup.head.sum(axis=(0, 1))
-        planes, images, offsets = [], [], []
-        for k in range(n):
+        planes = self.slice_planes(volume, lookup.head)
+        images, offsets = [], []
+        for k, plane in enumerate(planes):
             centre = volume.world_coordinates([[(volume.shape[0] - 1) / 2, (volume.shape[1] - 1) / 2, k]])[0]
-            plane = _network_plane(lookup, centre, slice_normal, self.size, self.spacing)
-            planes.append(plane)
             images.append(lookup.image(_grid(plane, self.size)))
             offsets.append(float(np.dot(centre - head_centre, slice_normal)))
         probabilities = self._predict(images)

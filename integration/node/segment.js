@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// Independent consumer of the medseg CC model, written from docs/onnx-integration.md alone.
+//
+// Usage: node segment.js CONTRACT.json CASE_DIR
+//   CASE_DIR/case.json: {"height": H, "width": W, "planes": ["plane0.f32", ...],
+//                        "head_values": "head.f32"}
+//   planes: raw (un-normalised) values on the network grid, float32 little-endian, row-major
+//           [H][W]; outside the image they hold the series' lower percentile (0 after
+//           normalisation), as the contract says.
+//   head_values: float32 values of every head-foreground voxel of the whole series.
+// Writes CASE_DIR/mask_node.u8: N x H x W bytes, 1 = corpus callosum.
+'use strict';
+const fs = require('fs');
+const path = require('path');
+const ort = require('onnxruntime-node');
+
+function readFloat32(file) {
+  const buffer = fs.readFileSync(file);
+  return new Float32Array(buffer.buffer, buffer.byteOffset, buffer.byteLength / 4);
+}
+
+// numpy.percentile's default: linear interpolation between order statistics.
+function percentile(sorted, p) {
+  const position = (sorted.length - 1) * p / 100;
+  const lower = Math.floor(position);
+  const upper = Math.min(lower + 1, sorted.length - 1);
+  const fraction = position - lower;
+  return sorted[lower] + (sorted[upper] - sorted[lower]) * fraction;
+}
+
+async function main() {
+  const [contractPath, caseDir] = process.argv.slice(2);
+  const contract = JSON.parse(fs.readFileSync(contractPath, 'utf8'));
+  if (contract.contract_version.split('.')[0] !== '1') {
+    throw new Error(`unsupported contract version ${contract.contract_version}`);
+  }
+  const spec = JSON.parse(fs.readFileSync(path.join(caseDir, 'case.json'), 'utf8'));
+  const { height, width } = spec;
+  const norm = contract.input.normalization;
+
+  const head = Float64Array.from(readFloat32(path.join(caseDir, spec.head_values)));
+  head.sort();
+  const lo = percentile(head, norm.lower_percentile);
+  const hi = percentile(head, norm.upper_percentile);
+  const scale = hi > lo ? hi - lo : 1.0;
+
+  const n = spec.planes.length;
+  const input = new Float32Array(n * height * width);
+  spec.planes.forEach((name, i) => {
+    const plane = readFloat32(path.join(caseDir, name));
+    for (let j = 0; j < height * width; j++) input[i * height * width + j] = (plane[j] - lo) / scale;
+  });
+
+  const modelPath = path.join(path.dirname(contractPath), contract.file);
+  const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'] });
+  const feeds = {};
+  feeds[contract.input.name] = new ort.Tensor('float32', input, [n, 1, height, width]);
+  const logits = (await session.run(feeds))[contract.output.name].data;
+
+  const threshold = contract.output.threshold;
+  const mask = new Uint8Array(n * height * width);
+  for (let i = 0; i < n; i++) {
+    const base = i * 2 * height * width;
+    for (let j = 0; j < height * width; j++) {
+      const l0 = logits[base + j];
+      const l1 = logits[base + height * width + j];
+      const p = 1 / (1 + Math.exp(l0 - l1)); // softmax over 2 channels
+      mask[i * height * width + j] = p > threshold ? 1 : 0;
+    }
+  }
+  fs.writeFileSync(path.join(caseDir, 'mask_node.u8'), mask);
+  console.log(`wrote ${n} mask(s) of ${height}x${width}; p_lo ${lo.toFixed(4)}, p_hi ${hi.toFixed(4)}`);
+}
+
+main().catch((error) => { console.error(error.message); process.exit(1); });

@@ -1,0 +1,67 @@
+"""The independent Node.js consumer (integration/node) gives medseg's masks, label for label."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tests.conftest import DATA, REPO
+
+NODE_DIR = REPO / "integration" / "node"
+
+
+def _requirements():
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    if not (NODE_DIR / "node_modules" / "onnxruntime-node").exists():
+        pytest.skip("run `npm install --ignore-scripts` in integration/node")
+    if not (REPO / "models" / "cc_attention_unet.json").exists():
+        pytest.skip("no shipped CC model in models/")
+
+
+def _test_volume(tmp_path):
+    """A real raw scanner T1 when shared data is present, else the demo phantom localizer."""
+    from medseg.io import load_volume
+
+    real = DATA / "dicom" / "siemens-xa30-enhanced" / "5_anat-T1w_acq-tfl"
+    if real.exists():
+        volume = load_volume(real)
+        take = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 3, 40], [0, 0, 0, 1.0]])  # slices 40, 43, ...
+        return volume.with_array(np.asarray(volume.array)[:, :, 40:56:3], affine=volume.affine @ take), "xa30"
+    from medseg.demo import build_demo_study
+
+    return load_volume(build_demo_study(tmp_path) / "01_localizer"), "phantom"
+
+
+def test_node_consumer_equals_medseg(tmp_path):
+    _requirements()
+    from medseg.segment.infer import CCSegmenter
+
+    volume, name = _test_volume(tmp_path)
+    segmenter = CCSegmenter()
+    raw, head, lo, hi = segmenter.normalization(volume)
+    planes = segmenter.slice_planes(volume, head)
+    inverse = np.linalg.inv(volume.affine)
+    case = tmp_path / "case"
+    case.mkdir()
+    names, normalised = [], []
+    for i, plane in enumerate(planes):
+        points = segmenter.plane_points(plane).reshape(-1, 3)
+        index = (points @ inverse[:3, :3].T + inverse[:3, 3]).T
+        raw_plane = ndimage.map_coordinates(raw, index, order=1, mode="constant", cval=lo)
+        raw_plane = raw_plane.reshape(segmenter.size, segmenter.size).astype(np.float32)
+        raw_plane.tofile(case / f"plane{i}.f32")
+        names.append(f"plane{i}.f32")
+        normalised.append((raw_plane.astype(np.float64) - lo) / (hi - lo))
+    raw[head].astype(np.float32).tofile(case / "head.f32")
+    (case / "case.json").write_text(json.dumps({"height": segmenter.size, "width": segmenter.size,
+                                                "planes": names, "head_values": "head.f32"}))
+    ours = segmenter.runtime.probabilities(np.stack(normalised)[:, None].astype(np.float32)) > 0.5
+    subprocess.run(["node", str(NODE_DIR / "segment.js"), str(REPO / "models" / "cc_attention_unet.json"),
+                    str(case)], check=True, capture_output=True, text=True)
+    theirs = np.fromfile(case / "mask_node.u8", dtype=np.uint8).reshape(ours.shape).astype(bool)
+    assert ours.any(), f"{name}: medseg found no CC in any slice; the comparison would be empty"
+    np.testing.assert_array_equal(theirs, ours)
