@@ -28,33 +28,11 @@ import torch
 from medseg.infer.runtime import load_runtime
 from medseg.positioning.angles import NoCorpusCallosumError, localize
 from medseg.segment.data import PlanePose, Subject
+from medseg.segment.evaluate import dice, hd95, predict_masks
 from medseg.segment.infer import CCSegmenter
-from medseg.segment.normalize2d import normalize_slice
 from medseg.volume import Volume, VolumeMeta
 
 DATA = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
-
-
-def hd95(a: np.ndarray, b: np.ndarray, spacing: float) -> float:
-    from monai.metrics import compute_hausdorff_distance
-
-    if not a.any() or not b.any():
-        return float("inf")
-    value = compute_hausdorff_distance(torch.from_numpy(a[None, None].astype(np.float32)),
-                                       torch.from_numpy(b[None, None].astype(np.float32)),
-                                       percentile=95, spacing=spacing)
-    return float(value.item())
-
-
-def predict(runtime, images: list[np.ndarray]) -> np.ndarray:
-    batch = np.stack([normalize_slice(i) for i in images])[:, None]
-    return runtime.probabilities(batch) > 0.5
 
 
 def plot(path: Path, xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str) -> None:
@@ -115,7 +93,7 @@ def main() -> int:
     rows = []
     for subject in subjects:
         image, label = subject.sample(PlanePose(), size, spacing)
-        pred = predict(runtime, [image])[0]
+        pred = predict_masks(runtime, [image])[0]
         rows.append({"subject": subject.name, "dice": dice(pred, label), "hd95_mm": hd95(pred, label, spacing),
                      "label_area_mm2": float(label.sum() * spacing ** 2)})
     report["midsagittal"] = rows
@@ -133,11 +111,11 @@ def main() -> int:
             scores = []
             for sign in (1, -1):
                 image, label = subject.sample(PlanePose(rotation_deg=sign * t), size, spacing)
-                scores.append(dice(predict(runtime, [image])[0], label))
+                scores.append(dice(predict_masks(runtime, [image])[0], label))
             tilt_curve[subject.name].append(float(np.mean(scores)))
         for s in slabs:
             image, label = subject.sample(PlanePose(slab_mm=s), size, spacing)
-            slab_curve[subject.name].append(dice(predict(runtime, [image])[0], label))
+            slab_curve[subject.name].append(dice(predict_masks(runtime, [image])[0], label))
     report["dice_vs_tilt"] = {"tilt_deg": tilts, **tilt_curve}
     report["dice_vs_slab"] = {"slab_mm": slabs, **slab_curve}
     plot(args.out / "dice_vs_tilt.png", tilts, tilt_curve, "in-plane head tilt (deg, both signs)", "Dice",
@@ -197,13 +175,13 @@ def main() -> int:
     for subject in subjects:
         plane = subject.plane(PlanePose(), size, spacing)
         image, _ = subject.sample(PlanePose(), size, spacing)
-        base = localize(predict(runtime, [image])[0], plane).final.angle_deg
+        base = localize(predict_masks(runtime, [image])[0], plane).final.angle_deg
         centre = ((size - 1) / 2, (size - 1) / 2)
         for theta in range(-30, 31, 5):
             rotated = cv2.warpAffine(image, cv2.getRotationMatrix2D(centre, theta, 1.0), (size, size),
                                      flags=cv2.INTER_LINEAR)
             try:
-                angle = localize(predict(runtime, [rotated])[0], plane).final.angle_deg
+                angle = localize(predict_masks(runtime, [rotated])[0], plane).final.angle_deg
                 error = (angle - base) - (-theta)
             except NoCorpusCallosumError:
                 error = float("nan")

@@ -1,0 +1,49 @@
+"""Evaluation helpers for the CC model (used by pipelines/evaluate_cc.py and the notebooks)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from medseg.infer.runtime import ModelRuntime
+from medseg.segment.data import PlanePose, Subject
+from medseg.segment.normalize2d import normalize_slice
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+def hd95(a: np.ndarray, b: np.ndarray, spacing: float) -> float:
+    """95th-percentile symmetric Hausdorff distance (mm), MONAI."""
+    from monai.metrics import compute_hausdorff_distance
+
+    if not np.any(a) or not np.any(b):
+        return float("inf")
+    value = compute_hausdorff_distance(torch.from_numpy(np.asarray(a, np.float32)[None, None]),
+                                       torch.from_numpy(np.asarray(b, np.float32)[None, None]),
+                                       percentile=95, spacing=spacing)
+    return float(value.item())
+
+
+def predict_masks(runtime: ModelRuntime, images: Sequence[np.ndarray]) -> np.ndarray:
+    """CC masks of network-grid planes (each normalised on its own foreground, as in validation)."""
+    batch = np.stack([normalize_slice(i) for i in images])[:, None]
+    return runtime.probabilities(batch) > 0.5
+
+
+def dice_vs_poses(runtime: ModelRuntime, subjects: Sequence[Subject], poses: Sequence[PlanePose]
+                  ) -> dict[str, list[float]]:
+    """Dice per subject for each pose (subject name -> list aligned with ``poses``)."""
+    size = int(runtime.contract["input"]["default_size"][0])
+    spacing = float(runtime.contract["input"]["spacing_mm"])
+    curves = {}
+    for subject in subjects:
+        pairs = [subject.sample(pose, size, spacing) for pose in poses]
+        masks = predict_masks(runtime, [image for image, _ in pairs])
+        curves[subject.name] = [dice(m, label) for m, (_, label) in zip(masks, pairs)]
+    return curves
