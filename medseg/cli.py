@@ -1,7 +1,7 @@
 """The ``medseg`` command: parses arguments and calls the library; no image logic lives here.
 
 Exit status: 0 all inputs succeeded; 1 some studies/series failed (each recorded, the rest done);
-2 bad usage or nothing usable found.
+2 bad usage or nothing usable found. ``medseg run`` follows the same codes per study.
 """
 
 from __future__ import annotations
@@ -207,6 +207,27 @@ def cmd_position(args: argparse.Namespace) -> int:
     return _run_per_series(args, work)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from medseg.batch.run import RunOptions, run
+    from medseg.io.atomic import write_text_atomic
+
+    try:
+        index, count = (int(v) for v in args.shard.split("/"))
+        if not 1 <= index <= count:
+            raise ValueError
+    except ValueError:
+        log.error("--shard must be i/n with 1 <= i <= n, got %r", args.shard)
+        return EXIT_FAILED
+    options = RunOptions(device=args.device, jobs=args.jobs, resume=args.resume, shard=(index, count),
+                         n4=not args.no_n4, quiet=args.quiet)
+    status, report = run(args.input, args.output, options)
+    if args.report:
+        write_text_atomic(args.report, json.dumps(report, indent=2))
+    print(f"{report['studies']} studies, {report['failed_studies']} failed; see {args.output / 'index.html'}"
+          f" and {args.output / 'summary.csv'}")
+    return status
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from medseg.demo import run_demo
 
@@ -259,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
                            help="flag results whose box and line angles differ more (default 10)")
         _add_common(p, output=True)
         p.set_defaults(func=func)
+
+    runner = sub.add_parser("run", help="the batch job: route every study, write results and reports")
+    runner.add_argument("-i", "--input", nargs="+", required=True, type=Path, metavar="INPUT")
+    runner.add_argument("--device", choices=["auto", "cpu", "cuda", "tensorrt"], default="cpu")
+    runner.add_argument("-j", "--jobs", type=int, default=1, help="studies loaded/bias-corrected ahead in parallel")
+    runner.add_argument("--resume", action="store_true", help="skip studies whose outputs are complete")
+    runner.add_argument("--shard", default="1/1", metavar="I/N", help="process only shard I of N (by study UID)")
+    runner.add_argument("--no-n4", action="store_true", help="skip bias-field correction")
+    runner.add_argument("--report", type=Path, metavar="RUN_JSON", help="also write the run report here")
+    _add_common(runner, output=True)
+    runner.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="generate a demo study and run medseg on it")
     _add_common(demo, output=True)

@@ -30,7 +30,6 @@ from medseg.positioning.angles import NoCorpusCallosumError, localize
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.evaluate import dice, hd95, predict_masks
 from medseg.segment.infer import CCSegmenter
-from medseg.volume import Volume, VolumeMeta
 
 DATA = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -52,26 +51,6 @@ def plot(path: Path, xs, series: dict[str, list[float]], xlabel: str, ylabel: st
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def simulated_localizer(subject: Subject, tilt: float, lr_shift: float, n: int = 5, gap: float = 5.0):
-    """A thick-slice sagittal series through a labelled head, as a Volume + per-slice labels."""
-    size, spacing = 256, 1.0
-    slices, labels, planes = [], [], []
-    for k in range(n):
-        offset = (k - (n - 1) / 2) * gap + lr_shift
-        pose = PlanePose(rotation_deg=tilt, offset_mm=offset, slab_mm=gap)
-        image, label = subject.sample(pose, size, spacing)
-        slices.append(image)
-        labels.append(label)
-        planes.append(subject.plane(pose, size, spacing))
-    p0, p1 = planes[0], planes[1]
-    affine = np.eye(4)
-    affine[:3, 0], affine[:3, 1] = p0.x_vec, p0.y_vec
-    affine[:3, 2] = p1.origin - p0.origin
-    affine[:3, 3] = p0.origin
-    array = np.stack([s.T for s in slices], axis=-1) * 10.0
-    return Volume(array.astype(np.float32), affine, VolumeMeta(modality="MR", description="sim localizer")), labels
 
 
 def main() -> int:
@@ -129,7 +108,7 @@ def main() -> int:
     e2e = []
     for subject in subjects:
         for tilt, shift in ((0, 0.0), (15, 2.5), (-25, -1.5), (30, 1.0)):
-            volume, labels = simulated_localizer(subject, tilt, shift)
+            volume, labels = subject.sample_localizer(rotation_deg=tilt, midline_offset_mm=shift)
             try:
                 seg = segmenter.segment(volume, localizer=True)
                 k = seg.slice_index

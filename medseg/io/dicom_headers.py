@@ -85,6 +85,7 @@ class FileHeader:
     manufacturer: str
     frame_of_reference_uid: str
     frames: list[Frame]
+    body_part: str = ""
     study_attributes: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
@@ -157,20 +158,31 @@ def _has_pixels(ds: Dataset) -> bool:
 
 
 def _check_pixel_length(ds: Dataset, path: str) -> None:
-    """Catch truncated files cheaply: the pixel data element must lie within the file."""
-    element = ds.get_item((0x7FE0, 0x0010)) if (0x7FE0, 0x0010) in ds else None
-    if element is None or not hasattr(element, "value_tell"):
-        return
-    length = getattr(element, "length", 0xFFFFFFFF)
-    if length == 0xFFFFFFFF:  # encapsulated: the decoder will catch damage
-        return
-    if element.value_tell + length > os.path.getsize(path):
-        from medseg.errors import CorruptFileError
+    """Catch truncated files cheaply, before any decoding: a deferred pixel data element must lie
+    within the file, and uncompressed pixel data must hold Rows x Columns x frames x bits."""
+    from medseg.errors import CorruptFileError
 
-        raise CorruptFileError(
-            f"{path}: truncated DICOM file (pixel data needs {length} bytes from offset "
-            f"{element.value_tell}, file has {os.path.getsize(path)})"
-        )
+    if (0x7FE0, 0x0010) not in ds:
+        return
+    element = ds.get_item((0x7FE0, 0x0010))
+    value_tell = getattr(element, "value_tell", None)
+    length = getattr(element, "length", None)
+    if value_tell is not None and length not in (None, 0xFFFFFFFF):
+        if value_tell + length > os.path.getsize(path):
+            raise CorruptFileError(
+                f"{path}: truncated DICOM file (pixel data needs {length} bytes from offset "
+                f"{value_tell}, file has {os.path.getsize(path)})")
+        return
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if syntax is not None and syntax.is_compressed:
+        return  # encapsulated: the decoder catches damage
+    value = element.value if hasattr(element, "value") else None
+    if isinstance(value, (bytes, bytearray)):
+        expected = (int(ds.get("Rows", 0)) * int(ds.get("Columns", 0)) * int(ds.get("NumberOfFrames", 1) or 1)
+                    * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("BitsAllocated", 16) or 16)) // 8
+        if len(value) < expected:
+            raise CorruptFileError(f"{path}: truncated DICOM file (pixel data holds {len(value)} of "
+                                   f"{expected} bytes)")
 
 
 def open_dataset(path: str, *, pixels: bool) -> Dataset:
@@ -350,6 +362,7 @@ def read_header(path: str, *, philips_precise: bool = True) -> FileHeader:
     except Exception as exc:
         exc.series_uid = str(ds.get("SeriesInstanceUID", "") or "")  # type: ignore[attr-defined]
         exc.study_uid = str(ds.get("StudyInstanceUID", "") or "")  # type: ignore[attr-defined]
+        exc.sop_instance_uid = str(ds.get("SOPInstanceUID", "") or "")  # type: ignore[attr-defined]
         raise
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         frames = _enhanced_frames(ds, path, philips_precise)
@@ -367,5 +380,6 @@ def read_header(path: str, *, philips_precise: bool = True) -> FileHeader:
         manufacturer=str(ds.get("Manufacturer", "") or ""),
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
         frames=frames,
+        body_part=str(ds.get("BodyPartExamined", "") or "").upper(),
         study_attributes=study_attributes,
     )

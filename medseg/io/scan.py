@@ -45,6 +45,7 @@ class SeriesRef:
     affine: np.ndarray | None
     problems: list[str] = field(default_factory=list)
     frame_of_reference_uid: str = ""
+    body_part: str = ""
     study_attributes: dict = field(default_factory=dict, repr=False)
     _stack: Stack | None = field(default=None, repr=False)
     _key: str = ""
@@ -189,7 +190,7 @@ def _series_refs(headers: list[FileHeader]) -> list[SeriesRef]:
                 modality=first.modality, label=stack.label, kind="dicom",
                 source=os.path.commonpath(files) if len(files) > 1 else files[0], files=files,
                 shape=stack.shape, affine=stack.affine, problems=list(stack.problems),
-                frame_of_reference_uid=first.frame_of_reference_uid,
+                frame_of_reference_uid=first.frame_of_reference_uid, body_part=first.body_part,
                 study_attributes=first.study_attributes, _stack=stack,
             )
         )
@@ -211,7 +212,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     series: dict[tuple[str, str, int | None], list[FileHeader]] = defaultdict(list)
     seen_instances: set[tuple] = set()
     nifti_refs: list[SeriesRef] = []
-    damaged: dict[tuple, list[str]] = defaultdict(list)  # (study, series) -> damaged files
+    damaged: dict[tuple, list[tuple[str, str]]] = defaultdict(list)  # (study, series) -> (file, SOP UID)
     result = ScanResult(studies=[])
     for path in progress(files, desc="scanning", unit="file", enabled=show_progress):
         if is_nifti_path(path):
@@ -224,7 +225,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
             continue
         except CorruptFileError as exc:
             result.errors.append((path, str(exc)))
-            damaged[(getattr(exc, "study_uid", None), getattr(exc, "series_uid", None))].append(path)
+            damaged[(getattr(exc, "study_uid", None), getattr(exc, "series_uid", None))].append(
+                (path, getattr(exc, "sop_instance_uid", "")))
             continue
         except Exception as exc:  # a damaged header must not stop the scan
             result.errors.append((path, f"{path}: unreadable DICOM header ({type(exc).__name__})"))
@@ -238,12 +240,17 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
         series_uid = header.series_uid or f"no-series-uid:{os.path.dirname(path)}"
         series[(header.study_uid, series_uid, header.series_number)].append(header)
 
+    # A damaged copy of an instance that is also present intact does not make a series incomplete.
+    instances = {(study, uid): {h.sop_instance_uid for h in headers}
+                 for (study, uid, _), headers in series.items()}
     by_study: dict[str, list[SeriesRef]] = defaultdict(list)
     for (study_uid, _, _), headers in series.items():
         by_study[study_uid].extend(_series_refs(headers))
     for study_uid, refs in by_study.items():
         for ref in refs:
-            _flag_damaged(ref, damaged.get((ref.study_uid, ref.series_uid), []))
+            intact = instances.get((ref.study_uid, ref.series_uid), set())
+            _flag_damaged(ref, [p for p, sop in damaged.get((ref.study_uid, ref.series_uid), [])
+                                if not sop or sop not in intact])
         keys = [r.key for r in refs]
         for ref in refs:
             if keys.count(ref.key) > 1:

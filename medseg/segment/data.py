@@ -151,6 +151,35 @@ class Subject:
             return image.astype(np.float32), label, self._lookup(self.tissue, grid, order=0), brain
         return image.astype(np.float32), label
 
+    def sample_localizer(self, *, rotation_deg: float = 0.0, midline_offset_mm: float = 0.0,
+                         n_slices: int = 5, gap_mm: float = 5.0, size: int = 256,
+                         spacing: float = 1.0, scale: float = 10.0):
+        """A thick-slice sagittal localizer through this head, as a Volume (one shared in-plane
+        grid, slices ``gap_mm`` apart along the normal, each a ``gap_mm`` slab) with the CC label
+        of each slice (empty beyond 8 mm from the midline) on the Volume's own pixels."""
+        from medseg.volume import Volume, VolumeMeta
+
+        pose = PlanePose(rotation_deg=rotation_deg)
+        plane = self.plane(pose, size, spacing)
+        normal = self._frame(pose)[2]
+        offsets = (np.arange(n_slices) - (n_slices - 1) / 2) * gap_mm + midline_offset_mm
+        index = np.arange(size, dtype=np.float64)
+        grid = (plane.origin[None, None, :] + index[:, None, None] * plane.y_vec[None, None, :]
+                + index[None, :, None] * plane.x_vec[None, None, :])
+        label = self._lookup(self.cc, grid, order=0) > 0
+        slabs = np.linspace(-gap_mm / 2, gap_mm / 2, max(1, int(round(gap_mm))))
+        slices, labels = [], []
+        for offset in offsets:
+            slices.append(np.mean([self._lookup(self.image, grid + normal * (offset + o)) for o in slabs], axis=0))
+            labels.append(label if abs(offset) <= 8.0 else np.zeros_like(label))
+        affine = np.eye(4)
+        affine[:3, 0], affine[:3, 1] = plane.x_vec, plane.y_vec
+        affine[:3, 2] = normal * gap_mm
+        affine[:3, 3] = plane.origin + normal * offsets[0]
+        array = np.stack([sl.T for sl in slices], axis=-1) * scale
+        meta = VolumeMeta(modality="MR", description=f"{self.name} simulated localizer")
+        return Volume(array.astype(np.float32), affine, meta), labels
+
     def _lookup(self, volume: np.ndarray, points: np.ndarray, order: int = 1) -> np.ndarray:
         shape = points.shape[:-1]
         idx = points.reshape(-1, 3) @ self.inverse_affine[:3, :3].T + self.inverse_affine[:3, 3]
