@@ -18,17 +18,22 @@ PLANE = Plane(origin=np.array([0.0, -50.0, 50.0]), x_vec=np.array([0, 0.5, 0.0])
               y_vec=np.array([0, 0, -0.5]))
 
 
-def crescent(theta_deg: float, size: int = 240) -> np.ndarray:
+def crescent(theta_deg: float, size: int = 240, supersample: int = 1) -> np.ndarray:
     """A CC-like arch whose subcallosal line and long axis are horizontal at theta = 0, rotated
-    counter-clockwise on screen by theta (with anterior on the left: anterior end down)."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(float)
-    dx, dy = xx - size / 2, yy - size / 2
+    counter-clockwise on screen by theta (with anterior on the left: anterior end down).
+    ``supersample`` > 1 returns the fraction of each pixel covered (a partial-volume image)."""
+    n = size * supersample
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    dx, dy = (xx + 0.5) / supersample - 0.5 - size / 2, (yy + 0.5) / supersample - 0.5 - size / 2
     t = np.radians(theta_deg)
     u = np.cos(t) * dx - np.sin(t) * dy
     v = np.sin(t) * dx + np.cos(t) * dy
     outer = (u / 70) ** 2 + (v / 34) ** 2 <= 1
     inner = (u / 58) ** 2 + ((v - 6) / 22) ** 2 <= 1
-    return outer & ~inner & (v <= 10)
+    shape = outer & ~inner & (v <= 10)
+    if supersample == 1:
+        return shape
+    return shape.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
 
 
 @pytest.mark.parametrize("theta", [-30, -17.5, -5, 0, 8, 22, 30])
@@ -197,3 +202,12 @@ def test_real_cc_measurements_are_plausible():
     assert 2 < m.mean_thickness_mm < 10
     picture = render_qc(image, label, plane, result, title="sub-04")
     assert picture.ndim == 3 and picture.shape[2] == 3
+
+
+@pytest.mark.parametrize("theta", [0.4, 1.0, 2.0, -1.5])
+def test_subpixel_outline_from_the_probability_map(theta):
+    """Small tilts: the probability map's 0.5 iso-line keeps what the pixel outline quantises."""
+    probability = crescent(theta, supersample=4)  # partial-volume image, as a network outputs
+    result = localize(probability > 0.5, PLANE, probability=probability)
+    assert result.final.angle_deg == pytest.approx(-theta, abs=0.15)
+    assert result.box.angle_deg == pytest.approx(-theta, abs=0.15)

@@ -94,14 +94,31 @@ def _estimate(plane: Plane, center_xy: np.ndarray, dxy: np.ndarray) -> LineEstim
     )
 
 
-def _contour(mask: np.ndarray) -> np.ndarray:
+def _contour(mask: np.ndarray, probability: np.ndarray | None = None) -> np.ndarray:
+    """Outline points (x, y) of the CC: the sub-pixel 0.5 iso-line of ``probability`` around
+    the mask when given (marching squares, scikit-image), else the pixel outline (OpenCV).
+
+    Pixel outlines quantise angles: on a 70-pixel CC one row step is ~0.8 deg, and the box and
+    line snap to the pixel grid for small tilts; the iso-line keeps the sub-pixel information.
+    """
+    if probability is not None:
+        from skimage import measure
+
+        region = ndimage.binary_dilation(mask, iterations=2)
+        field = np.where(region, probability, 0.0)
+        lines = measure.find_contours(np.pad(field, 1), 0.5)
+        if lines:
+            line = max(lines, key=len)
+            if len(line) >= 10:
+                return line[:, ::-1] - 1.0  # (row, col) -> (x, y), undo the padding
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     return max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
 
 
-def box_estimate(mask: np.ndarray, plane: Plane) -> tuple[LineEstimate, tuple[float, float]]:
+def box_estimate(mask: np.ndarray, plane: Plane, probability: np.ndarray | None = None
+                 ) -> tuple[LineEstimate, tuple[float, float]]:
     """Minimum-area rectangle (in mm, so anisotropic pixels are handled): centre and long axis."""
-    points = _contour(mask)
+    points = _contour(mask, probability)
     sx, sy = np.linalg.norm(plane.x_vec), np.linalg.norm(plane.y_vec)
     (cx, cy), (w, h), angle = cv2.minAreaRect((points * [sx, sy]).astype(np.float32))
     t = np.radians(angle)
@@ -111,10 +128,11 @@ def box_estimate(mask: np.ndarray, plane: Plane) -> tuple[LineEstimate, tuple[fl
     return _estimate(plane, np.array([cx / sx, cy / sy]), dxy), (float(max(w, h)), float(min(w, h)))
 
 
-def subcallosal_line(mask: np.ndarray, plane: Plane, *, band_mm: float = 1.0
+def subcallosal_line(mask: np.ndarray, plane: Plane, *, band_mm: float = 1.0,
+                     probability: np.ndarray | None = None
                      ) -> tuple[LineEstimate, tuple[tuple[float, float], tuple[float, float]]]:
     """The line along the inferior edge of the CC, touching genu and splenium."""
-    points = _contour(mask)
+    points = _contour(mask, probability)
     sx, sy = np.linalg.norm(plane.x_vec), np.linalg.norm(plane.y_vec)
     mm = points * [sx, sy]  # isotropic working space
     hull = cv2.convexHull(mm.astype(np.float32)).reshape(-1, 2).astype(np.float64)
@@ -172,15 +190,20 @@ def _mean_direction(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return m / np.linalg.norm(m)
 
 
-def localize(mask: np.ndarray, plane: Plane, *, max_difference_deg: float = 10.0) -> Localization:
+def localize(mask: np.ndarray, plane: Plane, *, max_difference_deg: float = 10.0,
+             probability: np.ndarray | None = None) -> Localization:
     """Box, subcallosal line and final plan from a CC mask (image rows = y, columns = x).
+
+    ``probability`` (the network's CC probability on the same pixels) gives sub-pixel outlines.
 
     Raises:
         NoCorpusCallosumError: empty, tiny or edge-less masks.
     """
     cleaned = clean_mask(mask)
-    box, size = box_estimate(cleaned, plane)
-    line, ends = subcallosal_line(cleaned, plane)
+    if probability is not None:
+        probability = np.where(ndimage.binary_dilation(cleaned, iterations=2), probability, 0.0)
+    box, size = box_estimate(cleaned, plane, probability)
+    line, ends = subcallosal_line(cleaned, plane, probability=probability)
     centre = (np.array(box.center_px) + np.array(line.center_px)) / 2
     # Mean angle: the bisector of the two directions in mm space (its physical angle is the
     # mean of the two physical angles when both lie in the sagittal plane).
