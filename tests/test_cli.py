@@ -54,8 +54,20 @@ def test_convert_goes_on_after_a_bad_series(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["0003_good.nii.gz"]
 
 
-def test_demo_builds_and_converts(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path / "demo"), "-q"]) == 0
+def test_demo_runs_the_whole_job(tmp_path, capsys):
+    import pytest
+
+    from tests.conftest import REPO
+
+    if not (REPO / "models" / "cc_attention_unet.json").exists():
+        pytest.skip("no shipped CC model")
+    pytest.importorskip("nilearn")
+    status = main(["demo", "-o", str(tmp_path / "demo"), "-q"])
     output = capsys.readouterr().out
-    assert "localizer" in output and "t1_3d" in output
-    assert len(list((tmp_path / "demo" / "nifti").glob("*.nii.gz"))) == 2
+    assert status == 0, output
+    assert (tmp_path / "demo" / "results" / "index.html").exists()
+    assert "spine_01" in output
+    changes = [float(line.split("measured pitch change ")[1].split(" deg")[0])
+               for line in output.splitlines() if "measured pitch change" in line]
+    assert len(changes) == 2  # localizer and 3D T1
+    assert all(abs(change - 10.0) < 2.5 for change in changes), output
