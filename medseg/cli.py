@@ -172,13 +172,13 @@ def _run_per_series(args, work) -> int:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from medseg.io import write_nifti
-    from medseg.preprocess import correct_bias_field
+    from medseg.preprocess import N4Options, correct_bias_field
     from medseg.segment.infer import CCSegmenter
 
     segmenter = CCSegmenter(device=args.device)
 
     def work(ref, volume, out):
-        corrected = correct_bias_field(volume)[0] if not args.no_n4 else volume
+        corrected = correct_bias_field(volume, options=N4Options.fast())[0] if not args.no_n4 else volume
         seg = segmenter.segment(corrected)
         where = (f"slice {seg.slice_index}" if seg.kind == "localizer" else
                  "plane through " + ", ".join(f"{v:.1f}" for v in seg.midsagittal_point) + " mm, normal "

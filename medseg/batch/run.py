@@ -84,7 +84,7 @@ class _Prepared:
 
 
 def _prepare(study: Study, n4: bool) -> _Prepared:
-    from medseg.preprocess.n4 import correct_bias_field
+    from medseg.preprocess.n4 import N4Options, correct_bias_field
 
     seconds = {"load": 0.0, "n4": 0.0}
     route = route_study(study)
@@ -96,7 +96,7 @@ def _prepare(study: Study, n4: bool) -> _Prepared:
             seconds["load"] += time.perf_counter() - t
             if n4:
                 t = time.perf_counter()
-                volume = correct_bias_field(volume)[0]
+                volume = correct_bias_field(volume, options=N4Options.fast())[0]
                 seconds["n4"] += time.perf_counter() - t
             brain.append((ref, volume))
         except Exception as exc:  # recorded per series by the caller

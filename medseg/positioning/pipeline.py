@@ -70,7 +70,7 @@ class PositionResult:
 
 
 def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
-                    max_difference_deg: float = 10.0, n4_options: N4Options = N4Options()) -> PositionResult:
+                    max_difference_deg: float = 10.0, n4_options: N4Options | None = None) -> PositionResult:
     """Run the positioning pipeline on one image (a localizer series or a 3D volume).
 
     Raises:
@@ -79,7 +79,7 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
     """
     seconds = {}
     start = time.perf_counter()
-    corrected = correct_bias_field(volume, options=n4_options)[0] if n4 else volume
+    corrected = correct_bias_field(volume, options=n4_options or N4Options.fast())[0] if n4 else volume
     seconds["n4"] = time.perf_counter() - start
     t = time.perf_counter()
     segmentation = segmenter.segment(corrected)

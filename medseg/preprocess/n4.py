@@ -27,6 +27,13 @@ class N4Options:
     # 3-plane localizer at 15 mm); contiguous thick slices (35 x 4 mm) form a volume.
     thick_slice_gap_mm: float = 8.0
 
+    @classmethod
+    def fast(cls) -> "N4Options":
+        """The profile the positioning pipeline uses: ~8 mm working voxels, 3 x 20 iterations.
+        The CC network is trained with random bias fields, so it needs shading removed, not an
+        fMRIPrep-grade field (see pipelines/evaluate_n4.py for both profiles' accuracy)."""
+        return cls(iterations=(20, 20, 20), iterations_2d=(20, 20), convergence=1e-4, target_spacing_mm=8.0)
+
 
 def _shrink_factors(spacing: np.ndarray, target: float, dims: int) -> list[int]:
     return [max(1, int(round(target / s))) for s in spacing[:dims]]
