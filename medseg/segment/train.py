@@ -65,7 +65,9 @@ def data_root(cfg: DataConfig) -> Path:
 
 
 VALIDATION_POSES = (PlanePose(), PlanePose(rotation_deg=20), PlanePose(rotation_deg=-20, slab_mm=5),
-                    PlanePose(offset_mm=3, slab_mm=5))
+                    PlanePose(offset_mm=3, slab_mm=5), PlanePose(rotation_deg=-10), PlanePose(rotation_deg=30),
+                    PlanePose(rotation_deg=-30), PlanePose(slab_mm=3), PlanePose(offset_mm=-3, slab_mm=4),
+                    PlanePose(rotation_deg=10, slab_mm=6), PlanePose(tilt_lr_deg=5), PlanePose(tilt_si_deg=-5))
 
 
 def dice(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -102,8 +104,13 @@ def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool 
     model = build_model(config.model, size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * cfg.iterations_per_epoch
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, total_steps)
-                 if cfg.schedule == "cosine" else torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0))
+
+    def factor(step: int) -> float:  # from the config, not the checkpoint: a resumed run may change it
+        if cfg.schedule == "constant":
+            return 1.0
+        return 0.5 * (1.0 + float(np.cos(np.pi * min(step, total_steps) / total_steps)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
     from monai.losses import DiceCELoss, DiceLoss
 
     loss_fn = (DiceCELoss(to_onehot_y=True, softmax=True) if cfg.loss == "dice_ce"
@@ -114,14 +121,19 @@ def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool 
         checkpoint = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(checkpoint["model"])
         optimiser.load_state_dict(checkpoint["optimiser"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
+        scheduler.last_epoch = int(checkpoint["state"].get("step", state["epoch"] * cfg.iterations_per_epoch))
         state = checkpoint["state"]
+        if state.get("validation") != _validation_signature(config):
+            state["best"], state["since_best"] = -1.0, 0  # a different validation set: start over
+        scheduler.step()
+        state["step"] = scheduler.last_epoch
         log.info("resumed from %s at epoch %d (best Dice %.4f)", last, state["epoch"], state["best"])
 
     loader = torch.utils.data.DataLoader(
         CCSamples(train_subjects, config.augment, size, spacing, seed=cfg.seed + state["epoch"]),
         batch_size=cfg.batch_size, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     batches = iter(loader)
+    state["validation"] = _validation_signature(config)
     start = time.time() - state["seconds"]
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     while state["epoch"] < cfg.epochs:
@@ -134,6 +146,7 @@ def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool 
             loss.backward()
             optimiser.step()
             scheduler.step()
+            state["step"] = state.get("step", 0) + 1
             losses.append(loss.item())
         state["epoch"] += 1
         state["seconds"] = time.time() - start
@@ -161,6 +174,10 @@ def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool 
             log.info("time budget of %.0f min reached", cfg.max_minutes)
             break
     return out / "best.pt"
+
+
+def _validation_signature(config: CCTrainingConfig) -> str:
+    return json.dumps([list(config.data.val_subjects), [asdict(p) for p in VALIDATION_POSES]])
 
 
 def load_training_config(path: str | Path) -> CCTrainingConfig:
