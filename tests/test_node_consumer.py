@@ -42,24 +42,24 @@ def test_node_consumer_equals_medseg(tmp_path):
 
     volume, name = _test_volume(tmp_path)
     segmenter = CCSegmenter()
-    raw, head, lo, hi = segmenter.normalization(volume)
+    raw, head, _, _ = segmenter.normalization(volume)
     planes = segmenter.slice_planes(volume, head)
     inverse = np.linalg.inv(volume.affine)
     case = tmp_path / "case"
     case.mkdir()
-    names, normalised = [], []
+    names, raw_planes = [], []
+    outside = segmenter.runtime.contract["input"]["normalization"]["outside_image_value"]
     for i, plane in enumerate(planes):
         points = segmenter.plane_points(plane).reshape(-1, 3)
         index = (points @ inverse[:3, :3].T + inverse[:3, 3]).T
-        raw_plane = ndimage.map_coordinates(raw, index, order=1, mode="constant", cval=lo)
+        raw_plane = ndimage.map_coordinates(raw, index, order=1, mode="constant", cval=outside)
         raw_plane = raw_plane.reshape(segmenter.size, segmenter.size).astype(np.float32)
         raw_plane.tofile(case / f"plane{i}.f32")
         names.append(f"plane{i}.f32")
-        normalised.append((raw_plane.astype(np.float64) - lo) / (hi - lo))
-    raw[head].astype(np.float32).tofile(case / "head.f32")
+        raw_planes.append(raw_plane)
     (case / "case.json").write_text(json.dumps({"height": segmenter.size, "width": segmenter.size,
-                                                "planes": names, "head_values": "head.f32"}))
-    ours = segmenter.runtime.probabilities(np.stack(normalised)[:, None].astype(np.float32)) > 0.5
+                                                "planes": names}))
+    ours = segmenter._predict(raw_planes) > 0.5  # medseg's own normalisation and inference
     subprocess.run(["node", str(NODE_DIR / "segment.js"), str(REPO / "models" / "cc_attention_unet.json"),
                     str(case)], check=True, capture_output=True, text=True)
     theirs = np.fromfile(case / "mask_node.u8", dtype=np.uint8).reshape(ours.shape).astype(bool)

@@ -2,12 +2,9 @@
 // Independent consumer of the medseg CC model, written from docs/onnx-integration.md alone.
 //
 // Usage: node segment.js CONTRACT.json CASE_DIR
-//   CASE_DIR/case.json: {"height": H, "width": W, "planes": ["plane0.f32", ...],
-//                        "head_values": "head.f32"}
+//   CASE_DIR/case.json: {"height": H, "width": W, "planes": ["plane0.f32", ...]}
 //   planes: raw (un-normalised) values on the network grid, float32 little-endian, row-major
-//           [H][W]; outside the image they hold the series' lower percentile (0 after
-//           normalisation), as the contract says.
-//   head_values: float32 values of every head-foreground voxel of the whole series.
+//           [H][W]; points outside the image hold input.normalization.outside_image_value.
 // Writes CASE_DIR/mask_node.u8: N x H x W bytes, 1 = corpus callosum.
 'use strict';
 const fs = require('fs');
@@ -28,6 +25,36 @@ function percentile(sorted, p) {
   return sorted[lower] + (sorted[upper] - sorted[lower]) * fraction;
 }
 
+// Otsu threshold of a 128-bin histogram spanning min..max (contract: input.normalization.region).
+function otsuThreshold(values) {
+  let min = Infinity, max = -Infinity;
+  for (const v of values) { if (v < min) min = v; if (v > max) max = v; }
+  if (!(max > min)) return null;
+  const bins = 128, hist = new Float64Array(bins), width = (max - min) / bins;
+  for (const v of values) hist[Math.min(bins - 1, Math.floor((v - min) / width))] += 1;
+  let weight = 0, mean = 0, totalW = 0, totalM = 0, best = -1, threshold = min;
+  for (let i = 0; i < bins; i++) { totalW += hist[i]; totalM += hist[i] * (min + (i + 0.5) * width); }
+  for (let i = 0; i < bins; i++) {
+    const centre = min + (i + 0.5) * width;
+    weight += hist[i]; mean += hist[i] * centre;
+    const denominator = Math.max(weight * (totalW - weight), 1e-12);
+    const between = (mean * totalW - weight * totalM) ** 2 / denominator;
+    if (between > best) { best = between; threshold = centre; }
+  }
+  return threshold;
+}
+
+function normalisePlane(plane, norm) {
+  const threshold = otsuThreshold(plane);
+  let selected = threshold === null ? [] : Array.from(plane).filter((v) => v > threshold);
+  if (selected.length <= 50) selected = Array.from(plane);
+  const sorted = Float64Array.from(selected).sort();
+  const lo = percentile(sorted, norm.lower_percentile);
+  const hi = percentile(sorted, norm.upper_percentile);
+  const scale = hi > lo ? hi - lo : 1.0;
+  return Float32Array.from(plane, (v) => (v - lo) / scale);
+}
+
 async function main() {
   const [contractPath, caseDir] = process.argv.slice(2);
   const contract = JSON.parse(fs.readFileSync(contractPath, 'utf8'));
@@ -38,17 +65,10 @@ async function main() {
   const { height, width } = spec;
   const norm = contract.input.normalization;
 
-  const head = Float64Array.from(readFloat32(path.join(caseDir, spec.head_values)));
-  head.sort();
-  const lo = percentile(head, norm.lower_percentile);
-  const hi = percentile(head, norm.upper_percentile);
-  const scale = hi > lo ? hi - lo : 1.0;
-
   const n = spec.planes.length;
   const input = new Float32Array(n * height * width);
   spec.planes.forEach((name, i) => {
-    const plane = readFloat32(path.join(caseDir, name));
-    for (let j = 0; j < height * width; j++) input[i * height * width + j] = (plane[j] - lo) / scale;
+    input.set(normalisePlane(readFloat32(path.join(caseDir, name)), norm), i * height * width);
   });
 
   const modelPath = path.join(path.dirname(contractPath), contract.file);
@@ -69,7 +89,7 @@ async function main() {
     }
   }
   fs.writeFileSync(path.join(caseDir, 'mask_node.u8'), mask);
-  console.log(`wrote ${n} mask(s) of ${height}x${width}; p_lo ${lo.toFixed(4)}, p_hi ${hi.toFixed(4)}`);
+  console.log(`wrote ${n} mask(s) of ${height}x${width}`);
 }
 
 main().catch((error) => { console.error(error.message); process.exit(1); });

@@ -1,7 +1,10 @@
-"""Foreground masks and the one intensity normalisation the networks use.
+"""Foreground masks and intensity normalisation.
 
-Normalisation is computed on the head foreground of the *whole series* (never per slice: a
-per-slice percentile makes pure-noise slices outside the head look like tissue).
+``NORMALIZATION`` is what the CC network was trained with and what its ``model.json`` records:
+percentiles over the foreground of each network-grid plane (:mod:`medseg.segment.normalize2d`).
+Pure-noise planes outside the head are never run at all (the segmenter gates slices on the head
+mask of the whole series), and the network was trained with noise-only and lateral negatives.
+:func:`normalize_intensity` is the series-level variant, for stages that see whole volumes.
 """
 
 from __future__ import annotations
@@ -17,14 +20,19 @@ NORMALIZATION = {
     "method": "percentile",
     "lower_percentile": 1.0,
     "upper_percentile": 99.0,
-    "region": "head foreground of the whole series (Otsu threshold, largest component, holes filled)",
-    "output": "(x - p_lower) / (p_upper - p_lower), not clipped",
+    "region": "foreground of each network-grid plane: pixels above the Otsu threshold of a 128-bin "
+              "histogram of the plane (bins spanning min..max); all pixels if fewer than 50 qualify",
+    "outside_image_value": 0.0,
+    "output": "(x - p_lower) / (p_upper - p_lower), not clipped; p_upper == p_lower -> divide by 1",
 }
 
 
 def foreground_mask(volume: Volume) -> np.ndarray:
-    """Head/body foreground: Otsu threshold (SimpleITK), largest connected component, holes
-    filled slice by slice.
+    """Head/body foreground: Otsu threshold (SimpleITK) on log intensities, largest connected
+    component, closing, holes filled along all three axes.
+
+    Otsu on raw intensities fails on raw T1s whose scalp fat is much brighter than the brain: it
+    keeps only the fat. On log intensities the split is between air noise and tissue.
 
     Raises:
         InputError: the image has no foreground (constant or empty).
@@ -34,15 +42,20 @@ def foreground_mask(volume: Volume) -> np.ndarray:
         array = array[..., 0]
     if not np.isfinite(array).all() or np.ptp(array) <= 0:
         raise InputError(f"{volume.meta.description or 'image'}: no foreground (constant image)")
-    image = sitk.GetImageFromArray(array)
+    shifted = np.clip(array - np.percentile(array, 0.5), 0, None)
+    image = sitk.GetImageFromArray(np.log1p(shifted / (np.percentile(shifted, 99.5) + 1e-6) * 1000))
     mask = sitk.GetArrayFromImage(sitk.OtsuThreshold(image, 0, 1)).astype(bool)
     labels, count = ndimage.label(mask)
     if count == 0:
         raise InputError(f"{volume.meta.description or 'image'}: no foreground found")
     sizes = ndimage.sum(mask, labels, range(1, count + 1))
     mask = labels == (int(np.argmax(sizes)) + 1)
-    for k in range(mask.shape[2]):
-        mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
+    mask = ndimage.binary_closing(mask, iterations=2) | mask
+    for axis in range(3):
+        mask = np.moveaxis(mask, axis, 0)
+        for k in range(mask.shape[0]):
+            mask[k] = ndimage.binary_fill_holes(mask[k])
+        mask = np.moveaxis(mask, 0, axis)
     return mask
 
 

@@ -12,7 +12,8 @@
 - Predictions that cannot be a mid-sagittal CC (fragmented, implausible area, not elongated) are
   refused with :class:`NoCCFoundError` and the reason.
 
-Normalisation is computed once on the head foreground of the whole series (``model.json``).
+Each network-grid plane is normalised as in training (``model.json``: percentiles over the plane's
+Otsu foreground); only planes that show head (whole-series head mask) are considered.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from medseg.infer.runtime import ModelRuntime, load_runtime
 from medseg.positioning.geometry import LEFT, Plane
 from medseg.preprocess.normalize import foreground_mask
 from medseg.segment.data import crop_centre_from_sampler
+from medseg.segment.normalize2d import normalize_slice
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,14 @@ def implausibility(mask: np.ndarray, pixel_area_mm2: float) -> str | None:
     return None
 
 
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = ndimage.sum(mask, labels, range(1, count + 1))
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
 def _score(probability: np.ndarray, spacing: float) -> tuple[float, float]:
     cc = probability > 0.5
     if not cc.any():
@@ -161,9 +171,9 @@ class CCSegmenter:
         return values, head, lo, hi
 
     def _prepare(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-        """(normalised array, head mask) of the whole series."""
-        values, head, lo, hi = self.normalization(volume)
-        return (values - lo) / (hi - lo if hi > lo else 1.0), head
+        """(raw float32 array, head mask) of the whole series; planes are normalised one by one."""
+        values, head, _, _ = self.normalization(volume)
+        return values, head
 
     def slice_planes(self, volume: Volume, head: np.ndarray) -> list[Plane]:
         """The network plane (grid on the slice's plane, crop centred on the head) of each slice."""
@@ -180,7 +190,8 @@ class CCSegmenter:
         return _grid(plane, self.size)
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
-        batch = np.stack(images)[:, None].astype(np.float32)
+        """CC probabilities of raw network-grid planes (normalised here, as in training)."""
+        batch = np.stack([normalize_slice(image) for image in images])[:, None].astype(np.float32)
         return self.runtime.probabilities(batch)
 
     # -- entry point ---------------------------------------------------------------------------
@@ -237,10 +248,10 @@ class CCSegmenter:
         rows = rel @ net.y_vec / np.dot(net.y_vec, net.y_vec)
         probability = ndimage.map_coordinates(probabilities[best], np.vstack([rows, cols]), order=1,
                                               mode="constant").reshape(ys.shape)
-        mask2d = probability > 0.5
         reason = implausibility(probabilities[best] > 0.5, self.spacing ** 2)
         if reason:
             raise NoCCFoundError(f"no plausible corpus callosum in {n} slices (slice {best}: {reason})")
+        mask2d = _largest_component(probability > 0.5)
         mask = np.zeros(volume.shape[:3], np.uint8)
         mask[:, :, best] = mask2d.T
         image2d = np.asarray(volume.array, dtype=np.float32)[..., best] if volume.array.ndim == 3 \
@@ -279,10 +290,10 @@ class CCSegmenter:
         area, confidence = scores[best]
         if area < MIN_CC_AREA_MM2:
             raise NoCCFoundError(f"no corpus callosum found in the volume (best plane: {area:.0f} mm2)")
-        mask2d = probability > 0.5
-        reason = implausibility(mask2d, self.spacing ** 2)
+        reason = implausibility(probability > 0.5, self.spacing ** 2)
         if reason:
             raise NoCCFoundError(f"no plausible corpus callosum on the mid-sagittal plane ({reason})")
+        mask2d = _largest_component(probability > 0.5)
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
         rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))
         points = plane.to_patient(np.column_stack([cols / 3.0 - 1 / 3, rows / 3.0 - 1 / 3]))
