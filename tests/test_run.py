@@ -40,6 +40,12 @@ def make_study_folder(root):
     t1, _ = phantom_volume(HeadPhantom(), (96, 96, 60), sagittal_affine((96, 96, 60), (2.5, 2.5, 2.5)))
     write_dicom_series(t1.with_array(t1.array, dicom=brain), root / "brain" / "t1",
                        series_description="t1 3d", series_number=2)
+    # an MR series with no anatomy: a uniform cylinder (a "bottle" phantom), sagittal slices
+    yy, zz = np.mgrid[0:128, 0:128]
+    bottle = np.repeat((((yy - 64) ** 2 + (zz - 64) ** 2) < 50 ** 2)[:, :, None] * 800, 5, axis=2)
+    bottle_affine = sagittal_affine((128, 128, 5), (2.0, 2.0, 5.0))
+    write_dicom_series(Volume(bottle.astype(np.int16), bottle_affine, VolumeMeta(modality="MR", dicom=brain)),
+                       root / "brain" / "bottle", series_description="bottle sag", series_number=4)
     ct = Volume(np.zeros((16, 16, 4), np.int16), np.eye(4), VolumeMeta(modality="CT"))
     write_dicom_series(ct.with_array(ct.array, dicom=brain), root / "brain" / "ct", series_description="ct",
                        series_number=3)
@@ -67,7 +73,7 @@ def test_run_end_to_end(tmp_path, capsys):
     before = sorted(p.name for p in (tmp_path / "in").rglob("*"))
     out = tmp_path / "out"
     status = main(["run", "-i", str(tmp_path / "in"), "-o", str(out), "-q", "--report", str(tmp_path / "run.json")])
-    assert status == 1  # the damaged file (and the phantom 3D T1) are failures, recorded
+    assert status == 1  # the damaged file and the bottle are failures, recorded
     assert sorted(p.name for p in (tmp_path / "in").rglob("*")) == before  # inputs untouched
     report = json.loads((tmp_path / "run.json").read_text())
     assert report["providers"] == ["CPUExecutionProvider"] and report["studies"] == 2
@@ -82,8 +88,9 @@ def test_run_end_to_end(tmp_path, capsys):
         result = json.loads((out / brain_uid / localizer["result"]).read_text())
         assert result["schema"] == "medseg.position/1" and result["midsagittal"]["kind"] == "localizer"
         assert 300 < result["measurements"]["area_mm2"] < 1500
-    t1 = by_series["0002_t1_3d"]
-    assert t1["status"] == "failed" and t1["error_type"] == "NoCCFoundError"  # a phantom has no CC
+    assert by_series["0002_t1_3d"]["stage"] in ("position", "segment")  # routed to positioning
+    bottle = by_series["0004_bottle_sag"]
+    assert bottle["status"] == "failed" and bottle["error_type"] == "NoCCFoundError", bottle
     spine = json.loads((out / spine_uid / "study.json").read_text())
     (composite,) = [row for row in spine["series"] if row["stage"] == "stitch"]
     assert composite["status"] == "ok" and (out / spine_uid / composite["qc"]).exists()
