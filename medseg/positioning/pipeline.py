@@ -21,6 +21,7 @@ from medseg.positioning.morphometry import CCMeasurements, measure
 from medseg.positioning.plan import AxialPlan, plan_axial
 from medseg.positioning.qc import render_qc
 from medseg.preprocess.n4 import N4Options, correct_bias_field
+from medseg.preprocess.normalize import foreground_mask
 from medseg.segment.infer import CCSegmentation, CCSegmenter
 from medseg.volume import Volume
 
@@ -79,10 +80,13 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
     """
     seconds = {}
     start = time.perf_counter()
-    corrected = correct_bias_field(volume, options=n4_options or N4Options.fast())[0] if n4 else volume
-    seconds["n4"] = time.perf_counter() - start
+    head = foreground_mask(volume)  # once, for N4 and for the segmenter
+    seconds["mask"] = time.perf_counter() - start
     t = time.perf_counter()
-    segmentation = segmenter.segment(corrected)
+    corrected = correct_bias_field(volume, head, options=n4_options or N4Options.fast())[0] if n4 else volume
+    seconds["n4"] = time.perf_counter() - t
+    t = time.perf_counter()
+    segmentation = segmenter.segment(corrected, head_mask=head)
     seconds["segment"] = time.perf_counter() - t
     t = time.perf_counter()
     localization = localize(segmentation.mask2d, segmentation.plane, max_difference_deg=max_difference_deg,

@@ -32,7 +32,8 @@ def foreground_mask(volume: Volume) -> np.ndarray:
     component, closing, holes filled along all three axes.
 
     Otsu on raw intensities fails on raw T1s whose scalp fat is much brighter than the brain: it
-    keeps only the fat. On log intensities the split is between air noise and tissue.
+    keeps only the fat. On log intensities the split is between air noise and tissue. Holes are
+    filled in 3D, then slice by slice (cavities that open to the outside in 3D).
 
     Raises:
         InputError: the image has no foreground (constant or empty).
@@ -50,12 +51,9 @@ def foreground_mask(volume: Volume) -> np.ndarray:
         raise InputError(f"{volume.meta.description or 'image'}: no foreground found")
     sizes = ndimage.sum(mask, labels, range(1, count + 1))
     mask = labels == (int(np.argmax(sizes)) + 1)
-    mask = ndimage.binary_closing(mask, iterations=2) | mask
-    for axis in range(3):
-        mask = np.moveaxis(mask, axis, 0)
-        for k in range(mask.shape[0]):
-            mask[k] = ndimage.binary_fill_holes(mask[k])
-        mask = np.moveaxis(mask, 0, axis)
+    mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2) | mask)
+    for k in range(mask.shape[2]):  # cavities open to the outside in 3D (mouth, ear canals)
+        mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
     return mask
 
 

@@ -161,18 +161,19 @@ class CCSegmenter:
         self.percentiles = (normalization["lower_percentile"], normalization["upper_percentile"])
 
     # -- shared --------------------------------------------------------------------------------
-    def normalization(self, volume: Volume) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """(raw float32 array, head mask, p_lo, p_hi) of the whole series (model.json)."""
-        head = foreground_mask(volume)
+    def normalization(self, volume: Volume, head: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """(raw float32 array, head mask, p_lo, p_hi) of the whole series."""
+        head = foreground_mask(volume) if head is None else head
         values = np.asarray(volume.array, dtype=np.float32)
         if values.ndim == 4:
             values = values[..., 0]
         lo, hi = (float(v) for v in np.percentile(values[head], self.percentiles))
         return values, head, lo, hi
 
-    def _prepare(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    def _prepare(self, volume: Volume, head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(raw float32 array, head mask) of the whole series; planes are normalised one by one."""
-        values, head, _, _ = self.normalization(volume)
+        values, head, _, _ = self.normalization(volume, head)
         return values, head
 
     def slice_planes(self, volume: Volume, head: np.ndarray) -> list[Plane]:
@@ -195,14 +196,15 @@ class CCSegmenter:
         return self.runtime.probabilities(batch)
 
     # -- entry point ---------------------------------------------------------------------------
-    def segment(self, volume: Volume, *, localizer: bool | None = None) -> CCSegmentation:
+    def segment(self, volume: Volume, *, localizer: bool | None = None,
+                head_mask: np.ndarray | None = None) -> CCSegmentation:
         """Segment ``volume``; ``localizer`` defaults to: sagittal with slices >= 2.5 mm apart or
-        fewer than 40 slices."""
+        fewer than 40 slices. ``head_mask`` (from :func:`foreground_mask`) saves recomputing it."""
         if localizer is None:
             normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
             sagittal = int(np.argmax(np.abs(normal))) == 0
             localizer = sagittal and (volume.spacing[2] >= 2.5 or volume.shape[2] < 40)
-        values, head = self._prepare(volume)
+        values, head = self._prepare(volume, head_mask)
         lookup = _Lookup(volume, values, head)
         if localizer:
             return self._segment_localizer(volume, lookup)
