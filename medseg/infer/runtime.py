@@ -57,6 +57,11 @@ class ModelRuntime:
                    for i in range(0, len(batch), max_batch)]
         return np.concatenate(outputs) if outputs else np.zeros((0,))
 
+    def warm_up(self) -> None:
+        """One small run, so that kernel selection and allocation happen before timed work."""
+        size = int(self.contract["input"]["default_size"][0])
+        self.run(np.zeros((1, 1, size, size), np.float32))
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Softmax probability of label 1 for each image, shape (N, H, W)."""
         logits = self.run(batch)
@@ -105,5 +110,6 @@ def load_runtime(name: str = "cc_attention_unet", *, models_dir: Path | None = N
             session = ort.InferenceSession(str(onnx_path), sess_options=options,
                                            providers=["CPUExecutionProvider"])
         runtime = ModelRuntime(contract, session, session.get_providers(), onnx_path)
+        runtime.warm_up()
         _SESSIONS[key] = runtime
         return runtime
