@@ -42,7 +42,7 @@ def test_node_consumer_equals_medseg(tmp_path):
 
     volume, name = _test_volume(tmp_path)
     segmenter = CCSegmenter()
-    raw, head, _, _ = segmenter.normalization(volume)
+    raw, head = segmenter.series_values(volume)
     planes = segmenter.slice_planes(volume, head)
     inverse = np.linalg.inv(volume.affine)
     case = tmp_path / "case"

@@ -157,23 +157,15 @@ class CCSegmenter:
         contract = self.runtime.contract
         self.size = int(contract["input"]["default_size"][0])
         self.spacing = float(contract["input"]["spacing_mm"])
-        normalization = contract["input"]["normalization"]
-        self.percentiles = (normalization["lower_percentile"], normalization["upper_percentile"])
 
     # -- shared --------------------------------------------------------------------------------
-    def normalization(self, volume: Volume, head: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray, float, float]:
-        """(raw float32 array, head mask, p_lo, p_hi) of the whole series."""
+    def series_values(self, volume: Volume, head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(raw float32 array, head mask) of the whole series; planes are normalised one by one
+        when they are run (:meth:`_predict`)."""
         head = foreground_mask(volume) if head is None else head
         values = np.asarray(volume.array, dtype=np.float32)
         if values.ndim == 4:
             values = values[..., 0]
-        lo, hi = (float(v) for v in np.percentile(values[head], self.percentiles))
-        return values, head, lo, hi
-
-    def _prepare(self, volume: Volume, head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(raw float32 array, head mask) of the whole series; planes are normalised one by one."""
-        values, head, _, _ = self.normalization(volume, head)
         return values, head
 
     def slice_planes(self, volume: Volume, head: np.ndarray) -> list[Plane]:
@@ -204,7 +196,7 @@ class CCSegmenter:
             normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
             sagittal = int(np.argmax(np.abs(normal))) == 0
             localizer = sagittal and (volume.spacing[2] >= 2.5 or volume.shape[2] < 40)
-        values, head = self._prepare(volume, head_mask)
+        values, head = self.series_values(volume, head_mask)
         lookup = _Lookup(volume, values, head)
         if localizer:
             return self._segment_localizer(volume, lookup)
