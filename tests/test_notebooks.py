@@ -1,6 +1,5 @@
 """The research notebooks run top to bottom (fast mode) and render their figures."""
 
-import os
 
 import nbformat
 import pytest

@@ -3,7 +3,6 @@
 import importlib.util
 
 import numpy as np
-import pytest
 
 from medseg.io import read_nifti, scan
 from tests.conftest import REPO, data_path

@@ -235,8 +235,6 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
             data = json.loads((output / record.study_id / "study.json").read_text())
             record.series, record.seconds = data["series"], data.get("seconds", {})
             record.status = f"{data['status']} (resumed)"
-    for path, message in found.errors:
-        log.warning("damaged file: %s", message)
     report = {
         "schema": "medseg.run/1",
         "medseg_version": __version__,
