@@ -78,13 +78,14 @@ class _Prepared:
     """A study's routed series with loaded (and bias-corrected) volumes or load errors."""
 
     route: Route
-    brain: list[tuple[SeriesRef, object]]  # (ref, Volume | Exception)
+    brain: list[tuple[SeriesRef, object]]  # (ref, (Volume, head mask) | Exception)
     spine: list[tuple[list[SeriesRef], object]]  # (members, [Volume] | Exception)
     seconds: dict[str, float]
 
 
 def _prepare(study: Study, n4: bool) -> _Prepared:
     from medseg.preprocess.n4 import N4Options, correct_bias_field
+    from medseg.preprocess.normalize import foreground_mask
 
     seconds = {"load": 0.0, "n4": 0.0}
     route = route_study(study)
@@ -94,11 +95,12 @@ def _prepare(study: Study, n4: bool) -> _Prepared:
             t = time.perf_counter()
             volume = ref.load()
             seconds["load"] += time.perf_counter() - t
+            t = time.perf_counter()
+            head = foreground_mask(volume)
             if n4:
-                t = time.perf_counter()
-                volume = correct_bias_field(volume, options=N4Options.fast())[0]
-                seconds["n4"] += time.perf_counter() - t
-            brain.append((ref, volume))
+                volume = correct_bias_field(volume, head, options=N4Options.fast())[0]
+            seconds["n4"] += time.perf_counter() - t
+            brain.append((ref, (volume, head)))
         except Exception as exc:  # recorded per series by the caller
             brain.append((ref, exc))
     spine = []
@@ -130,8 +132,9 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             record.add(**_error_entry(ref.name, "load", loaded), key=ref.key)
             continue
         t = time.perf_counter()
+        volume, head = loaded
         try:
-            result = position_volume(loaded, segmenter, n4=False)
+            result = position_volume(volume, segmenter, n4=False, head_mask=head)
             paths = write_position_outputs(result, out / safe_name(ref.name))
             final = result.localization.final
             record.add(series=ref.name, key=ref.key, stage="position", status="ok",

@@ -71,7 +71,8 @@ class PositionResult:
 
 
 def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
-                    max_difference_deg: float = 10.0, n4_options: N4Options | None = None) -> PositionResult:
+                    max_difference_deg: float = 10.0, n4_options: N4Options | None = None,
+                    head_mask: np.ndarray | None = None) -> PositionResult:
     """Run the positioning pipeline on one image (a localizer series or a 3D volume).
 
     Raises:
@@ -80,7 +81,7 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
     """
     seconds = {}
     start = time.perf_counter()
-    head = foreground_mask(volume)  # once, for N4 and for the segmenter
+    head = foreground_mask(volume) if head_mask is None else head_mask  # once, for N4 and the segmenter
     seconds["mask"] = time.perf_counter() - start
     t = time.perf_counter()
     corrected = correct_bias_field(volume, head, options=n4_options or N4Options.fast())[0] if n4 else volume
