@@ -29,7 +29,7 @@ from medseg.infer.runtime import ModelRuntime, load_runtime
 from medseg.positioning.geometry import LEFT, Plane
 from medseg.preprocess.normalize import foreground_mask
 from medseg.segment.data import crop_centre_from_sampler
-from medseg.segment.normalize2d import normalize_slice
+from medseg.segment.normalize2d import has_anatomy, normalize_slice
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -183,9 +183,14 @@ class CCSegmenter:
         return _grid(plane, self.size)
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
-        """CC probabilities of raw network-grid planes (normalised here, as in training)."""
-        batch = np.stack([normalize_slice(image) for image in images])[:, None].astype(np.float32)
-        return self.runtime.probabilities(batch)
+        """CC probabilities of raw network-grid planes (normalised here, as in training). Planes
+        without anatomy (featureless foreground) are not run and get probability 0."""
+        probabilities = np.zeros((len(images), self.size, self.size), np.float32)
+        usable = [i for i, image in enumerate(images) if has_anatomy(image)]
+        if usable:
+            batch = np.stack([normalize_slice(images[i]) for i in usable])[:, None].astype(np.float32)
+            probabilities[usable] = self.runtime.probabilities(batch)
+        return probabilities
 
     # -- entry point ---------------------------------------------------------------------------
     def segment(self, volume: Volume, *, localizer: bool | None = None,
