@@ -27,6 +27,8 @@ import torch
 
 from medseg.infer.runtime import load_runtime
 from medseg.positioning.angles import NoCorpusCallosumError, localize
+from medseg.positioning.pipeline import OUTLINE_SMOOTHING_MM
+from medseg.segment.normalize2d import normalize_slice
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.evaluate import dice, hd95, predict_masks
 from medseg.segment.infer import CCSegmenter
@@ -154,13 +156,19 @@ def main() -> int:
     for subject in subjects:
         plane = subject.plane(PlanePose(), size, spacing)
         image, _ = subject.sample(PlanePose(), size, spacing)
-        base = localize(predict_masks(runtime, [image])[0], plane).final.angle_deg
+
+        def final_angle(picture):  # as the positioning pipeline does it
+            probability = runtime.probabilities(normalize_slice(picture)[None, None])[0]
+            return localize(probability > 0.5, plane, probability=probability,
+                            smoothing_mm=OUTLINE_SMOOTHING_MM).final.angle_deg
+
+        base = final_angle(image)
         centre = ((size - 1) / 2, (size - 1) / 2)
         for theta in range(-30, 31, 5):
             rotated = cv2.warpAffine(image, cv2.getRotationMatrix2D(centre, theta, 1.0), (size, size),
                                      flags=cv2.INTER_LINEAR)
             try:
-                angle = localize(predict_masks(runtime, [rotated])[0], plane).final.angle_deg
+                angle = final_angle(rotated)
                 error = (angle - base) - (-theta)
             except NoCorpusCallosumError:
                 error = float("nan")

@@ -190,16 +190,42 @@ def _mean_direction(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return m / np.linalg.norm(m)
 
 
+def smooth_outline(mask: np.ndarray, plane: Plane, probability: np.ndarray | None, smoothing_mm: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, probability) of the CC smoothed by a Gaussian of ``smoothing_mm``.
+
+    Box and line are tangents to the outline, and their contact at the genu jumps between the
+    rostrum's thin tip and the genu's knee depending on how a segmentation draws the rostrum
+    (image to image, model to reference). On the outline smoothed at ~3.5 mm the contacts stop
+    jumping: on held-out heads, rotating the image by theta changed the final angle by theta
+    within a mean 0.2-0.9 deg (unsmoothed: 2-3 deg), and model and reference labels agree within
+    0.7 deg (unsmoothed: up to 7 deg). The smoothed line is a slightly different line: the
+    tangent under the CC's bulk rather than under its thinnest tips.
+    """
+    pixel = float(min(np.linalg.norm(plane.x_vec), np.linalg.norm(plane.y_vec)))
+    field = probability if probability is not None else mask.astype(np.float64)
+    smoothed = ndimage.gaussian_filter(np.asarray(field, dtype=np.float64), smoothing_mm / pixel)
+    smooth_mask = smoothed > 0.5
+    if smooth_mask.sum() < 0.5 * mask.sum():
+        return mask, probability  # too thin to smooth: keep the outline as it is
+    return smooth_mask, smoothed
+
+
 def localize(mask: np.ndarray, plane: Plane, *, max_difference_deg: float = 10.0,
-             probability: np.ndarray | None = None) -> Localization:
+             probability: np.ndarray | None = None, smoothing_mm: float = 0.0) -> Localization:
     """Box, subcallosal line and final plan from a CC mask (image rows = y, columns = x).
 
-    ``probability`` (the network's CC probability on the same pixels) gives sub-pixel outlines.
+    ``probability`` (the network's CC probability on the same pixels) gives sub-pixel outlines;
+    ``smoothing_mm`` > 0 fits box and line to the smoothed outline (:func:`smooth_outline`; the
+    positioning pipeline uses 3.5 mm), 0 to the outline exactly as given.
 
     Raises:
         NoCorpusCallosumError: empty, tiny or edge-less masks.
     """
     cleaned = clean_mask(mask)
+    if smoothing_mm > 0:
+        smoothed, probability = smooth_outline(cleaned, plane, probability, smoothing_mm)
+        cleaned = clean_mask(smoothed)
     if probability is not None:
         probability = np.where(ndimage.binary_dilation(cleaned, iterations=2), probability, 0.0)
     box, size = box_estimate(cleaned, plane, probability)

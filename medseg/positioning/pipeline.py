@@ -26,6 +26,7 @@ from medseg.segment.infer import CCSegmentation, CCSegmenter
 from medseg.volume import Volume
 
 SCHEMA = "medseg.position/1"
+OUTLINE_SMOOTHING_MM = 3.5  # box and line are fitted to the CC outline smoothed at this scale
 CONVENTION = ("Angles in degrees, in the mid-sagittal plane, of the anterior-pointing line measured "
               "from the patient's anterior axis; positive when the anterior end is superior. "
               "Coordinates in mm, DICOM LPS. Pixel coordinates (x = column, y = row) refer to "
@@ -63,7 +64,7 @@ class PositionResult:
                       "y_vector_mm": [float(v) for v in seg.plane.y_vec]},
             "segmentation": {"area_mm2": seg.area_mm2, "confidence": seg.confidence,
                              "candidates": seg.candidates},
-            "angles": self.localization.as_dict(),
+            "angles": {**self.localization.as_dict(), "outline_smoothing_mm": OUTLINE_SMOOTHING_MM},
             "axial_plan": self.plan.as_dict(),
             "measurements": self.measurements.as_dict(),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -91,7 +92,7 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
     seconds["segment"] = time.perf_counter() - t
     t = time.perf_counter()
     localization = localize(segmentation.mask2d, segmentation.plane, max_difference_deg=max_difference_deg,
-                            probability=segmentation.probability2d)
+                            probability=segmentation.probability2d, smoothing_mm=OUTLINE_SMOOTHING_MM)
     plan = plan_axial(np.array(localization.final.center_mm), np.array(localization.final.direction_lps),
                       segmentation.midsagittal_normal)
     from medseg.positioning.angles import clean_mask
