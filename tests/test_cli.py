@@ -70,6 +70,4 @@ def test_demo_runs_the_whole_job(tmp_path, capsys):
     changes = [float(line.split("measured pitch change ")[1].split(" deg")[0])
                for line in output.splitlines() if "measured pitch change" in line]
     assert len(changes) == 2  # localizer and 3D T1
-    # The final angle follows head pitch with a few degrees of error: the subcallosal tangent is
-    # sensitive to how the genu/rostrum is delineated (README, "Known limitation").
-    assert all(abs(change - 10.0) < 5.0 for change in changes), output
+    assert all(abs(change - 10.0) < 2.5 for change in changes), output
