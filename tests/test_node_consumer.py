@@ -23,17 +23,21 @@ def _requirements():
 
 
 def _test_volume(tmp_path):
-    """A real raw scanner T1 when shared data is present, else the demo phantom localizer."""
+    """Sagittal slices around the midline of a real head: the raw scanner T1 of the shared data,
+    else the ICBM152 template (nilearn, in the dev extra)."""
     from medseg.io import load_volume
 
     real = DATA / "dicom" / "siemens-xa30-enhanced" / "5_anat-T1w_acq-tfl"
     if real.exists():
-        volume = load_volume(real)
-        take = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 3, 40], [0, 0, 0, 1.0]])  # slices 40, 43, ...
-        return volume.with_array(np.asarray(volume.array)[:, :, 40:56:3], affine=volume.affine @ take), "xa30"
-    from medseg.demo import build_demo_study
+        volume, start, name = load_volume(real), 40, "xa30"
+    else:
+        pytest.importorskip("nilearn")
+        from medseg.examples import example_head
 
-    return load_volume(build_demo_study(tmp_path) / "01_localizer"), "phantom"
+        volume = example_head().reorient("PIL")  # sagittal slices along the last axis
+        start, name = volume.shape[2] // 2 - 8, "icbm152"
+    take = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 3, start], [0, 0, 0, 1.0]])  # every 3rd slice
+    return volume.with_array(np.asarray(volume.array)[:, :, start:start + 16:3], affine=volume.affine @ take), name
 
 
 def test_node_consumer_equals_medseg(tmp_path):
