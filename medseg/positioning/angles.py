@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.errors import MedsegError
+from medseg.masks import largest_component
 from medseg.positioning.geometry import (SUPERIOR, Plane, anterior_pointing, image_angle,
                                          physical_angle)
 
@@ -70,12 +71,9 @@ def clean_mask(mask: np.ndarray, min_pixels: int = 20) -> np.ndarray:
     Raises:
         NoCorpusCallosumError: fewer than ``min_pixels`` CC pixels.
     """
-    mask = np.asarray(mask, dtype=bool)
-    labels, count = ndimage.label(mask)
-    if count == 0:
+    largest = largest_component(mask)
+    if not largest.any():
         raise NoCorpusCallosumError("no corpus callosum found (empty mask)")
-    sizes = ndimage.sum(mask, labels, range(1, count + 1))
-    largest = labels == (int(np.argmax(sizes)) + 1)
     if largest.sum() < min_pixels:
         raise NoCorpusCallosumError(f"corpus callosum too small ({int(largest.sum())} pixels)")
     return ndimage.binary_fill_holes(largest)

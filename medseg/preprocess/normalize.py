@@ -14,6 +14,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from medseg.errors import InputError
+from medseg.masks import largest_component
 from medseg.volume import Volume
 
 NORMALIZATION = {
@@ -46,11 +47,9 @@ def foreground_mask(volume: Volume) -> np.ndarray:
     shifted = np.clip(array - np.percentile(array, 0.5), 0, None)
     image = sitk.GetImageFromArray(np.log1p(shifted / (np.percentile(shifted, 99.5) + 1e-6) * 1000))
     mask = sitk.GetArrayFromImage(sitk.OtsuThreshold(image, 0, 1)).astype(bool)
-    labels, count = ndimage.label(mask)
-    if count == 0:
+    if not mask.any():
         raise InputError(f"{volume.meta.description or 'image'}: no foreground found")
-    sizes = ndimage.sum(mask, labels, range(1, count + 1))
-    mask = labels == (int(np.argmax(sizes)) + 1)
+    mask = largest_component(mask)
     mask = ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2) | mask)
     for k in range(mask.shape[2]):  # cavities open to the outside in 3D (mouth, ear canals)
         mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])

@@ -26,6 +26,7 @@ from scipy import ndimage
 
 from medseg.errors import MedsegError
 from medseg.infer.runtime import ModelRuntime, load_runtime
+from medseg.masks import largest_component
 from medseg.positioning.geometry import LEFT, Plane
 from medseg.preprocess.normalize import foreground_mask
 from medseg.segment.data import crop_centre_from_sampler
@@ -117,28 +118,20 @@ def implausibility(mask: np.ndarray, pixel_area_mm2: float) -> str | None:
     """Why a predicted mask cannot be a mid-sagittal CC, or None if it can."""
     import cv2
 
-    labels, count = ndimage.label(mask)
-    if count == 0:
+    largest = largest_component(mask)
+    if not largest.any():
         return "empty"
-    sizes = ndimage.sum(mask, labels, range(1, count + 1))
-    if sizes.max() < MIN_LARGEST_COMPONENT * sizes.sum():
-        return f"fragmented prediction (largest part {sizes.max() / sizes.sum():.0%} of it)"
-    area = float(sizes.max()) * pixel_area_mm2
+    share = largest.sum() / np.count_nonzero(mask)
+    if share < MIN_LARGEST_COMPONENT:
+        return f"fragmented prediction (largest part {share:.0%} of it)"
+    area = float(largest.sum()) * pixel_area_mm2
     if not PLAUSIBLE_AREA_MM2[0] <= area <= PLAUSIBLE_AREA_MM2[1]:
         return f"area {area:.0f} mm2 outside {PLAUSIBLE_AREA_MM2[0]:.0f}-{PLAUSIBLE_AREA_MM2[1]:.0f}"
-    points = np.argwhere(labels == (int(np.argmax(sizes)) + 1)).astype(np.float32)
+    points = np.argwhere(largest).astype(np.float32)
     (_, _), (w, h), _ = cv2.minAreaRect(points)
     if min(w, h) == 0 or max(w, h) / min(w, h) < MIN_ELONGATION:
         return f"not elongated like a CC (box {max(w, h):.0f} x {min(w, h):.0f} px)"
     return None
-
-
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask
-    sizes = ndimage.sum(mask, labels, range(1, count + 1))
-    return labels == (int(np.argmax(sizes)) + 1)
 
 
 def _score(probability: np.ndarray, spacing: float) -> tuple[float, float]:
@@ -250,7 +243,7 @@ class CCSegmenter:
         reason = implausibility(probabilities[best] > 0.5, self.spacing ** 2)
         if reason:
             raise NoCCFoundError(f"no plausible corpus callosum in {n} slices (slice {best}: {reason})")
-        mask2d = _largest_component(probability > 0.5)
+        mask2d = largest_component(probability > 0.5)
         mask = np.zeros(volume.shape[:3], np.uint8)
         mask[:, :, best] = mask2d.T
         image2d = np.asarray(volume.array, dtype=np.float32)[..., best] if volume.array.ndim == 3 \
@@ -292,7 +285,7 @@ class CCSegmenter:
         reason = implausibility(probability > 0.5, self.spacing ** 2)
         if reason:
             raise NoCCFoundError(f"no plausible corpus callosum on the mid-sagittal plane ({reason})")
-        mask2d = _largest_component(probability > 0.5)
+        mask2d = largest_component(probability > 0.5)
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
         rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))
         points = plane.to_patient(np.column_stack([cols / 3.0 - 1 / 3, rows / 3.0 - 1 / 3]))
