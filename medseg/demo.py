@@ -20,6 +20,7 @@ import numpy as np
 from pydicom.uid import generate_uid
 from scipy import ndimage
 
+from medseg.examples import icbm152_head
 from medseg.io import write_dicom_series
 from medseg.resample import resample_to_grid
 from medseg.synth.phantom import HeadPhantom, phantom_volume, sagittal_affine
@@ -29,25 +30,6 @@ from medseg.volume import Volume, VolumeMeta
 log = logging.getLogger(__name__)
 
 DEMO_PITCH_DEG = 10.0
-
-
-def _template() -> Volume | None:
-    try:
-        from medseg.examples import example_head
-        import nilearn  # noqa: F401
-    except ImportError:
-        return None
-    import os
-
-    previous = os.environ.get("MEDSEG_DATA")
-    os.environ["MEDSEG_DATA"] = "/nonexistent"  # the template, not the shared scanner T1
-    try:
-        return example_head()
-    finally:
-        if previous is None:
-            os.environ.pop("MEDSEG_DATA")
-        else:
-            os.environ["MEDSEG_DATA"] = previous
 
 
 def _scan_pitched(head: Volume, shape, spacing, centre, pitch_deg) -> Volume:
@@ -108,7 +90,7 @@ def build_demo_study(folder: Path, *, pitch_deg: float = DEMO_PITCH_DEG) -> Path
     root = Path(folder) / "dicom"
     if (root / ".complete").exists():
         return root
-    head = _template()
+    head = icbm152_head()
     if head is None:
         log.warning("nilearn is not installed (pip install 'medseg[demo]'): using the phantom head")
         image, _ = phantom_volume(HeadPhantom(), (160, 160, 140), sagittal_affine((160, 160, 140), (1.5,) * 3))

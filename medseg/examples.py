@@ -20,16 +20,26 @@ def data_root() -> Path:
 def example_head() -> Volume:
     """A whole-head T1: the raw Siemens XA30 scanner T1 (shared data), else nilearn's ICBM152
     2009a template (brain only) when nilearn is installed."""
-    from medseg.io import load_volume, read_nifti
+    from medseg.io import load_volume
 
     real = data_root() / "dicom" / "siemens-xa30-enhanced" / "5_anat-T1w_acq-tfl"
     if real.exists():
         return load_volume(real)
+    head = icbm152_head()
+    if head is None:
+        raise NoImagesError("no example head: set MEDSEG_DATA to the shared data folder or "
+                            "`pip install nilearn` for the ICBM152 template")
+    return head
+
+
+def icbm152_head() -> Volume | None:
+    """nilearn's ICBM152 2009a T1 template (brain only), or None when nilearn is not installed."""
+    from medseg.io import read_nifti
+
     try:
         import nilearn
-    except ImportError as exc:
-        raise NoImagesError("no example head: set MEDSEG_DATA to the shared data folder or "
-                            "`pip install nilearn` for the ICBM152 template") from exc
+    except ImportError:
+        return None
     template = Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
     volume = read_nifti(template)
     return volume.with_array(volume.array, modality="MR", description="ICBM152 2009a T1")

@@ -22,12 +22,13 @@ import numpy as np
 
 
 def make_studies(root: Path, n: int) -> None:
-    from medseg.demo import _scan_pitched, _template
+    from medseg.demo import _scan_pitched
+    from medseg.examples import icbm152_head
     from medseg.io import write_dicom_series
     from medseg.volume import Volume, VolumeMeta
     from pydicom.uid import generate_uid
 
-    head = _template()
+    head = icbm152_head()
     if head is None:
         raise SystemExit("pip install nilearn (the demo head) to run the benchmark")
     mask = np.asarray(head.array) > 0.1 * np.percentile(head.array, 99)

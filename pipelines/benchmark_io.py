@@ -14,7 +14,6 @@ Usage: python pipelines/benchmark_io.py [--repeats 5]
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import tempfile
@@ -23,16 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from compare_dcm2niix import dcm2niix_binary  # same folder (scripts run from pipelines/)
+from medseg.examples import data_root
 from medseg.io import read_nifti, scan, write_dicom_series
 from medseg.volume import Volume
 
-DATA = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-
-
-def dcm2niix_binary() -> str:
-    import dcm2niix
-
-    return str(Path(dcm2niix.__file__).parent / "dcm2niix")
+DATA = data_root()
 
 
 def time_medseg(folder: Path, repeats: int) -> float:

@@ -24,6 +24,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from medseg.examples import data_root
 from medseg.io import scan
 from medseg.volume import LPS_TO_RAS
 
@@ -123,7 +124,7 @@ def series_folders(root: Path) -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", type=Path,
-                        default=Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "dicom")
+                        default=data_root() / "dicom")
     parser.add_argument("--json", type=Path, help="also write the table as JSON")
     args = parser.parse_args()
     all_rows = []

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from medseg.examples import data_root
 from medseg.infer.runtime import load_runtime
 from medseg.positioning.angles import NoCorpusCallosumError, localize
 from medseg.positioning.pipeline import OUTLINE_SMOOTHING_MM
@@ -33,7 +33,7 @@ from medseg.segment.data import PlanePose, Subject
 from medseg.segment.evaluate import dice, hd95, predict_masks
 from medseg.segment.infer import CCSegmenter
 
-DATA = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = data_root()
 
 
 def plot(path: Path, xs, series: dict[str, list[float]], xlabel: str, ylabel: str, title: str) -> None:

@@ -14,18 +14,17 @@ Usage: python pipelines/evaluate_n4.py
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 
+from medseg.examples import data_root
 from medseg.io import load_volume, read_nifti
 from medseg.preprocess import N4Options, correct_bias_field, foreground_mask
 from medseg.synth.phantom import HeadPhantom, sagittal_affine
 from medseg.volume import Volume
 
-DATA = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = data_root()
 
 
 def known_field(points: np.ndarray) -> np.ndarray:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -32,13 +31,14 @@ import scipy.io
 from pydicom.uid import generate_uid
 from skimage.metrics import structural_similarity
 
+from medseg.examples import data_root
 from medseg.io import read_nifti, scan, write_dicom_series
 from medseg.resample import resample_to_grid
 from medseg.spine import StitchOptions, compose, find_station_sets
 from medseg.synth.stations import StationSpec, make_stations
 from medseg.volume import Volume, VolumeMeta
 
-DATA = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+DATA = data_root()
 
 
 def pam50() -> Volume:

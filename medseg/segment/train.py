@@ -60,8 +60,9 @@ class CCTrainingConfig:
 def data_root(cfg: DataConfig) -> Path:
     if cfg.root:
         return Path(cfg.root)
-    base = Path(os.environ.get("MEDSEG_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data"))
-    return base / "brain" / "fs-training"
+    from medseg.examples import freesurfer_subjects_root
+
+    return freesurfer_subjects_root()
 
 
 VALIDATION_POSES = (PlanePose(), PlanePose(rotation_deg=20), PlanePose(rotation_deg=-20, slab_mm=5),
