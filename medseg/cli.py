@@ -149,14 +149,21 @@ def _brain_series(result):
             yield ref
 
 
-def _run_per_series(args, work) -> int:
+def _image_series(result):
+    """Every series that loads as one 3D image (any orientation)."""
+    for ref in result.series:
+        if ref.affine is not None and ref.ok and len(ref.shape) == 3:
+            yield ref
+
+
+def _run_per_series(args, work, select=_brain_series) -> int:
     """Apply ``work(ref, volume, out_dir)`` to each usable series; errors recorded, run goes on."""
     from medseg.io import scan
 
     result = scan(args.inputs, show_progress=not args.quiet)
-    refs = list(_brain_series(result))
+    refs = list(select(result))
     if not refs:
-        log.error("no sagittal localizer or 3D volume found under %s", ", ".join(map(str, args.inputs)))
+        log.error("no usable image series found under %s", ", ".join(map(str, args.inputs)))
         return EXIT_FAILED
     failures = 0
     for ref in refs:
@@ -187,6 +194,25 @@ def cmd_segment(args: argparse.Namespace) -> int:
         return [write_nifti(seg.mask, out / "cc_mask.nii.gz")]
 
     return _run_per_series(args, work)
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from medseg.preprocess.pipeline import preprocess_volume, write_preprocess_outputs
+    from medseg.preprocess.skullstrip import SkullStripper
+
+    stripper = SkullStripper(device=args.device) if not args.no_skullstrip else None
+
+    def work(ref, volume, out):
+        result = preprocess_volume(volume, stripper, n4="fast" if args.fast else "default")
+        paths = write_preprocess_outputs(result, out)
+        if result.error:
+            raise result.error
+        log.info("%s: brain %.0f ml; N4 %.1f s, skull stripping %.1f s", ref.name,
+                 result.brain.volume_ml if result.brain else float("nan"), result.seconds.get("n4", 0.0),
+                 result.seconds.get("skullstrip", 0.0))
+        return list(paths.values())
+
+    return _run_per_series(args, work, select=_image_series)
 
 
 def cmd_position(args: argparse.Namespace) -> int:
@@ -268,6 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     stitch.add_argument("--no-dicom", action="store_true", help="do not write the DICOM series")
     _add_common(stitch, output=True)
     stitch.set_defaults(func=cmd_stitch)
+
+    pre = sub.add_parser("preprocess", help="bias-corrected image, bias field and brain mask (NIfTI)")
+    pre.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
+    pre.add_argument("--device", choices=["auto", "cpu", "cuda", "tensorrt"], default="cpu")
+    pre.add_argument("--fast", action="store_true", help="fast N4 (fewer iterations, coarser shrink)")
+    pre.add_argument("--no-skullstrip", action="store_true", help="bias correction only")
+    _add_common(pre, output=True)
+    pre.set_defaults(func=cmd_preprocess)
 
     for name, func, text in (("segment", cmd_segment, "corpus callosum mask (NIfTI, input grid)"),
                              ("position", cmd_position, "angles, axial plan, CC measurements, QC")):

@@ -6,7 +6,10 @@
    tilted, midline between slices) is cut from each held-out head and written as a Volume; the
    segmenter picks the slice itself; Dice against the label on that slice's plane.
 4. Positioning: rotating the mid-sagittal image by theta (-30..30 deg) must change the final
-   angle by theta: the error per theta (table + PNG).
+   angle by theta: the error per theta (table + PNG). The rotated image runs through the whole
+   segmenter (one-slice series) as a scan would.
+4b. The same head in different positions: localizers of the head pitched -30..30 deg in the
+   scanner; the final angle must follow the head (error against the known motion).
 5. Latency per slice: onnxruntime vs torch eager on the same model (CPU), same run.
 
 Usage: python pipelines/evaluate_cc.py [--model-dir models] [--checkpoint runs/.../best.pt] [--out eval_out]
@@ -31,7 +34,7 @@ from medseg.positioning.pipeline import OUTLINE_SMOOTHING_MM
 from medseg.segment.normalize2d import normalize_slice
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.evaluate import dice, hd95, predict_masks
-from medseg.segment.infer import CCSegmenter
+from medseg.segment.infer import CCSegmenter, NoCCFoundError
 
 DATA = data_root()
 
@@ -151,15 +154,24 @@ def main() -> int:
             report["mni152"] = {"error": f"{type(exc).__name__}: {exc}"}
         print("MNI152 T1 2 mm (unseen, 3D path):", report["mni152"])
 
-    # 4. positioning: angle follows a rotation of the image
+    # 4. positioning: angle follows a rotation of the image. The rotated plane goes through the
+    # whole segmenter (as a one-slice sagittal series on the same grid): plane choice, canonical
+    # second pass, mapping back, then the positioning angles.
+    from medseg.volume import Volume
+
+    segmenter = CCSegmenter(runtime)
     angle_rows = []
     for subject in subjects:
         plane = subject.plane(PlanePose(), size, spacing)
         image, _ = subject.sample(PlanePose(), size, spacing)
+        affine = np.eye(4)
+        affine[:3, 0], affine[:3, 1] = plane.x_vec, plane.y_vec
+        affine[:3, 2] = np.cross(plane.x_vec, plane.y_vec) / spacing ** 2 * 5.0
+        affine[:3, 3] = plane.origin
 
         def final_angle(picture):  # as the positioning pipeline does it
-            probability = runtime.probabilities(normalize_slice(picture)[None, None])[0]
-            return localize(probability > 0.5, plane, probability=probability,
+            seg = segmenter.segment(Volume(picture.T[:, :, None].copy(), affine), localizer=True)
+            return localize(seg.mask2d, seg.plane, probability=seg.probability2d,
                             smoothing_mm=OUTLINE_SMOOTHING_MM).final.angle_deg
 
         base = final_angle(image)
@@ -170,7 +182,7 @@ def main() -> int:
             try:
                 angle = final_angle(rotated)
                 error = (angle - base) - (-theta)
-            except NoCorpusCallosumError:
+            except (NoCorpusCallosumError, NoCCFoundError):
                 error = float("nan")
             angle_rows.append({"subject": subject.name, "theta": theta, "error_deg": float(error)})
     report["angle_vs_rotation"] = angle_rows
@@ -180,7 +192,50 @@ def main() -> int:
          "image rotation theta (deg)", "final angle error (deg)", "Angle change minus theta")
     errors = np.array([r["error_deg"] for r in angle_rows])
     print(f"Angle error vs rotation: max |error| {np.nanmax(np.abs(errors)):.2f} deg, "
-          f"mean |error| {np.nanmean(np.abs(errors)):.2f} deg over {len(errors)} cases")
+          f"mean |error| {np.nanmean(np.abs(errors)):.2f} deg over {len(errors)} cases, "
+          f"{int(np.sum(np.abs(errors) <= 1.0))} within 1 deg")
+    for subject in subjects:
+        print(f"  {subject.name}: " + " ".join(f"{r['theta']:+d}:{r['error_deg']:+.2f}" for r in angle_rows
+                                             if r["subject"] == subject.name))
+
+    # 4b. the same head in different positions: 5 x 5 mm localizers cut from the 3D image with the
+    # sampling axes turned by phi, then labelled with the unturned axes (the scanner's): the head
+    # appears pitched in the scanner. M = A_0 A_phi^-1 moves the head from pose 0 to pose phi, so
+    # the expected final direction is M d_0 (d_0: the final direction found at phi = 0).
+    from medseg.positioning.geometry import physical_angle
+    from medseg.volume import Volume
+
+    pitches = list(range(-30, 31, 10))
+    position_rows = []
+    for subject in subjects:
+        reference, _ = subject.sample_localizer(rotation_deg=0.0, midline_offset_mm=1.0)
+        found = {}
+        for phi in pitches:
+            sampled, _ = subject.sample_localizer(rotation_deg=phi, midline_offset_mm=1.0)
+            moved = Volume(sampled.array, reference.affine, sampled.meta)
+            motion = reference.affine[:3, :3] @ np.linalg.inv(sampled.affine[:3, :3])
+            try:
+                seg = segmenter.segment(moved, localizer=True)
+                final = localize(seg.mask2d, seg.plane, probability=seg.probability2d,
+                                 smoothing_mm=OUTLINE_SMOOTHING_MM).final
+                found[phi] = (final.angle_deg, np.array(final.direction_lps), motion)
+            except (NoCorpusCallosumError, NoCCFoundError):
+                found[phi] = (float("nan"), None, motion)
+        d0 = found[0][1]
+        for phi in pitches:
+            angle, _, motion = found[phi]
+            expected = physical_angle(motion @ d0) if d0 is not None else float("nan")
+            position_rows.append({"subject": subject.name, "pitch": phi, "final_deg": angle,
+                                  "expected_deg": expected, "error_deg": float(angle - expected)})
+    report["angle_vs_head_position"] = position_rows
+    errors = np.array([r["error_deg"] for r in position_rows])
+    print("Head positions (localizers, head pitched -30..30 in the scanner):")
+    for subject in subjects:
+        print(f"  {subject.name}: " + " ".join(
+            f"{r['pitch']:+d}:{r['final_deg']:+.2f}({r['error_deg']:+.2f})"
+            for r in position_rows if r["subject"] == subject.name))
+    print(f"  max |error| {np.nanmax(np.abs(errors)):.2f} deg, mean {np.nanmean(np.abs(errors)):.2f} deg, "
+          f"{int(np.sum(np.abs(errors) <= 1.0))}/{len(errors)} within 1 deg")
 
     # 5. latency per slice, onnxruntime vs torch eager
     batch = np.random.default_rng(0).normal(size=(1, 1, size, size)).astype(np.float32)
@@ -193,10 +248,10 @@ def main() -> int:
     if args.checkpoint:
         from medseg.config import from_dict
         from medseg.segment.nets import build_model
-        from medseg.segment.train import CCTrainingConfig
+        from medseg.segment.train import TrainingConfig
 
         data = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        cfg = from_dict(CCTrainingConfig, data["config"])
+        cfg = from_dict(TrainingConfig, data["config"])
         model = build_model(cfg.model, size)
         model.load_state_dict(data["model"])
         model.eval()

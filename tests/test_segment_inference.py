@@ -53,3 +53,30 @@ def test_phantom_localizer_has_no_cc(segmenter):
                    if r.label == "sag"]
     with pytest.raises(NoCCFoundError):
         segmenter.segment(sagittal.load())
+
+
+def test_model_angles_follow_the_head_in_the_scanner(segmenter):
+    """The same held-out head pitched by phi in the scanner (localizer axes fixed): the final
+    angle changes by the head's known motion within 1 deg, model and all."""
+    from medseg.positioning.angles import localize
+    from medseg.positioning.geometry import physical_angle
+    from medseg.positioning.pipeline import OUTLINE_SMOOTHING_MM
+    from medseg.segment.data import Subject
+    from medseg.volume import Volume
+
+    head = Subject.load(data_path("brain", "fs-training", "sub-09"))
+    reference, _ = head.sample_localizer(rotation_deg=0.0, midline_offset_mm=1.0)
+
+    def final(volume):
+        seg = segmenter.segment(volume, localizer=True)
+        return localize(seg.mask2d, seg.plane, probability=seg.probability2d,
+                        smoothing_mm=OUTLINE_SMOOTHING_MM).final
+
+    start = final(reference)
+    for phi in (-30, 15, 30):
+        sampled, _ = head.sample_localizer(rotation_deg=phi, midline_offset_mm=1.0)
+        moved = final(Volume(sampled.array, reference.affine, sampled.meta))
+        motion = reference.affine[:3, :3] @ np.linalg.inv(sampled.affine[:3, :3])
+        expected = physical_angle(motion @ np.array(start.direction_lps))
+        assert abs(expected - start.angle_deg) > 10  # the head really moved
+        assert abs(moved.angle_deg - expected) < 1.0, (phi, moved.angle_deg, expected)

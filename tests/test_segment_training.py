@@ -10,7 +10,7 @@ import pytest
 from medseg.config import ConfigError, from_dict
 from medseg.segment.export import export_onnx
 from medseg.segment.nets import ModelConfig
-from medseg.segment.train import CCTrainingConfig, DataConfig, TrainConfig, load_training_config, train
+from medseg.segment.train import TrainingConfig, DataConfig, TrainConfig, load_training_config, train
 from medseg.synth.phantom import HeadPhantom, phantom_volume
 from tests.conftest import REPO
 
@@ -36,7 +36,7 @@ def subjects(tmp_path_factory):
 
 
 def tiny_config(root, out, model="attention_unet", **train):
-    return CCTrainingConfig(
+    return TrainingConfig(
         data=DataConfig(root=str(root), train_subjects=("sub-0",), val_subjects=("sub-1",),
                         image_size=64, spacing_mm=4.0),
         model=ModelConfig(name=model, channels=(4, 8, 16), strides=(2, 2), feature_size=12),
@@ -53,7 +53,7 @@ def test_training_runs_writes_metrics_and_resumes(subjects, tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
     # resuming a finished run does no more epochs; a longer one continues from epoch 2
     longer = tiny_config(subjects, tmp_path / "run")
-    longer = CCTrainingConfig(data=longer.data, model=longer.model,
+    longer = TrainingConfig(data=longer.data, model=longer.model,
                               train=TrainConfig(**{**longer.train.__dict__, "epochs": 3}))
     train(longer, show_progress=False)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -81,6 +81,6 @@ def test_shipped_configs_load_and_unknown_keys_fail(tmp_path):
         config = load_training_config(path)
         assert config.model.name in ("attention_unet", "swin_unetr", "unetr")
     with pytest.raises(ConfigError, match="unknown key"):
-        from_dict(CCTrainingConfig, {"train": {"batchsize": 3}})
+        from_dict(TrainingConfig, {"train": {"batchsize": 3}})
     with pytest.raises(ConfigError, match="not one of"):
-        from_dict(CCTrainingConfig, {"model": {"name": "resnet"}})
+        from_dict(TrainingConfig, {"model": {"name": "resnet"}})

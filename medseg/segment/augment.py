@@ -21,6 +21,7 @@ class AugmentConfig:
     tilt_deg: float = 6.0
     offset_sd_mm: float = 2.0
     max_offset_mm: float = 5.0
+    offset_uniform_mm: float = 0.0  # > 0: offsets uniform in +-this instead (planes across the head)
     slab_mm: tuple[float, float] = (1.0, 6.0)
     shift_mm: float = 10.0
     scale: tuple[float, float] = (0.9, 1.1)
@@ -52,8 +53,12 @@ class IntensityParams:
 def draw_pose(rng: np.random.Generator, cfg: AugmentConfig) -> tuple[PlanePose, bool]:
     """A random plane pose; returns (pose, is_negative)."""
     negative = rng.random() < cfg.negative_fraction
-    offset = (rng.uniform(10, 40) * rng.choice([-1, 1]) if negative
-              else float(np.clip(rng.normal(0, cfg.offset_sd_mm), -cfg.max_offset_mm, cfg.max_offset_mm)))
+    if cfg.offset_uniform_mm > 0:
+        offset = float(rng.uniform(-cfg.offset_uniform_mm, cfg.offset_uniform_mm))
+    elif negative:
+        offset = rng.uniform(10, 40) * rng.choice([-1, 1])
+    else:
+        offset = float(np.clip(rng.normal(0, cfg.offset_sd_mm), -cfg.max_offset_mm, cfg.max_offset_mm))
     pose = PlanePose(
         rotation_deg=float(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg)),
         tilt_lr_deg=float(rng.uniform(-cfg.tilt_deg, cfg.tilt_deg)),

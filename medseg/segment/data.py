@@ -8,6 +8,10 @@ tilt), out-of-plane tilt, offset from the midline and slab thickness (thick loca
 the average of several planes). The target is the CC label on the mid-sagittal plane in the same
 image coordinates; planes far off the midline are negatives with an empty target.
 
+The same sampler trains the skull-stripping network (``target="brain"``): planes anywhere across
+the head, the target being ``brainmask.mgz`` on the sampled plane itself, and the crop taken from
+the mid-sagittal plane for every offset (inference crops all planes of a volume alike).
+
 The 2D image convention (shared with inference): rows run superior->inferior, columns
 anterior->posterior, square pixels of ``spacing_mm``; the crop is centred on the head (see
 :func:`crop_centre`), identically at training and inference.
@@ -115,26 +119,35 @@ class Subject:
         r_in = rot(normal, -pose.rotation_deg)
         return r_in @ r @ self.inferior, r_in @ r @ self.posterior, normal
 
-    def plane(self, pose: PlanePose, size: int, spacing: float):
-        """The posed sampling plane as a positioning ``Plane`` (x = column, y = row)."""
+    def plane(self, pose: PlanePose, size: int, spacing: float, *, crop_from_midline: bool = False):
+        """The posed sampling plane as a positioning ``Plane`` (x = column, y = row). The crop is
+        centred on the head as seen in this plane, or with ``crop_from_midline`` as seen in the
+        mid-sagittal plane and moved along the normal (how skull stripping crops every plane)."""
         from medseg.positioning.geometry import Plane
 
         row_dir, col_dir, normal = self._frame(pose)
         centre = self.centre + normal * pose.offset_mm
-        # Centre the crop like inference does: on the head as seen in this plane.
         crop = crop_centre_from_sampler(
             lambda pts: self._lookup(self.head, pts, order=0) > 0,
-            centre, row_dir, col_dir, spacing=2.5)
+            self.centre if crop_from_midline else centre, row_dir, col_dir, spacing=2.5)
+        if crop_from_midline:
+            crop = crop + normal * pose.offset_mm
         crop = crop + row_dir * pose.shift_mm[0] + col_dir * pose.shift_mm[1]
         step = spacing / pose.scale
         half = (size - 1) / 2.0
         return Plane(origin=crop - half * step * (row_dir + col_dir), x_vec=col_dir * step,
                      y_vec=row_dir * step)
 
-    def sample(self, pose: PlanePose, size: int, spacing: float, *, tissue: bool = False):
-        """(image, cc_mask) on a ``size`` x ``size`` grid of ``spacing`` mm for ``pose``; with
-        ``tissue=True`` also the tissue class map of the plane (for contrast augmentation)."""
-        plane = self.plane(pose, size, spacing)
+    def sample(self, pose: PlanePose, size: int, spacing: float, *, tissue: bool = False,
+               target: str = "corpus_callosum"):
+        """(image, target mask) on a ``size`` x ``size`` grid of ``spacing`` mm for ``pose``; with
+        ``tissue=True`` also the tissue class map and brain mask of the plane (for contrast
+        augmentation). ``target``: "corpus_callosum" (on the midline, empty beyond 8 mm from it)
+        or "brain" (the brain mask on the sampled plane itself)."""
+        brain_target = target == "brain"
+        if brain_target and self.brain is None:
+            raise ValueError(f"{self.name}: no brain mask")
+        plane = self.plane(pose, size, spacing, crop_from_midline=brain_target)
         normal = self._frame(pose)[2]  # +L (Plane.normal = x cross y points the other way)
         index = np.arange(size, dtype=np.float64)
         grid = (plane.origin[None, None, :] + index[:, None, None] * plane.y_vec[None, None, :]
@@ -142,21 +155,25 @@ class Subject:
         n_planes = max(1, int(round(pose.slab_mm)))
         offsets = np.linspace(-pose.slab_mm / 2, pose.slab_mm / 2, n_planes) if n_planes > 1 else [0.0]
         image = np.mean([self._lookup(self.image, grid + normal * o) for o in offsets], axis=0)
-        mid_grid = grid - normal * pose.offset_mm  # same image coordinates, on the midline
-        label = self._lookup(self.cc, mid_grid, order=0) > 0
-        if abs(pose.offset_mm) > 8.0:
-            label = np.zeros_like(label)
+        brain = self._lookup(self.brain, grid, order=0) if self.brain is not None else None
+        if brain_target:
+            label = brain > 0
+        else:
+            mid_grid = grid - normal * pose.offset_mm  # same image coordinates, on the midline
+            label = self._lookup(self.cc, mid_grid, order=0) > 0
+            if abs(pose.offset_mm) > 8.0:
+                label = np.zeros_like(label)
         if tissue:
-            brain = self._lookup(self.brain, grid, order=0) if self.brain is not None else None
             return image.astype(np.float32), label, self._lookup(self.tissue, grid, order=0), brain
         return image.astype(np.float32), label
 
     def sample_localizer(self, *, rotation_deg: float = 0.0, midline_offset_mm: float = 0.0,
                          n_slices: int = 5, gap_mm: float = 5.0, size: int = 256,
-                         spacing: float = 1.0, scale: float = 10.0):
+                         spacing: float = 1.0, scale: float = 10.0, target: str = "corpus_callosum"):
         """A thick-slice sagittal localizer through this head, as a Volume (one shared in-plane
-        grid, slices ``gap_mm`` apart along the normal, each a ``gap_mm`` slab) with the CC label
-        of each slice (empty beyond 8 mm from the midline) on the Volume's own pixels."""
+        grid, slices ``gap_mm`` apart along the normal, each a ``gap_mm`` slab) with the label of
+        each slice on the Volume's own pixels: the CC (empty beyond 8 mm from the midline) or,
+        with ``target="brain"``, the brain mask on the slice's central plane."""
         from medseg.volume import Volume, VolumeMeta
 
         pose = PlanePose(rotation_deg=rotation_deg)
@@ -171,7 +188,10 @@ class Subject:
         slices, labels = [], []
         for offset in offsets:
             slices.append(np.mean([self._lookup(self.image, grid + normal * (offset + o)) for o in slabs], axis=0))
-            labels.append(label if abs(offset) <= 8.0 else np.zeros_like(label))
+            if target == "brain":
+                labels.append(self._lookup(self.brain, grid + normal * offset, order=0) > 0)
+            else:
+                labels.append(label if abs(offset) <= 8.0 else np.zeros_like(label))
         affine = np.eye(4)
         affine[:3, 0], affine[:3, 1] = plane.x_vec, plane.y_vec
         affine[:3, 2] = normal * gap_mm

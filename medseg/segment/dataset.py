@@ -1,4 +1,4 @@
-"""Torch datasets of CC training samples drawn on the fly from labelled subjects."""
+"""Torch datasets of training samples (CC or brain target) drawn on the fly from labelled subjects."""
 
 from __future__ import annotations
 
@@ -13,22 +13,23 @@ from medseg.segment.data import PlanePose, Subject
 from medseg.segment.normalize2d import normalize_slice
 
 
-class CCSamples(torch.utils.data.IterableDataset):
+class PlaneSamples(torch.utils.data.IterableDataset):
     """Endless random training samples (each worker has its own seeded generator)."""
 
     def __init__(self, subjects: Sequence[Subject], augment: AugmentConfig, size: int,
-                 spacing: float, seed: int = 0):
+                 spacing: float, seed: int = 0, target: str = "corpus_callosum"):
         self.subjects, self.augment, self.size, self.spacing, self.seed = subjects, augment, size, spacing, seed
+        self.target = target
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0, torch.initial_seed() % 2**31])
         while True:
-            yield make_sample(self.subjects, self.augment, self.size, self.spacing, rng)
+            yield make_sample(self.subjects, self.augment, self.size, self.spacing, rng, self.target)
 
 
 def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spacing: float,
-                rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+                rng: np.random.Generator, target: str = "corpus_callosum") -> tuple[torch.Tensor, torch.Tensor]:
     if rng.random() < cfg.noise_only_fraction:
         sigma = rng.uniform(0.02, 0.2)
         image = np.hypot(rng.normal(0, sigma, (size, size)), rng.normal(0, sigma, (size, size)))
@@ -36,7 +37,7 @@ def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spac
     else:
         subject = subjects[int(rng.integers(len(subjects)))]
         pose, _ = draw_pose(rng, cfg)
-        image, label, tissue, brain = subject.sample(pose, size, spacing, tissue=True)
+        image, label, tissue, brain = subject.sample(pose, size, spacing, tissue=True, target=target)
         image = apply_tissue_contrast(image, tissue, cfg, rng)
         if brain is not None and rng.random() < cfg.skull_stripped_fraction:
             image = image * brain
@@ -47,12 +48,13 @@ def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spac
 
 
 def validation_set(subjects: Sequence[Subject], size: int, spacing: float,
-                   poses: Sequence[PlanePose] = (PlanePose(),)) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                   poses: Sequence[PlanePose] = (PlanePose(),),
+                   target: str = "corpus_callosum") -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed (image, label) pairs: every subject at every pose, without intensity augmentation."""
     samples = []
     for subject in subjects:
         for pose in poses:
-            image, label = subject.sample(pose, size, spacing)
+            image, label = subject.sample(pose, size, spacing, target=target)
             image = normalize_slice(image)
             samples.append((torch.from_numpy(image[None]), torch.from_numpy(label[None].astype(np.float32))))
     return samples

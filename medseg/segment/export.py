@@ -1,4 +1,4 @@
-"""Export a trained CC network to ONNX with its ``model.json`` contract, checking ORT/torch parity.
+"""Export a trained 2D sagittal network (CC or brain mask) to ONNX with its ``model.json`` contract, checking ORT/torch parity.
 
 The contract is the single source of the preprocessing at inference: medseg's own inference and
 any integrator (C++/C#/Node) read the same values from it.
@@ -21,11 +21,27 @@ from medseg.io.atomic import atomic_path, write_text_atomic
 from medseg.preprocess.normalize import NORMALIZATION
 from medseg.segment.data import CROP_TOP_TO_CENTRE_MM
 from medseg.segment.nets import build_model, size_multiple
-from medseg.segment.train import CCTrainingConfig
+from medseg.segment.train import TrainingConfig
 
 CONTRACT_VERSION = "1.0"
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
+# What each training target's contract says (task, label 1, how planes are cropped).
+TARGETS = {
+    "corpus_callosum": {
+        "task": "corpus callosum segmentation on a sagittal plane",
+        "label": "corpus_callosum",
+        "crop": "centre on the head in this plane",
+        "data": "FreeSurfer 6 subjects (T1.mgz + aseg.mgz CC labels 251-255)",
+    },
+    "brain": {
+        "task": "brain extraction (skull stripping) on sagittal planes across the head",
+        "label": "brain",
+        "crop": "one crop for every plane of a series: centred on the head as seen in the plane "
+                "through the head's centre (3D head mask centroid), moved along the normal",
+        "data": "FreeSurfer 6 subjects (T1.mgz + brainmask.mgz, nonzero = brain)",
+    },
+}
 
 
 def _git_commit() -> str:
@@ -51,7 +67,8 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
     import onnxruntime as ort
 
     data = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    config = from_dict(CCTrainingConfig, data["config"])
+    config = from_dict(TrainingConfig, data["config"])
+    target = TARGETS[config.data.target]
     size = config.data.image_size
     model = build_model(config.model, size)
     model.load_state_dict(data["model"])
@@ -88,7 +105,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
     contract = {
         "contract_version": CONTRACT_VERSION,
         "name": name,
-        "task": "corpus callosum segmentation on a sagittal plane",
+        "task": target["task"],
         "file": onnx_path.name,
         "sha256": sha256(onnx_path),
         "opset": OPSET,
@@ -104,7 +121,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
                            "square pixels; the plane is sagittal (the slice's own in-plane axes, "
                            "flipped so that this holds)",
             "crop": {
-                "method": "centre on the head in this plane",
+                "method": target["crop"],
                 "centre_column": "mean column of the head foreground",
                 "centre_row_mm_below_head_top": CROP_TOP_TO_CENTRE_MM,
                 "outside": 0.0,
@@ -113,12 +130,12 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
         },
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", config.model.out_channels,
                                                                       "height", "width"],
-                   "activation": "none (logits); softmax over channel 1 gives P(corpus callosum)",
-                   "labels": {"0": "background", "1": "corpus_callosum"},
+                   "activation": f"none (logits); softmax over channel 1 gives P({target['label']})",
+                   "labels": {"0": "background", "1": target["label"]},
                    "threshold": 0.5},
         "model": asdict(config.model),
         "training": {
-            "data": "FreeSurfer 6 subjects (T1.mgz + aseg.mgz CC labels 251-255), "
+            "data": f"{target['data']}, "
                     f"train {list(config.data.train_subjects)}, validation {list(config.data.val_subjects)}",
             "augmentation": asdict(config.augment),
             "epochs": data.get("epoch"),

@@ -9,6 +9,11 @@
   registration, :mod:`medseg.preprocess.midsagittal`); the CC then picks the offset along its
   normal (+-6 mm). Scoring orientations by CC area would favour oblique cuts through the laterally
   fanning CC. The plane is reported (point + normal) and the mask written into the volume's grid.
+- **Canonical pose**: once the CC's plane is chosen, the plane is sampled again with its in-plane
+  axes turned so that the CC's provisional axis (the positioning ``final`` line) is horizontal,
+  and the network runs once more. Whatever the head's pitch, the network then sees the CC in
+  nearly the same pose, so the angles follow a rotation of the head (rotation equivariance) far
+  more closely than one pass of a CNN that is only approximately equivariant.
 - Predictions that cannot be a mid-sagittal CC (fragmented, implausible area, not elongated) are
   refused with :class:`NoCCFoundError` and the reason.
 
@@ -43,6 +48,7 @@ MIN_CC_AREA_MM2 = 120.0  # below this no CC is reported
 PLAUSIBLE_AREA_MM2 = (250.0, 1800.0)
 MIN_ELONGATION = 1.8
 MIN_LARGEST_COMPONENT = 0.7
+CANONICAL_SMOOTHING_MM = 3.5  # outline smoothing of the provisional line (as positioning uses)
 
 
 class NoCCFoundError(MedsegError):
@@ -79,16 +85,28 @@ def network_frame(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return inferior, posterior, normal
 
 
-class _Lookup:
-    """Sampling a volume (and its head mask) at LPS points."""
+class VolumeLookup:
+    """Sampling a volume (and its head mask) at LPS points.
+
+    Points on a slice plane land on integer slice indices only up to rounding, and scipy's
+    constant mode returns the fill value for anything beyond the first or last index: indices
+    within 1e-4 of an integer are snapped to it, and a single-slice image counts as a slab of its
+    slice thickness."""
 
     def __init__(self, volume: Volume, values: np.ndarray, head: np.ndarray):
         self.inverse = np.linalg.inv(volume.affine)
         self.values, self.head = values, head.astype(np.uint8)
+        self.single = [n == 1 for n in values.shape[:3]] if values.ndim >= 3 else [False] * 3
 
     def _index(self, points: np.ndarray) -> np.ndarray:
         flat = points.reshape(-1, 3)
-        return (flat @ self.inverse[:3, :3].T + self.inverse[:3, 3]).T
+        index = (flat @ self.inverse[:3, :3].T + self.inverse[:3, 3]).T
+        nearest = np.round(index)
+        index = np.where(np.abs(index - nearest) < 1e-4, nearest, index)
+        for axis, single in enumerate(self.single):
+            if single:
+                index[axis] = np.where(np.abs(index[axis]) <= 0.5, 0.0, index[axis])
+        return index
 
     def image(self, points: np.ndarray) -> np.ndarray:
         out = ndimage.map_coordinates(self.values, self._index(points), order=1, mode="constant", cval=0.0)
@@ -99,7 +117,7 @@ class _Lookup:
         return out.reshape(points.shape[:-1]) > 0
 
 
-def _network_plane(lookup: _Lookup, centre: np.ndarray, normal: np.ndarray, size: int,
+def _network_plane(lookup: VolumeLookup, centre: np.ndarray, normal: np.ndarray, size: int,
                    spacing: float) -> Plane:
     row_dir, col_dir, _ = network_frame(normal)
     crop = crop_centre_from_sampler(lookup.mask, centre, row_dir, col_dir)
@@ -108,7 +126,7 @@ def _network_plane(lookup: _Lookup, centre: np.ndarray, normal: np.ndarray, size
                  y_vec=row_dir * spacing)
 
 
-def _grid(plane: Plane, size: int) -> np.ndarray:
+def plane_grid(plane: Plane, size: int) -> np.ndarray:
     index = np.arange(size, dtype=np.float64)
     return (plane.origin[None, None, :] + index[:, None, None] * plane.y_vec[None, None, :]
             + index[None, :, None] * plane.x_vec[None, None, :])
@@ -132,6 +150,28 @@ def implausibility(mask: np.ndarray, pixel_area_mm2: float) -> str | None:
     if min(w, h) == 0 or max(w, h) / min(w, h) < MIN_ELONGATION:
         return f"not elongated like a CC (box {max(w, h):.0f} x {min(w, h):.0f} px)"
     return None
+
+
+def _canonical_frame(plane: Plane, probability: np.ndarray, spacing: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(row_dir, col_dir, CC centre) of the in-plane frame in which the CC's provisional
+    positioning line is horizontal (columns still run anterior->posterior), or None when the
+    prediction cannot be localised."""
+    from medseg.positioning.angles import localize
+
+    mask = largest_component(probability > 0.5)
+    if mask.sum() * spacing ** 2 < MIN_CC_AREA_MM2:
+        return None
+    try:
+        final = localize(mask, plane, probability=probability, smoothing_mm=CANONICAL_SMOOTHING_MM).final
+    except MedsegError:
+        return None
+    normal = plane.normal / np.linalg.norm(plane.normal)
+    posterior = -np.asarray(final.direction_lps, dtype=np.float64)
+    posterior -= np.dot(posterior, normal) * normal
+    posterior /= np.linalg.norm(posterior)
+    _, _, net_normal = network_frame(normal)
+    return np.cross(posterior, net_normal), posterior, np.asarray(final.center_mm, dtype=np.float64)
 
 
 def _score(probability: np.ndarray, spacing: float) -> tuple[float, float]:
@@ -163,7 +203,7 @@ class CCSegmenter:
 
     def slice_planes(self, volume: Volume, head: np.ndarray) -> list[Plane]:
         """The network plane (grid on the slice's plane, crop centred on the head) of each slice."""
-        lookup = _Lookup(volume, np.zeros(1, np.float32), head)
+        lookup = VolumeLookup(volume, np.zeros(1, np.float32), head)
         normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
         planes = []
         for k in range(volume.shape[2]):
@@ -173,7 +213,7 @@ class CCSegmenter:
 
     def plane_points(self, plane: Plane) -> np.ndarray:
         """LPS points (size x size x 3) of a network plane's grid."""
-        return _grid(plane, self.size)
+        return plane_grid(plane, self.size)
 
     def _predict(self, images: list[np.ndarray]) -> np.ndarray:
         """CC probabilities of raw network-grid planes (normalised here, as in training). Planes
@@ -185,6 +225,20 @@ class CCSegmenter:
             probabilities[usable] = self.runtime.probabilities(batch)
         return probabilities
 
+    def canonical_pass(self, lookup: VolumeLookup, plane: Plane, probability: np.ndarray):
+        """(plane, image, probability) of a second pass in the CC's canonical pose (see the
+        module docstring); the first pass's when the CC cannot be localised."""
+        frame = _canonical_frame(plane, probability, self.spacing)
+        if frame is None:
+            return None
+        row_dir, col_dir, centre = frame
+        crop = crop_centre_from_sampler(lookup.mask, centre, row_dir, col_dir)
+        half = (self.size - 1) / 2.0
+        canonical = Plane(origin=crop - half * self.spacing * (row_dir + col_dir),
+                          x_vec=col_dir * self.spacing, y_vec=row_dir * self.spacing)
+        image = lookup.image(plane_grid(canonical, self.size))
+        return canonical, image, self._predict([image])[0]
+
     # -- entry point ---------------------------------------------------------------------------
     def segment(self, volume: Volume, *, localizer: bool | None = None,
                 head_mask: np.ndarray | None = None) -> CCSegmentation:
@@ -195,13 +249,13 @@ class CCSegmenter:
             sagittal = int(np.argmax(np.abs(normal))) == 0
             localizer = sagittal and (volume.spacing[2] >= 2.5 or volume.shape[2] < 40)
         values, head = self.series_values(volume, head_mask)
-        lookup = _Lookup(volume, values, head)
+        lookup = VolumeLookup(volume, values, head)
         if localizer:
             return self._segment_localizer(volume, lookup)
         return self._segment_volume(volume, lookup)
 
     # -- localizer -----------------------------------------------------------------------------
-    def _segment_localizer(self, volume: Volume, lookup: _Lookup) -> CCSegmentation:
+    def _segment_localizer(self, volume: Volume, lookup: VolumeLookup) -> CCSegmentation:
         n = volume.shape[2]
         slice_normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
         slice_normal /= np.linalg.norm(slice_normal)
@@ -212,7 +266,7 @@ class CCSegmenter:
         images, offsets = [], []
         for k, plane in enumerate(planes):
             centre = volume.world_coordinates([[(volume.shape[0] - 1) / 2, (volume.shape[1] - 1) / 2, k]])[0]
-            images.append(lookup.image(_grid(plane, self.size)))
+            images.append(lookup.image(plane_grid(plane, self.size)))
             offsets.append(float(np.dot(centre - head_centre, slice_normal)))
         probabilities = self._predict(images)
         candidates, scores = [], []
@@ -230,17 +284,20 @@ class CCSegmenter:
         if scores[best] <= 0 or area < MIN_CC_AREA_MM2:
             raise NoCCFoundError(f"no corpus callosum found in {n} slices (best: slice {best}, "
                                  f"{area:.0f} mm2, confidence {confidence:.2f})")
+        net, net_probability = planes[best], probabilities[best]
+        refined = self.canonical_pass(lookup, net, net_probability)
+        if refined is not None:
+            net, _, net_probability = refined
         # Back onto the chosen slice's own pixels.
         native = Plane.from_volume_slice(volume, best)
-        net = planes[best]
         xs, ys = np.meshgrid(np.arange(volume.shape[0]), np.arange(volume.shape[1]))
         world = native.to_patient(np.column_stack([xs.ravel(), ys.ravel()]))
         rel = world - net.origin
         cols = rel @ net.x_vec / np.dot(net.x_vec, net.x_vec)
         rows = rel @ net.y_vec / np.dot(net.y_vec, net.y_vec)
-        probability = ndimage.map_coordinates(probabilities[best], np.vstack([rows, cols]), order=1,
+        probability = ndimage.map_coordinates(net_probability, np.vstack([rows, cols]), order=1,
                                               mode="constant").reshape(ys.shape)
-        reason = implausibility(probabilities[best] > 0.5, self.spacing ** 2)
+        reason = implausibility(net_probability > 0.5, self.spacing ** 2)
         if reason:
             raise NoCCFoundError(f"no plausible corpus callosum in {n} slices (slice {best}: {reason})")
         mask2d = largest_component(probability > 0.5)
@@ -256,14 +313,14 @@ class CCSegmenter:
             confidence=confidence, candidates=candidates)
 
     # -- 3D volume -----------------------------------------------------------------------------
-    def _evaluate_planes(self, lookup: _Lookup, poses: list[tuple[np.ndarray, np.ndarray]]):
+    def _evaluate_planes(self, lookup: VolumeLookup, poses: list[tuple[np.ndarray, np.ndarray]]):
         planes = [_network_plane(lookup, c, n, self.size, self.spacing) for c, n in poses]
-        images = [lookup.image(_grid(p, self.size)) for p in planes]
+        images = [lookup.image(plane_grid(p, self.size)) for p in planes]
         probabilities = self._predict(images)
         scores = [_score(p, self.spacing) for p in probabilities]
         return planes, images, probabilities, scores
 
-    def _segment_volume(self, volume: Volume, lookup: _Lookup) -> CCSegmentation:
+    def _segment_volume(self, volume: Volume, lookup: VolumeLookup) -> CCSegmentation:
         from medseg.preprocess.midsagittal import midsagittal_plane
 
         point, normal = midsagittal_plane(volume, lookup.head)
@@ -285,6 +342,13 @@ class CCSegmenter:
         reason = implausibility(probability > 0.5, self.spacing ** 2)
         if reason:
             raise NoCCFoundError(f"no plausible corpus callosum on the mid-sagittal plane ({reason})")
+        refined = self.canonical_pass(lookup, plane, probability)
+        if refined is not None:
+            plane, image, probability = refined
+            area, confidence = _score(probability, self.spacing)
+            reason = implausibility(probability > 0.5, self.spacing ** 2)
+            if reason:
+                raise NoCCFoundError(f"no plausible corpus callosum on the mid-sagittal plane ({reason})")
         mask2d = largest_component(probability > 0.5)
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
         rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))

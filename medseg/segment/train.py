@@ -1,4 +1,6 @@
-"""Training the CC network: typed config, checkpoints, resume, per-epoch metrics, early stopping."""
+"""Training the 2D sagittal networks (corpus callosum, brain mask): typed config, checkpoints,
+resume, per-epoch metrics, early stopping. One trainer serves both: they share the plane sampler,
+the augmentation and the network family; ``data.target`` picks the label."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from medseg.config import load_config
 from medseg.progress import progress
 from medseg.segment.augment import AugmentConfig
 from medseg.segment.data import PlanePose, Subject
-from medseg.segment.dataset import CCSamples, validation_set
+from medseg.segment.dataset import PlaneSamples, validation_set
 from medseg.segment.nets import ModelConfig, build_model
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class DataConfig:
     val_subjects: tuple[str, ...] = ("sub-08", "sub-09")
     image_size: int = 192
     spacing_mm: float = 1.25
+    target: Literal["corpus_callosum", "brain"] = "corpus_callosum"
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class CCTrainingConfig:
+class TrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -69,6 +72,16 @@ VALIDATION_POSES = (PlanePose(), PlanePose(rotation_deg=20), PlanePose(rotation_
                     PlanePose(offset_mm=3, slab_mm=5), PlanePose(rotation_deg=-10), PlanePose(rotation_deg=30),
                     PlanePose(rotation_deg=-30), PlanePose(slab_mm=3), PlanePose(offset_mm=-3, slab_mm=4),
                     PlanePose(rotation_deg=10, slab_mm=6), PlanePose(tilt_lr_deg=5), PlanePose(tilt_si_deg=-5))
+# Brain masks: planes across the whole head, some tilted, rotated and thick.
+BRAIN_VALIDATION_POSES = tuple(
+    PlanePose(offset_mm=o, rotation_deg=r, slab_mm=s, tilt_lr_deg=t)
+    for o, r, s, t in [(-65, 0, 1, 0), (-50, 20, 1, 0), (-35, -25, 5, 5), (-20, 0, 3, 0), (-8, 10, 1, -8),
+                       (0, 0, 1, 0), (0, 30, 5, 0), (6, -15, 1, 10), (20, 0, 1, 0), (35, 25, 4, -5),
+                       (50, -10, 1, 0), (62, 0, 5, 0)])
+
+
+def validation_poses(target: str) -> tuple[PlanePose, ...]:
+    return BRAIN_VALIDATION_POSES if target == "brain" else VALIDATION_POSES
 
 
 def dice(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -88,7 +101,7 @@ def evaluate(model: torch.nn.Module, samples) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool = True) -> Path:
+def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = True) -> Path:
     """Train; returns the path of the best checkpoint. Writes metrics.jsonl per epoch."""
     cfg = config.train
     out = Path(cfg.output_dir)
@@ -100,7 +113,8 @@ def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool 
     train_subjects = [Subject.load(root / name) for name in config.data.train_subjects]
     val_subjects = [Subject.load(root / name) for name in config.data.val_subjects]
     size, spacing = config.data.image_size, config.data.spacing_mm
-    val = validation_set(val_subjects, size, spacing, VALIDATION_POSES)
+    target = config.data.target
+    val = validation_set(val_subjects, size, spacing, validation_poses(target), target=target)
 
     model = build_model(config.model, size)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -131,7 +145,8 @@ def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool 
         log.info("resumed from %s at epoch %d (best Dice %.4f)", last, state["epoch"], state["best"])
 
     loader = torch.utils.data.DataLoader(
-        CCSamples(train_subjects, config.augment, size, spacing, seed=cfg.seed + state["epoch"]),
+        PlaneSamples(train_subjects, config.augment, size, spacing, seed=cfg.seed + state["epoch"],
+                     target=target),
         batch_size=cfg.batch_size, num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     batches = iter(loader)
     state["validation"] = _validation_signature(config)
@@ -177,9 +192,10 @@ def train(config: CCTrainingConfig, *, resume: bool = True, show_progress: bool 
     return out / "best.pt"
 
 
-def _validation_signature(config: CCTrainingConfig) -> str:
-    return json.dumps([list(config.data.val_subjects), [asdict(p) for p in VALIDATION_POSES]])
+def _validation_signature(config: TrainingConfig) -> str:
+    return json.dumps([list(config.data.val_subjects),
+                       [asdict(p) for p in validation_poses(config.data.target)]])
 
 
-def load_training_config(path: str | Path) -> CCTrainingConfig:
-    return load_config(path, CCTrainingConfig)
+def load_training_config(path: str | Path) -> TrainingConfig:
+    return load_config(path, TrainingConfig)

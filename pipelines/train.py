@@ -1,6 +1,7 @@
-"""Train the corpus callosum network from a YAML config (resumable).
+"""Train a 2D sagittal network (corpus callosum or brain mask) from a YAML config (resumable).
 
-Usage: python pipelines/train_cc.py -c configs/cc_attention_unet.yaml [--fresh]
+Usage: python pipelines/train.py -c configs/cc_attention_unet.yaml [--fresh]
+       python pipelines/train.py -c configs/skullstrip_attention_unet.yaml
 """
 
 from __future__ import annotations

@@ -1,0 +1,181 @@
+"""Learned skull stripping (brain extraction) through onnxruntime, SynthStrip-style post-processing.
+
+The network (``models/skullstrip_attention_unet.onnx``, trained by ``pipelines/train.py`` from
+``configs/skullstrip_attention_unet.yaml``) segments the brain on 2D sagittal planes, so the same
+model serves thick-slice localizers and 3D volumes:
+
+- **Planes**: when one voxel axis of the input lies within 30 deg of patient left-right (sagittal
+  localizers, sagittal 3D T1s, FreeSurfer-conformed volumes), the planes are the input's own voxel
+  planes along it, and the probability only needs in-plane resampling back. Otherwise (axial or
+  strongly oblique acquisitions) planes are cut along patient left-right every ``PLANE_STEP_MM``
+  and the probability is resampled back trilinearly.
+- Each plane is sampled on the network grid (the contract's spacing, rows superior->inferior,
+  columns anterior->posterior) with **one crop for all planes**, centred on the head as seen in
+  the plane through the head's centre, which is how training cropped (``crop_from_midline``).
+  Planes are normalised as in training (``model.json``); planes without anatomy are not run.
+- **Post-processing** on the input grid: probability > 0.5, the largest 3D connected component,
+  holes filled in 3D and then in every plane along the sagittal axis.
+- **No brain**: an image without foreground, without anatomy, or whose largest sagittal brain
+  section is below ``MIN_BRAIN_SECTION_MM2`` raises :class:`NoBrainFoundError` (a clear, per-study
+  error, never an empty mask passed on silently).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from medseg.errors import InputError, MedsegError
+from medseg.infer.runtime import ModelRuntime, load_runtime
+from medseg.masks import largest_component
+from medseg.positioning.geometry import LEFT
+from medseg.preprocess.normalize import foreground_mask
+from medseg.volume import Volume
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "skullstrip_attention_unet"
+PLANE_STEP_MM = 1.5  # plane spacing when planes cannot be the input's own voxel planes
+MAX_AXIS_ANGLE_DEG = 30.0  # a voxel axis this close to left-right gives the planes
+# An adult mid-sagittal brain section (cerebrum, cerebellum, brainstem) is ~110-160 cm2, a young
+# child's from ~70 cm2; below 40 cm2 on every plane there is no brain in the image.
+MIN_BRAIN_SECTION_MM2 = 4000.0
+
+
+class NoBrainFoundError(MedsegError):
+    """Skull stripping found no brain in the image."""
+
+    stage = "skullstrip"
+
+
+@dataclass(frozen=True)
+class BrainExtraction:
+    mask: Volume  # uint8 brain mask on the input grid
+    probability: Volume  # float32 P(brain) on the input grid
+    volume_ml: float  # of the mask (only the imaged part for thick-slice stacks)
+    max_section_mm2: float  # largest brain area on one sagittal plane (network grid)
+    planes: int  # sagittal planes run through the network
+    native_planes: bool  # planes were the input's own voxel planes
+
+    def as_dict(self) -> dict:
+        return {"volume_ml": round(self.volume_ml, 1), "max_section_mm2": round(self.max_section_mm2, 1),
+                "planes": self.planes, "native_planes": self.native_planes}
+
+
+def _sagittal_axis(volume: Volume) -> int | None:
+    """The voxel axis within MAX_AXIS_ANGLE_DEG of left-right, if any."""
+    directions = volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0)
+    cosines = np.abs(directions.T @ LEFT)
+    axis = int(np.argmax(cosines))
+    return axis if cosines[axis] >= np.cos(np.radians(MAX_AXIS_ANGLE_DEG)) else None
+
+
+class SkullStripper:
+    """Brain extraction with the shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
+
+    def __init__(self, runtime: ModelRuntime | None = None, *, name: str = MODEL_NAME,
+                 device: str = "cpu", batch_size: int = 16):
+        self.runtime = runtime or load_runtime(name, device=device)
+        contract = self.runtime.contract
+        self.size = int(contract["input"]["default_size"][0])
+        self.spacing = float(contract["input"]["spacing_mm"])
+        self.threshold = float(contract["output"].get("threshold", 0.5))
+        self.batch_size = batch_size
+
+    def _plane_stack(self, volume: Volume, head: np.ndarray):
+        """(normal, step_mm, first plane point, number of planes, sagittal voxel axis or None)."""
+        axis = _sagittal_axis(volume)
+        if axis is not None:
+            direction = volume.affine[:3, axis]
+            step = float(np.linalg.norm(direction))
+            first = volume.world_coordinates([[0, 0, 0]])[0]
+            return direction / step, step, first, volume.spatial_shape[axis], axis
+        points = volume.world_coordinates(np.argwhere(head))
+        along = points @ LEFT
+        lo, hi = float(along.min()) - PLANE_STEP_MM, float(along.max()) + PLANE_STEP_MM
+        first = points.mean(axis=0) + (lo - float(points.mean(axis=0) @ LEFT)) * LEFT
+        return LEFT.copy(), PLANE_STEP_MM, first, int(np.ceil((hi - lo) / PLANE_STEP_MM)) + 1, None
+
+    def probability_planes(self, volume: Volume, head: np.ndarray):
+        """P(brain) on the network planes: (probability [plane, row, col], probability Volume on
+        the planes' grid, native sagittal axis or None)."""
+        from medseg.segment.data import crop_centre_from_sampler
+        from medseg.segment.infer import VolumeLookup, network_frame
+        from medseg.segment.normalize2d import has_anatomy, normalize_slice
+
+        values = np.asarray(volume.array, dtype=np.float32)
+        if values.ndim == 4:
+            values = values[..., 0]
+        lookup = VolumeLookup(volume, values, head)
+        normal, step, first, count, axis = self._plane_stack(volume, head)
+        row_dir, col_dir, net_normal = network_frame(normal)
+        head_centre = volume.world_coordinates(np.argwhere(head)).mean(axis=0)
+        crop = crop_centre_from_sampler(lookup.mask, head_centre, row_dir, col_dir)
+        half = (self.size - 1) / 2.0
+        index = np.arange(self.size, dtype=np.float64)
+        in_plane = (index[:, None, None] * row_dir + index[None, :, None] * col_dir) * self.spacing
+        origins = []
+        for k in range(count):
+            point = first + k * step * normal
+            centre = crop + net_normal * float(np.dot(point - crop, net_normal))
+            origins.append(centre - half * self.spacing * (row_dir + col_dir))
+        probabilities = np.zeros((count, self.size, self.size), np.float32)
+        for start in range(0, count, self.batch_size):
+            chunk = range(start, min(count, start + self.batch_size))
+            images = {k: lookup.image(origins[k][None, None, :] + in_plane) for k in chunk}
+            usable = [k for k, image in images.items() if has_anatomy(image)]
+            if usable:
+                batch = np.stack([normalize_slice(images[k]) for k in usable])[:, None]
+                probabilities[usable] = self.runtime.probabilities(batch.astype(np.float32))
+        # The planes as a volume: array [col, row, plane], affine from the network grid.
+        affine = np.eye(4)
+        affine[:3, 0], affine[:3, 1] = col_dir * self.spacing, row_dir * self.spacing
+        affine[:3, 2] = normal * step
+        affine[:3, 3] = origins[0]
+        grid = Volume(np.ascontiguousarray(probabilities.transpose(2, 1, 0)), affine)
+        return probabilities, grid, axis
+
+    def extract(self, volume: Volume, head_mask: np.ndarray | None = None) -> BrainExtraction:
+        """The brain mask of ``volume`` on its own grid.
+
+        Raises:
+            NoBrainFoundError: no foreground, no anatomy, or no brain-sized section.
+        """
+        name = volume.meta.description or "image"
+        try:
+            head = foreground_mask(volume) if head_mask is None else head_mask
+        except InputError as exc:
+            raise NoBrainFoundError(f"{name}: no brain found ({exc})") from exc
+        probabilities, grid, axis = self.probability_planes(volume, head)
+        sections = (probabilities > self.threshold).sum(axis=(1, 2)) * self.spacing ** 2
+        max_section = float(sections.max()) if sections.size else 0.0
+        if max_section < MIN_BRAIN_SECTION_MM2:
+            raise NoBrainFoundError(
+                f"{name}: no brain found (largest sagittal brain section {max_section:.0f} mm2, "
+                f"below {MIN_BRAIN_SECTION_MM2:.0f} mm2)")
+        from medseg.resample import resample_to_grid
+
+        probability = resample_to_grid(grid, volume.spatial_shape, volume.affine, interpolation="linear")
+        p = np.asarray(probability.array, dtype=np.float32)
+        mask = largest_component(p > self.threshold)
+        mask = ndimage.binary_fill_holes(mask)
+        fill_axis = axis if axis is not None else int(np.argmax(np.abs(
+            (volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0)).T @ LEFT)))
+        for k in range(mask.shape[fill_axis]):
+            index = [slice(None)] * 3
+            index[fill_axis] = k
+            mask[tuple(index)] = ndimage.binary_fill_holes(mask[tuple(index)])
+        voxel_ml = float(np.prod(volume.spacing[:3])) / 1000.0
+        return BrainExtraction(
+            mask=volume.with_array(mask.astype(np.uint8), description="brain mask", is_label=True),
+            probability=volume.with_array(p, description="brain probability"),
+            volume_ml=float(mask.sum()) * voxel_ml, max_section_mm2=max_section,
+            planes=len(probabilities), native_planes=axis is not None)
+
+
+def extract_brain(volume: Volume, *, device: str = "cpu", head_mask: np.ndarray | None = None) -> BrainExtraction:
+    """Skull-strip ``volume`` with the shipped model (sessions are cached per process)."""
+    return SkullStripper(device=device).extract(volume, head_mask)
