@@ -27,6 +27,13 @@ def _add_common(parser: argparse.ArgumentParser, *, output: bool = False) -> Non
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda", "tensorrt"], default="cpu",
+                        help="onnxruntime providers: auto = TensorRT -> CUDA -> CPU, whichever loads")
+    parser.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                        help="model variant (fp16: for GPUs; listed in each model.json)")
+
+
 def _setup_logging(args: argparse.Namespace) -> None:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -182,7 +189,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from medseg.preprocess import N4Options, correct_bias_field
     from medseg.segment.infer import CCSegmenter
 
-    segmenter = CCSegmenter(device=args.device)
+    segmenter = CCSegmenter(device=args.device, precision=args.precision)
 
     def work(ref, volume, out):
         corrected = correct_bias_field(volume, options=N4Options.fast())[0] if not args.no_n4 else volume
@@ -200,7 +207,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from medseg.preprocess.pipeline import preprocess_volume, write_preprocess_outputs
     from medseg.preprocess.skullstrip import SkullStripper
 
-    stripper = SkullStripper(device=args.device) if not args.no_skullstrip else None
+    stripper = SkullStripper(device=args.device, precision=args.precision) if not args.no_skullstrip else None
 
     def work(ref, volume, out):
         result = preprocess_volume(volume, stripper, n4="fast" if args.fast else "default")
@@ -219,7 +226,7 @@ def cmd_position(args: argparse.Namespace) -> int:
     from medseg.positioning.pipeline import position_volume, write_position_outputs
     from medseg.segment.infer import CCSegmenter
 
-    segmenter = CCSegmenter(device=args.device)
+    segmenter = CCSegmenter(device=args.device, precision=args.precision)
 
     def work(ref, volume, out):
         result = position_volume(volume, segmenter, n4=not args.no_n4,
@@ -244,7 +251,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError:
         log.error("--shard must be i/n with 1 <= i <= n, got %r", args.shard)
         return EXIT_FAILED
-    options = RunOptions(device=args.device, jobs=args.jobs, resume=args.resume, shard=(index, count),
+    options = RunOptions(device=args.device, precision=args.precision, jobs=args.jobs, resume=args.resume,
+                         shard=(index, count),
                          n4=not args.no_n4, quiet=args.quiet)
     status, report = run(args.input, args.output, options)
     if args.report:
@@ -297,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = sub.add_parser("preprocess", help="bias-corrected image, bias field and brain mask (NIfTI)")
     pre.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-    pre.add_argument("--device", choices=["auto", "cpu", "cuda", "tensorrt"], default="cpu")
+    _add_device(pre)
     pre.add_argument("--fast", action="store_true", help="fast N4 (fewer iterations, coarser shrink)")
     pre.add_argument("--no-skullstrip", action="store_true", help="bias correction only")
     _add_common(pre, output=True)
@@ -307,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("position", cmd_position, "angles, axial plan, CC measurements, QC")):
         p = sub.add_parser(name, help=text)
         p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT")
-        p.add_argument("--device", choices=["auto", "cpu", "cuda", "tensorrt"], default="cpu")
+        _add_device(p)
         p.add_argument("--no-n4", action="store_true", help="skip bias-field correction")
         if name == "position":
             p.add_argument("--max-difference", type=float, default=10.0, metavar="DEG",
@@ -317,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runner = sub.add_parser("run", help="the batch job: route every study, write results and reports")
     runner.add_argument("-i", "--input", nargs="+", required=True, type=Path, metavar="INPUT")
-    runner.add_argument("--device", choices=["auto", "cpu", "cuda", "tensorrt"], default="cpu")
+    _add_device(runner)
     runner.add_argument("-j", "--jobs", type=int, default=1, help="studies loaded/bias-corrected ahead in parallel")
     runner.add_argument("--resume", action="store_true", help="skip studies whose outputs are complete")
     runner.add_argument("--shard", default="1/1", metavar="I/N", help="process only shard I of N (by study UID)")

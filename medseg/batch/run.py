@@ -6,8 +6,10 @@
 - ``<id>`` is derived from the StudyInstanceUID (digits and dots only) or, for NIfTI input and
   malformed UIDs, a hash; never from free DICOM text.
 - A failing series is recorded (stage, error type, message) and the run goes on.
-- ``--jobs N`` loads and bias-corrects the next studies in N worker threads while the current one
-  runs through the network (SimpleITK and DICOM decoding release the GIL for most of that work).
+- ``--jobs N`` runs N studies at once in worker threads: loading and N4 of some overlap the
+  network calls of others (SimpleITK, DICOM decoding and onnxruntime release the GIL for most of
+  that work), and the workers' planes are batched into shared session calls
+  (:class:`medseg.infer.batching.DynamicBatcher`).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 @dataclass(frozen=True)
 class RunOptions:
     device: str = "cpu"
+    precision: str = "fp32"
     jobs: int = 1
     resume: bool = False
     shard: tuple[int, int] = (1, 1)  # (i, n), 1-based
@@ -164,6 +167,35 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
         seconds["stitch"] = seconds.get("stitch", 0.0) + time.perf_counter() - t
 
 
+def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter) -> StudyRecord:
+    """Process one prepared study into ``OUT/.partial-<id>``, then rename it into place."""
+    sid = study_id(study)
+    record = StudyRecord(sid, seconds=dict(prepared.seconds))
+    partial = output / f".partial-{sid}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        if segmenter is None and prepared.brain:
+            for ref, _ in prepared.brain:
+                record.add(series=ref.name, key=ref.key, stage="model", status="failed",
+                           error_type="ModelError", message="CC model unavailable")
+            prepared.brain = []
+        _process(study, prepared, partial, segmenter, record)
+    except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
+        record.add(series="*", stage="internal", status="failed", error_type=type(exc).__name__,
+                   message=str(exc), traceback=traceback.format_exc(limit=5))
+    statuses = [s["status"] for s in record.series]
+    record.status = ("failed" if "failed" in statuses else "ok" if "ok" in statuses else "skipped")
+    write_text_atomic(partial / "study.json", json.dumps(
+        {"study_id": sid, "status": record.status, "series": record.series,
+         "seconds": {k: round(v, 3) for k, v in record.seconds.items()}}, indent=2))
+    target = output / sid
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(partial, target)
+    return record
+
+
 def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()) -> tuple[int, dict]:
     """Run the batch job; returns (exit status, run report). Exit: 0 all studies succeeded,
     1 some failed (each recorded), 2 nothing usable found."""
@@ -189,49 +221,36 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
         todo.append(study)
     if todo:
         try:
-            segmenter = CCSegmenter(device=options.device)
+            segmenter = CCSegmenter(device=options.device, precision=options.precision)
         except MedsegError as exc:
             log.error("cannot load the CC model: %s", exc)
+    batcher = None
+    if segmenter is not None and options.jobs > 1:
+        from medseg.infer.batching import DynamicBatcher
+
+        batcher = DynamicBatcher(segmenter.runtime, callers=options.jobs)
+        segmenter = CCSegmenter(batcher)
+
+    def one_study(study: Study) -> StudyRecord:
+        return _run_study(study, _prepare(study, options.n4), output, segmenter)
+
+    # Each study runs whole (load, N4, networks, outputs) in one of --jobs workers, so decoding and
+    # N4 of some studies overlap the network calls of others; with several workers their planes
+    # share session calls (DynamicBatcher). Results are taken in input order.
     with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
-        ahead = max(1, options.jobs)
         futures: dict[int, Future] = {}
 
         def submit(index: int) -> None:
             if index < len(todo) and index not in futures:
-                futures[index] = pool.submit(_prepare, todo[index], options.n4)
+                futures[index] = pool.submit(one_study, todo[index])
 
-        for i in range(ahead):
+        for i in range(max(1, options.jobs)):
             submit(i)
         for index in progress(range(len(todo)), desc="studies", unit="study", enabled=not options.quiet):
-            study = todo[index]
-            submit(index + ahead)
-            prepared = futures.pop(index).result()
-            sid = study_id(study)
-            record = StudyRecord(sid, seconds=dict(prepared.seconds))
-            partial = output / f".partial-{sid}"
-            shutil.rmtree(partial, ignore_errors=True)
-            partial.mkdir(parents=True)
-            try:
-                if segmenter is None and prepared.brain:
-                    for ref, _ in prepared.brain:
-                        record.add(series=ref.name, key=ref.key, stage="model", status="failed",
-                                   error_type="ModelError", message="CC model unavailable")
-                    prepared.brain = []
-                _process(study, prepared, partial, segmenter, record)
-            except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
-                record.add(series="*", stage="internal", status="failed", error_type=type(exc).__name__,
-                           message=str(exc), traceback=traceback.format_exc(limit=5))
-            statuses = [s["status"] for s in record.series]
-            record.status = ("failed" if "failed" in statuses else "ok" if "ok" in statuses else "skipped")
-            write_text_atomic(partial / "study.json", json.dumps(
-                {"study_id": sid, "status": record.status, "series": record.series,
-                 "seconds": {k: round(v, 3) for k, v in record.seconds.items()}}, indent=2))
-            target = output / sid
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(partial, target)
+            submit(index + max(1, options.jobs))
+            record = futures.pop(index).result()
             records.append(record)
-            log.info("study %s: %s", sid, record.status)
+            log.info("study %s: %s", record.study_id, record.status)
 
     for record in records:
         if record.status == "resumed":
@@ -243,9 +262,11 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
         "medseg_version": __version__,
         "inputs": [str(p) for p in inputs],
         "output": str(output),
-        "options": {"device": options.device, "jobs": options.jobs, "resume": options.resume,
+        "options": {"device": options.device, "precision": options.precision, "jobs": options.jobs,
+                    "resume": options.resume,
                     "shard": f"{options.shard[0]}/{options.shard[1]}", "n4": options.n4},
         "providers": segmenter.runtime.providers if segmenter else None,
+        "batching": batcher.stats.as_dict() if batcher else None,
         "model": {"name": segmenter.runtime.contract["name"], "sha256": segmenter.runtime.contract["sha256"]}
         if segmenter else None,
         "studies": len(records),

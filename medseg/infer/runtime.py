@@ -2,6 +2,13 @@
 
 Device choice: ``cpu``, ``cuda``, ``tensorrt`` or ``auto`` (TensorRT -> CUDA -> CPU, whichever
 actually loads). The providers in use are read back from the session, never assumed.
+
+Precision: ``fp32`` (the shipped model) or ``fp16``, the variant listed under ``variants`` in
+``model.json`` (float16 weights and activations, float32 inputs and outputs, written by
+:func:`medseg.segment.export.export_fp16_variant` with its measured difference from fp32).
+
+On CUDA the session runs through IO binding: the input is copied to the device once, the output
+is bound on the device and copied back once (no per-call reallocation by onnxruntime).
 """
 
 from __future__ import annotations
@@ -19,14 +26,25 @@ from medseg.errors import MedsegError
 
 log = logging.getLogger(__name__)
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
+Precision = Literal["fp32", "fp16"]
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
-_PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider",
-                 ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"],
-}
+_CUDA = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+
+
+def _providers(device: str, precision: str) -> list:
+    """Providers wanted for a device, in order of preference. TensorRT builds its engines in fp16
+    when asked, and caches them (building takes minutes) under $MEDSEG_CACHE or ~/.cache/medseg."""
+    import os
+
+    cache = Path(os.environ.get("MEDSEG_CACHE", Path.home() / ".cache" / "medseg")) / "tensorrt"
+    tensorrt = ("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16",
+                                              "trt_engine_cache_enable": True,
+                                              "trt_engine_cache_path": str(cache)})
+    return {"cpu": ["CPUExecutionProvider"],
+            "cuda": [_CUDA, "CPUExecutionProvider"],
+            "tensorrt": [tensorrt, _CUDA, "CPUExecutionProvider"],
+            "auto": [tensorrt, _CUDA, "CPUExecutionProvider"]}[device]
 
 
 class ModelError(MedsegError):
@@ -41,6 +59,9 @@ class ModelRuntime:
     session: object
     providers: list[str]
     path: Path
+    precision: str = "fp32"
+    max_batch: int = 16  # planes per session call
+    io_binding: bool = False  # run through IO binding (set for CUDA sessions)
 
     @property
     def input_name(self) -> str:
@@ -50,12 +71,27 @@ class ModelRuntime:
     def output_name(self) -> str:
         return self.contract["output"]["name"]
 
-    def run(self, batch: np.ndarray, max_batch: int = 16) -> np.ndarray:
+    def run(self, batch: np.ndarray, max_batch: int | None = None) -> np.ndarray:
         """Logits for a float32 NCHW batch (split into chunks of ``max_batch``)."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        outputs = [self.session.run([self.output_name], {self.input_name: batch[i:i + max_batch]})[0]
-                   for i in range(0, len(batch), max_batch)]
+        step = max_batch or self.max_batch
+        call = self._run_bound if self.io_binding else self._run_plain
+        outputs = [call(np.ascontiguousarray(batch[i:i + step])) for i in range(0, len(batch), step)]
         return np.concatenate(outputs) if outputs else np.zeros((0,))
+
+    def _run_plain(self, chunk: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: chunk})[0]
+
+    def _run_bound(self, chunk: np.ndarray) -> np.ndarray:
+        """One call through IO binding, on the device of the session's first provider."""
+        import onnxruntime as ort
+
+        device = "cuda" if self.providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else "cpu"
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.input_name, ort.OrtValue.ortvalue_from_numpy(chunk, device, 0))
+        binding.bind_output(self.output_name, device, 0)
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
 
     def warm_up(self) -> None:
         """One small run, so that kernel selection and allocation happen before timed work."""
@@ -70,25 +106,31 @@ class ModelRuntime:
         return exp[:, 1] / exp.sum(axis=1)
 
 
-_SESSIONS: dict[tuple[str, str, int], ModelRuntime] = {}
+_SESSIONS: dict[tuple, ModelRuntime] = {}
 _LOCK = threading.Lock()
 
 
 def load_runtime(name: str = "cc_attention_unet", *, models_dir: Path | None = None,
-                 device: Device = "cpu", threads: int = 0) -> ModelRuntime:
-    """The runtime for a shipped model (cached: created once per process and device)."""
+                 device: Device = "cpu", threads: int = 0, precision: Precision = "fp32") -> ModelRuntime:
+    """The runtime for a shipped model (cached: created once per process, device and precision)."""
     import onnxruntime as ort
 
     folder = Path(models_dir) if models_dir else MODELS_DIR
     contract_path = folder / f"{name}.json"
-    key = (str(contract_path.resolve()), device, threads)
+    key = (str(contract_path.resolve()), device, threads, precision)
     with _LOCK:
         if key in _SESSIONS:
             return _SESSIONS[key]
         if not contract_path.exists():
             raise ModelError(f"model contract {contract_path} not found (models ship in models/)")
         contract = json.loads(contract_path.read_text())
-        onnx_path = folder / contract["file"]
+        if precision == "fp32":
+            onnx_path = folder / contract["file"]
+        elif precision in contract.get("variants", {}):
+            onnx_path = folder / contract["variants"][precision]["file"]
+        else:
+            raise ModelError(f"model {name} has no {precision} variant (variants: "
+                             f"{sorted(contract.get('variants', {})) or 'none'})")
         if not onnx_path.exists():
             raise ModelError(f"model file {onnx_path} not found")
         options = ort.SessionOptions()
@@ -96,11 +138,9 @@ def load_runtime(name: str = "cc_attention_unet", *, models_dir: Path | None = N
         if threads:
             options.intra_op_num_threads = threads
         available = set(ort.get_available_providers())
+        wanted = _providers(device, precision)
         if device == "auto":
-            wanted = [p for p in _PROVIDERS["tensorrt"]
-                      if (p[0] if isinstance(p, tuple) else p) in available]
-        else:
-            wanted = _PROVIDERS[device]
+            wanted = [p for p in wanted if (p[0] if isinstance(p, tuple) else p) in available]
         try:
             session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=wanted)
         except Exception as exc:  # provider libraries missing: fall back to CPU, say so
@@ -109,7 +149,10 @@ def load_runtime(name: str = "cc_attention_unet", *, models_dir: Path | None = N
             log.warning("could not start %s providers (%s); using CPU", device, exc)
             session = ort.InferenceSession(str(onnx_path), sess_options=options,
                                            providers=["CPUExecutionProvider"])
-        runtime = ModelRuntime(contract, session, session.get_providers(), onnx_path)
+        providers = session.get_providers()
+        on_gpu = providers[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+        runtime = ModelRuntime(contract, session, providers, onnx_path, precision=precision,
+                               max_batch=64 if on_gpu else 16, io_binding=on_gpu)
         runtime.warm_up()
         _SESSIONS[key] = runtime
         return runtime

@@ -13,6 +13,12 @@ import unicodedata
 from pathlib import Path
 from typing import Iterator
 
+# mkstemp creates files readable by their owner only; finished outputs get the permissions a
+# plain open() would give them (0666 minus the umask), so that shared output folders stay readable.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
@@ -28,6 +34,8 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     temp_path = Path(temp)
     try:
         yield temp_path
+        if temp_path.exists():
+            os.chmod(temp_path, _FILE_MODE)
         os.replace(temp_path, target)
     finally:
         if temp_path.exists():

@@ -77,8 +77,8 @@ class SkullStripper:
     """Brain extraction with the shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: ModelRuntime | None = None, *, name: str = MODEL_NAME,
-                 device: str = "cpu", batch_size: int = 16):
-        self.runtime = runtime or load_runtime(name, device=device)
+                 device: str = "cpu", precision: str = "fp32", batch_size: int = 16):
+        self.runtime = runtime or load_runtime(name, device=device, precision=precision)
         contract = self.runtime.contract
         self.size = int(contract["input"]["default_size"][0])
         self.spacing = float(contract["input"]["spacing_mm"])

@@ -1,4 +1,5 @@
-"""Export a trained 2D sagittal network (CC or brain mask) to ONNX with its ``model.json`` contract, checking ORT/torch parity.
+"""Export a trained 2D sagittal network (CC or brain mask) to ONNX with its ``model.json``
+contract, checking ORT/torch parity.
 
 The contract is the single source of the preprocessing at inference: medseg's own inference and
 any integrator (C++/C#/Node) read the same values from it.
@@ -145,3 +146,37 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
     }
     contract_path = write_text_atomic(out_dir / f"{name}.json", json.dumps(contract, indent=2))
     return onnx_path, contract_path, max_diff
+
+
+def export_fp16_variant(contract_path: str | Path, *, samples: np.ndarray | None = None) -> dict:
+    """Write ``<name>.fp16.onnx`` beside an exported model (float16 weights and activations,
+    float32 inputs and outputs: onnxconverter-common, ``keep_io_types``) and list it under
+    ``variants.fp16`` in the contract with its measured difference from the fp32 model.
+
+    ``samples`` (N, 1, H, W) are the inputs compared (default: random normal planes); the entry
+    records the largest logit difference and the share of pixels whose label changes."""
+    import onnx
+    import onnxruntime as ort
+    from onnxconverter_common import float16
+
+    contract_path = Path(contract_path)
+    contract = json.loads(contract_path.read_text())
+    source = contract_path.parent / contract["file"]
+    target = source.with_name(source.stem + ".fp16.onnx")
+    model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    with atomic_path(target, suffix=".onnx") as temp:
+        onnx.save(model, str(temp))
+    if samples is None:
+        size = contract["input"]["default_size"]
+        samples = np.random.default_rng(0).normal(size=(4, 1, *size)).astype(np.float32)
+    providers = ["CPUExecutionProvider"]
+    full = ort.InferenceSession(str(source), providers=providers).run(None, {INPUT_NAME: samples})[0]
+    half = ort.InferenceSession(str(target), providers=providers).run(None, {INPUT_NAME: samples})[0]
+    entry = {"file": target.name, "sha256": sha256(target),
+             "precision": "float16 weights and activations; float32 input and output",
+             "max_abs_logit_diff_vs_fp32": float(np.max(np.abs(full - half))),
+             "label_change_fraction_vs_fp32": float(np.mean(full.argmax(1) != half.argmax(1))),
+             "compared_inputs": list(samples.shape)}
+    contract.setdefault("variants", {})["fp16"] = entry
+    write_text_atomic(contract_path, json.dumps(contract, indent=2))
+    return entry

@@ -185,8 +185,8 @@ class CCSegmenter:
     """Segment the CC with a shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: ModelRuntime | None = None, *, name: str = "cc_attention_unet",
-                 device: str = "cpu"):
-        self.runtime = runtime or load_runtime(name, device=device)
+                 device: str = "cpu", precision: str = "fp32"):
+        self.runtime = runtime or load_runtime(name, device=device, precision=precision)
         contract = self.runtime.contract
         self.size = int(contract["input"]["default_size"][0])
         self.spacing = float(contract["input"]["spacing_mm"])
