@@ -227,10 +227,15 @@ def cmd_position(args: argparse.Namespace) -> int:
     from medseg.segment.infer import CCSegmenter
 
     segmenter = CCSegmenter(device=args.device, precision=args.precision)
+    stripper = None
+    if not args.no_skullstrip:
+        from medseg.preprocess.skullstrip import SkullStripper
+
+        stripper = SkullStripper(device=args.device, precision=args.precision)
 
     def work(ref, volume, out):
         result = position_volume(volume, segmenter, n4=not args.no_n4,
-                                 max_difference_deg=args.max_difference)
+                                 max_difference_deg=args.max_difference, stripper=stripper)
         final = result.localization.final
         log.info("%s: final angle %+.1f deg (box %+.1f, line %+.1f)%s", ref.name, final.angle_deg,
                  result.localization.box.angle_deg, result.localization.line.angle_deg,
@@ -253,7 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     options = RunOptions(device=args.device, precision=args.precision, jobs=args.jobs, resume=args.resume,
                          shard=(index, count),
-                         n4=not args.no_n4, quiet=args.quiet)
+                         n4=not args.no_n4, skull_strip=not args.no_skullstrip, quiet=args.quiet)
     status, report = run(args.input, args.output, options)
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2))
@@ -318,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_device(p)
         p.add_argument("--no-n4", action="store_true", help="skip bias-field correction")
         if name == "position":
+            p.add_argument("--no-skullstrip", action="store_true", help="leave out the brain mask")
             p.add_argument("--max-difference", type=float, default=10.0, metavar="DEG",
                            help="flag results whose box and line angles differ more (default 10)")
         _add_common(p, output=True)
@@ -330,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--resume", action="store_true", help="skip studies whose outputs are complete")
     runner.add_argument("--shard", default="1/1", metavar="I/N", help="process only shard I of N (by study UID)")
     runner.add_argument("--no-n4", action="store_true", help="skip bias-field correction")
+    runner.add_argument("--no-skullstrip", action="store_true", help="leave out the brain masks")
     runner.add_argument("--report", type=Path, metavar="RUN_JSON", help="also write the run report here")
     _add_common(runner, output=True)
     runner.set_defaults(func=cmd_run)

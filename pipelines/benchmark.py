@@ -6,7 +6,10 @@ when a GPU is present and --device says so). The same network runs in onnxruntim
 eager on the same batch of slices for the speed ratio. Results: a table on stdout, JSON and a
 PNG bar plot in --out.
 
-Usage: python pipelines/benchmark.py [--n 3] [--device cpu] [--checkpoint runs/.../best.pt] [--out bench_out]
+Every shipped model is also timed per plane in each precision variant (fp32, fp16) on the device.
+
+Usage: python pipelines/benchmark.py [--n 3] [--device cpu] [--jobs 1] [--precision fp32]
+       [--checkpoint runs/.../best.pt] [--out bench_out]
 """
 
 from __future__ import annotations
@@ -51,6 +54,29 @@ def make_studies(root: Path, n: int) -> None:
                                series_description=f"{kind} sag")
 
 
+def model_latency(device: str, batch: int = 8) -> dict:
+    """ms per plane of each shipped model and precision variant on ``device`` (same batch)."""
+    from medseg.infer.runtime import ModelError, load_runtime
+
+    rows = {}
+    for name in ("cc_attention_unet", "skullstrip_attention_unet"):
+        for precision in ("fp32", "fp16"):
+            try:
+                runtime = load_runtime(name, device=device, precision=precision)
+            except ModelError as exc:
+                rows[f"{name}/{precision}"] = str(exc)
+                continue
+            size = int(runtime.contract["input"]["default_size"][0])
+            x = np.random.default_rng(0).normal(size=(batch, 1, size, size)).astype(np.float32)
+            runtime.run(x)
+            start = time.perf_counter()
+            for _ in range(5):
+                runtime.run(x)
+            rows[f"{name}/{precision}"] = {"ms_per_plane": (time.perf_counter() - start) / 5 / batch * 1000,
+                                           "providers": runtime.providers}
+    return rows
+
+
 def ort_vs_torch(checkpoint: Path | None, batch: int = 8) -> dict:
     from medseg.infer.runtime import load_runtime
 
@@ -68,10 +94,10 @@ def ort_vs_torch(checkpoint: Path | None, batch: int = 8) -> dict:
 
         from medseg.config import from_dict
         from medseg.segment.nets import build_model
-        from medseg.segment.train import CCTrainingConfig
+        from medseg.segment.train import TrainingConfig
 
         data = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model = build_model(from_dict(CCTrainingConfig, data["config"]).model, size)
+        model = build_model(from_dict(TrainingConfig, data["config"]).model, size)
         model.load_state_dict(data["model"])
         model.eval()
         with torch.no_grad():
@@ -90,6 +116,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
+    parser.add_argument("--no-skullstrip", action="store_true")
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     args = parser.parse_args()
@@ -102,13 +130,15 @@ def main() -> int:
         for kind in ("localizer", "t1"):
             start = time.perf_counter()
             status, report = run([Path(tmp) / kind], Path(tmp) / f"out_{kind}",
-                                 RunOptions(device=args.device, jobs=args.jobs, quiet=True))
+                                 RunOptions(device=args.device, jobs=args.jobs, quiet=True,
+                                            precision=args.precision, skull_strip=not args.no_skullstrip))
             seconds = time.perf_counter() - start
             stages = {k: v / args.n for k, v in report["seconds"].items() if k not in ("total",)}
             rows[kind] = {"studies": report["studies"], "failed": report["failed_studies"],
                           "seconds_per_study": seconds / args.n, "studies_per_second": args.n / seconds,
                           "stage_seconds_per_study": stages, "providers": report["providers"]}
     rows["ort_vs_torch"] = ort_vs_torch(args.checkpoint)
+    rows["model_latency"] = model_latency(args.device)
     rows["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'kind':10s} {'s/study':>8s} {'studies/s':>9s}  stages (s/study)")
     for kind in ("localizer", "t1"):
@@ -118,6 +148,9 @@ def main() -> int:
               f"  (failed {r['failed']}/{r['studies']})")
     print("onnxruntime vs torch:", {k: (round(v, 2) if isinstance(v, float) else v)
                                     for k, v in rows["ort_vs_torch"].items()})
+    for key, value in rows["model_latency"].items():
+        print(f"{key:36s} " + (f"{value['ms_per_plane']:.1f} ms/plane on {value['providers'][0]}"
+                               if isinstance(value, dict) else value))
     print(f"peak memory: {rows['peak_memory_mb']:.0f} MB")
     (args.out / "benchmark.json").write_text(json.dumps(rows, indent=2))
     import matplotlib

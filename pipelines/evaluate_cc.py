@@ -31,7 +31,6 @@ from medseg.examples import data_root
 from medseg.infer.runtime import load_runtime
 from medseg.positioning.angles import NoCorpusCallosumError, localize
 from medseg.positioning.pipeline import OUTLINE_SMOOTHING_MM
-from medseg.segment.normalize2d import normalize_slice
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.evaluate import dice, hd95, predict_masks
 from medseg.segment.infer import CCSegmenter, NoCCFoundError
@@ -203,7 +202,6 @@ def main() -> int:
     # appears pitched in the scanner. M = A_0 A_phi^-1 moves the head from pose 0 to pose phi, so
     # the expected final direction is M d_0 (d_0: the final direction found at phi = 0).
     from medseg.positioning.geometry import physical_angle
-    from medseg.volume import Volume
 
     pitches = list(range(-30, 31, 10))
     position_rows = []

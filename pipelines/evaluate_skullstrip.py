@@ -55,20 +55,24 @@ def raw_look(volume: Volume, rng: np.random.Generator) -> Volume:
 
 
 def save_qc(path: Path, volume: Volume, mask: np.ndarray, title: str) -> None:
+    """Sagittal, coronal and axial planes through the mask's centre (RAS display), mask outlined."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    array = np.asarray(volume.array, np.float32)
-    centre = [int(np.mean(np.nonzero(mask.any(axis=tuple(j for j in range(3) if j != i)))[0]))
-              for i in range(3)]
+    image = volume.reorient("RAS")
+    outline = volume.with_array(mask.astype(np.uint8), is_label=True).reorient("RAS")
+    array, labels = np.asarray(image.array, np.float32), np.asarray(outline.array) > 0
+    centre = [int(v) for v in np.argwhere(labels).mean(axis=0)] if labels.any() else \
+        [n // 2 for n in array.shape]
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
     for axis, ax in enumerate(axes):
-        image = np.take(array, centre[axis], axis=axis)
-        outline = np.take(mask, centre[axis], axis=axis)
-        ax.imshow(image.T, cmap="gray", origin="lower")
-        ax.contour(outline.T.astype(float), [0.5], colors="r", linewidths=0.8)
+        plane = np.take(array, centre[axis], axis=axis)
+        ax.imshow(plane.T, cmap="gray", origin="lower", vmax=np.percentile(array, 99.5))
+        ax.contour(np.take(labels, centre[axis], axis=axis).T.astype(float), [0.5], colors="r",
+                   linewidths=0.8)
+        ax.set_title(("sagittal", "coronal", "axial")[axis])
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()

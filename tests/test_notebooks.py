@@ -13,7 +13,9 @@ NEEDS = {
     "02_training_and_evaluation.ipynb": ["brain/fs-training"],
     "03_onnx_integration.ipynb": ["dicom/siemens-xa30-enhanced"],
     "04_spine_composing.ipynb": ["spine/sct-testing"],
+    "05_preprocessing.ipynb": [],  # the XA30 T1 when present, else nilearn's ICBM152
 }
+MODELS = {"04_spine_composing.ipynb": [], "05_preprocessing.ipynb": ["skullstrip_attention_unet"]}
 
 
 @pytest.mark.parametrize("name", sorted(NEEDS))
@@ -21,8 +23,9 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     for part in NEEDS[name]:
         if not (DATA / part).exists():
             pytest.skip(f"needs shared data {part}")
-    if "04" not in name and not (REPO / "models" / "cc_attention_unet.json").exists():
-        pytest.skip("no shipped CC model")
+    for model in MODELS.get(name, ["cc_attention_unet"]):
+        if not (REPO / "models" / f"{model}.json").exists():
+            pytest.skip(f"no shipped model {model}")
     monkeypatch.setenv("MEDSEG_FAST", "1")
     monkeypatch.setenv("MEDSEG_DATA", str(DATA))
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)

@@ -153,5 +153,5 @@ def test_parallel_studies_share_batched_calls_and_give_the_same_results(tmp_path
         outputs[jobs] = {(r["study_id"], s["series"]): (s["status"], s.get("final_angle_deg"))
                          for r in rows for s in r["series"]}
         if jobs == 2:
-            assert report["batching"]["requests"] > 0 and report["batching"]["session_calls"] > 0
+            assert report["batching"]["cc"]["requests"] > 0 and report["batching"]["cc"]["session_calls"] > 0
     assert outputs[1] == outputs[2]

@@ -1,4 +1,5 @@
-"""The CC training pipeline runs end to end on tiny inputs; the ONNX export matches torch."""
+"""The training pipeline (CC and brain-mask targets) runs end to end on tiny inputs; the ONNX
+export matches torch."""
 
 import json
 
@@ -16,7 +17,8 @@ from tests.conftest import REPO
 
 
 def write_phantom_subject(folder, seed):
-    """A FreeSurfer-like subject (T1.mgz + aseg.mgz, CC = 251) from the phantom, LIA 1.5 mm."""
+    """A FreeSurfer-like subject (T1.mgz + aseg.mgz, CC = 251, brainmask.mgz) from the phantom,
+    LIA 1.5 mm."""
     folder.mkdir(parents=True)
     affine = np.array([[-1.5, 0, 0, 0], [0, 0, 1.5, 0], [0, -1.5, 0, 0], [0, 0, 0, 1.0]])  # LIA (RAS)
     affine[:3, 3] = -affine[:3, :3] @ np.array([59.5, 59.5, 59.5])
@@ -25,6 +27,9 @@ def write_phantom_subject(folder, seed):
     aseg = np.where(np.asarray(labels.array) == 7, 251, np.asarray(labels.array)).astype(np.int32)
     nib.save(nib.MGHImage(np.asarray(image.array).astype(np.float32), affine), str(folder / "T1.mgz"))
     nib.save(nib.MGHImage(aseg, affine), str(folder / "aseg.mgz"))
+    brain = (np.asarray(labels.array) >= 3).astype(np.uint8)  # CSF, grey and white matter inside the skull
+    nib.save(nib.MGHImage(brain * np.asarray(image.array).astype(np.float32), affine),
+             str(folder / "brainmask.mgz"))
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +40,10 @@ def subjects(tmp_path_factory):
     return root
 
 
-def tiny_config(root, out, model="attention_unet", **train):
+def tiny_config(root, out, model="attention_unet", target="corpus_callosum", **train):
     return TrainingConfig(
         data=DataConfig(root=str(root), train_subjects=("sub-0",), val_subjects=("sub-1",),
-                        image_size=64, spacing_mm=4.0),
+                        image_size=64, spacing_mm=4.0, target=target),
         model=ModelConfig(name=model, channels=(4, 8, 16), strides=(2, 2), feature_size=12),
         train=TrainConfig(**{"batch_size": 2, "iterations_per_epoch": 2, "epochs": 2, "workers": 0,
                              "output_dir": str(out), **train}),
@@ -76,8 +81,35 @@ def test_onnx_export_matches_torch(subjects, tmp_path, model):
     assert out.shape == (3, 2, 64, 64)
 
 
+def test_brain_mask_training_exports_a_skull_stripping_contract(subjects, tmp_path):
+    """The skull-stripping model trains through the same pipeline (target: brain) and its export
+    is a valid contract that the skull stripper runs through onnxruntime."""
+    from medseg.infer.runtime import load_runtime
+    from medseg.preprocess.skullstrip import NoBrainFoundError, SkullStripper
+    from medseg.segment.data import PlanePose, Subject
+
+    subject = Subject.load(subjects / "sub-1")
+    image, label = subject.sample(PlanePose(offset_mm=30.0), 64, 4.0, target="brain")
+    assert label.any()  # the target is the brain on the sampled plane itself, off the midline too
+    _, far = subject.sample(PlanePose(offset_mm=120.0), 64, 4.0, target="brain")
+    assert not far.any()
+    config = tiny_config(subjects, tmp_path / "brain", target="brain", epochs=1)
+    best = train(config, show_progress=False)
+    onnx_path, contract_path, diff = export_onnx(best, tmp_path / "export", name="skullstrip_tiny")
+    assert diff < 1e-4
+    contract = json.loads(contract_path.read_text())
+    assert contract["output"]["labels"]["1"] == "brain" and "skull stripping" in contract["task"]
+    stripper = SkullStripper(load_runtime("skullstrip_tiny", models_dir=tmp_path / "export"))
+    volume = phantom_volume(HeadPhantom(seed=3), (40, 40, 40), np.diag([4.0, 4.0, 4.0, 1.0]))[0]
+    try:  # two iterations of training: the mask may be anything, but on the input grid
+        result = stripper.extract(volume)
+        assert result.mask.shape == volume.shape and result.native_planes
+    except NoBrainFoundError as exc:
+        assert "no brain found" in str(exc)
+
+
 def test_shipped_configs_load_and_unknown_keys_fail(tmp_path):
-    for path in (REPO / "configs").glob("cc_*.yaml"):
+    for path in (REPO / "configs").glob("*.yaml"):
         config = load_training_config(path)
         assert config.model.name in ("attention_unet", "swin_unetr", "unetr")
     with pytest.raises(ConfigError, match="unknown key"):

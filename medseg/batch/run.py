@@ -49,6 +49,7 @@ class RunOptions:
     resume: bool = False
     shard: tuple[int, int] = (1, 1)  # (i, n), 1-based
     n4: bool = True
+    skull_strip: bool = True
     quiet: bool = False
 
 
@@ -122,7 +123,8 @@ def _error_entry(ref_name: str, stage: str, exc: BaseException) -> dict:
             "error_type": type(exc).__name__, "message": str(exc)}
 
 
-def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: StudyRecord) -> None:
+def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: StudyRecord,
+             stripper=None) -> None:
     from medseg.positioning.pipeline import position_volume, write_position_outputs
     from medseg.spine import compose
     from medseg.spine.outputs import write_stitch_outputs
@@ -134,11 +136,14 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
         if isinstance(loaded, Exception):
             record.add(**_error_entry(ref.name, "load", loaded), key=ref.key)
             continue
-        t = time.perf_counter()
         volume, head = loaded
         try:
-            result = position_volume(volume, segmenter, n4=False, head_mask=head)
+            result = position_volume(volume, segmenter, n4=False, head_mask=head, stripper=stripper)
+            for stage in ("skullstrip", "segment", "angles"):
+                seconds[stage] = seconds.get(stage, 0.0) + result.seconds.get(stage, 0.0)
+            t = time.perf_counter()
             paths = write_position_outputs(result, out / safe_name(ref.name))
+            seconds["outputs"] = seconds.get("outputs", 0.0) + time.perf_counter() - t
             final = result.localization.final
             record.add(series=ref.name, key=ref.key, stage="position", status="ok",
                        kind=result.segmentation.kind, final_angle_deg=round(final.angle_deg, 3),
@@ -146,10 +151,11 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
                        line_angle_deg=round(result.localization.line.angle_deg, 3),
                        consistent=result.localization.consistent,
                        cc_area_mm2=round(result.measurements.area_mm2, 1),
+                       brain_volume_ml=round(result.brain.volume_ml, 1) if result.brain else None,
+                       **({"warning": result.brain_error} if result.brain_error else {}),
                        qc=str(paths["qc"].relative_to(out)), result=str(paths["result"].relative_to(out)))
         except MedsegError as exc:
             record.add(**_error_entry(ref.name, "position", exc), key=ref.key)
-        seconds["position"] = seconds.get("position", 0.0) + time.perf_counter() - t
     for number, (members, loaded) in enumerate(prepared.spine, start=1):
         name = f"spine_{number:02d}"
         if isinstance(loaded, Exception):
@@ -167,7 +173,7 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
         seconds["stitch"] = seconds.get("stitch", 0.0) + time.perf_counter() - t
 
 
-def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter) -> StudyRecord:
+def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, stripper=None) -> StudyRecord:
     """Process one prepared study into ``OUT/.partial-<id>``, then rename it into place."""
     sid = study_id(study)
     record = StudyRecord(sid, seconds=dict(prepared.seconds))
@@ -180,7 +186,7 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter) -> St
                 record.add(series=ref.name, key=ref.key, stage="model", status="failed",
                            error_type="ModelError", message="CC model unavailable")
             prepared.brain = []
-        _process(study, prepared, partial, segmenter, record)
+        _process(study, prepared, partial, segmenter, record, stripper)
     except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
         record.add(series="*", stage="internal", status="failed", error_type=type(exc).__name__,
                    message=str(exc), traceback=traceback.format_exc(limit=5))
@@ -224,15 +230,25 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
             segmenter = CCSegmenter(device=options.device, precision=options.precision)
         except MedsegError as exc:
             log.error("cannot load the CC model: %s", exc)
+    stripper = None
+    if todo and segmenter is not None and options.skull_strip:
+        from medseg.preprocess.skullstrip import SkullStripper
+
+        try:
+            stripper = SkullStripper(device=options.device, precision=options.precision)
+        except MedsegError as exc:
+            log.error("cannot load the skull-stripping model (brain masks left out): %s", exc)
     batcher = None
     if segmenter is not None and options.jobs > 1:
         from medseg.infer.batching import DynamicBatcher
 
         batcher = DynamicBatcher(segmenter.runtime, callers=options.jobs)
         segmenter = CCSegmenter(batcher)
+        if stripper is not None:
+            stripper = type(stripper)(DynamicBatcher(stripper.runtime, callers=options.jobs))
 
     def one_study(study: Study) -> StudyRecord:
-        return _run_study(study, _prepare(study, options.n4), output, segmenter)
+        return _run_study(study, _prepare(study, options.n4), output, segmenter, stripper)
 
     # Each study runs whole (load, N4, networks, outputs) in one of --jobs workers, so decoding and
     # N4 of some studies overlap the network calls of others; with several workers their planes
@@ -263,12 +279,15 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
         "inputs": [str(p) for p in inputs],
         "output": str(output),
         "options": {"device": options.device, "precision": options.precision, "jobs": options.jobs,
-                    "resume": options.resume,
+                    "resume": options.resume, "skull_strip": options.skull_strip,
                     "shard": f"{options.shard[0]}/{options.shard[1]}", "n4": options.n4},
         "providers": segmenter.runtime.providers if segmenter else None,
-        "batching": batcher.stats.as_dict() if batcher else None,
+        "batching": {"cc": batcher.stats.as_dict(),
+                     "skullstrip": stripper.runtime.stats.as_dict() if stripper else None} if batcher else None,
         "model": {"name": segmenter.runtime.contract["name"], "sha256": segmenter.runtime.contract["sha256"]}
         if segmenter else None,
+        "skullstrip_model": {"name": stripper.runtime.contract["name"],
+                             "sha256": stripper.runtime.contract["sha256"]} if stripper else None,
         "studies": len(records),
         "failed_studies": sum(r.status.startswith("failed") for r in records),
         "damaged_files": [{"path": p, "error": e} for p, e in found.errors],

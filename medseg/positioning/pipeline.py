@@ -1,4 +1,9 @@
-"""``position``: load -> N4 -> CC segmentation -> angles -> axial plan -> measurements -> QC.
+"""``position``: load -> N4 -> skull stripping -> CC segmentation -> angles -> axial plan ->
+measurements -> QC.
+
+Skull stripping is optional (a ``SkullStripper`` passed in): it adds the brain mask and volume to
+the outputs. The CC network works on whole-head images, so a failed skull stripping is recorded
+in ``result.json`` and does not stop the positioning.
 
 ``result.json`` (schema ``medseg.position/1``) is documented in the README.
 """
@@ -13,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from medseg import __version__
+from medseg.errors import MedsegError
 from medseg.io import write_nifti
 from medseg.io.atomic import write_text_atomic
 from medseg.io.png import write_png
@@ -22,6 +28,7 @@ from medseg.positioning.plan import AxialPlan, plan_axial
 from medseg.positioning.qc import render_qc
 from medseg.preprocess.n4 import N4Options, correct_bias_field
 from medseg.preprocess.normalize import foreground_mask
+from medseg.preprocess.skullstrip import BrainExtraction, SkullStripper
 from medseg.segment.infer import CCSegmentation, CCSegmenter
 from medseg.volume import Volume
 
@@ -41,6 +48,8 @@ class PositionResult:
     plan: AxialPlan
     measurements: CCMeasurements
     seconds: dict[str, float] = field(default_factory=dict)
+    brain: BrainExtraction | None = None
+    brain_error: str | None = None
 
     def as_dict(self) -> dict:
         seg, meta = self.segmentation, self.volume.meta
@@ -67,13 +76,16 @@ class PositionResult:
             "angles": {**self.localization.as_dict(), "outline_smoothing_mm": OUTLINE_SMOOTHING_MM},
             "axial_plan": self.plan.as_dict(),
             "measurements": self.measurements.as_dict(),
+            "brain": (self.brain.as_dict() if self.brain else
+                      {"error": self.brain_error} if self.brain_error else None),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
 
 def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
                     max_difference_deg: float = 10.0, n4_options: N4Options | None = None,
-                    head_mask: np.ndarray | None = None) -> PositionResult:
+                    head_mask: np.ndarray | None = None, stripper: SkullStripper | None = None
+                    ) -> PositionResult:
     """Run the positioning pipeline on one image (a localizer series or a 3D volume).
 
     Raises:
@@ -87,6 +99,14 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
     t = time.perf_counter()
     corrected = correct_bias_field(volume, head, options=n4_options or N4Options.fast())[0] if n4 else volume
     seconds["n4"] = time.perf_counter() - t
+    brain, brain_error = None, None
+    if stripper is not None:
+        t = time.perf_counter()
+        try:
+            brain = stripper.extract(corrected, head_mask=head)
+        except MedsegError as exc:
+            brain_error = f"{type(exc).__name__}: {exc}"
+        seconds["skullstrip"] = time.perf_counter() - t
     t = time.perf_counter()
     segmentation = segmenter.segment(corrected, head_mask=head)
     seconds["segment"] = time.perf_counter() - t
@@ -101,7 +121,7 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
                            np.array(localization.box.direction_px))
     seconds["angles"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - start
-    result = PositionResult(volume, segmentation, localization, plan, measurements, seconds)
+    result = PositionResult(volume, segmentation, localization, plan, measurements, seconds, brain, brain_error)
     result._contract = segmenter.runtime.contract  # type: ignore[attr-defined]
     result._providers = segmenter.runtime.providers  # type: ignore[attr-defined]
     return result
@@ -117,6 +137,8 @@ def write_position_outputs(result: PositionResult, out_dir: Path) -> dict[str, P
         "mask": write_nifti(seg.mask, out_dir / "cc_mask.nii.gz"),
         "qc": write_png(picture, out_dir / "qc.png"),
     }
+    if result.brain is not None:
+        paths["brain_mask"] = write_nifti(result.brain.mask, out_dir / "brain_mask.nii.gz")
     data = result.as_dict()
     data["files"] = {k: v.name for k, v in paths.items()}
     paths["result"] = write_text_atomic(out_dir / "result.json", json.dumps(data, indent=2))

@@ -20,7 +20,7 @@ def midsagittal_plane(volume: Volume, head_mask: np.ndarray, *, working_spacing_
     image = volume.with_array(np.asarray(volume.array, dtype=np.float32) * head_mask).to_sitk()
     shrink = [max(1, int(round(working_spacing_mm / s))) for s in volume.spacing]
     image = sitk.SmoothingRecursiveGaussian(sitk.Shrink(image, shrink), working_spacing_mm / 2)
-    centre = volume.world_coordinates(np.argwhere(head_mask)).mean(axis=0)
+    centre = volume.world_coordinates(np.argwhere(head_mask).mean(axis=0)[None])[0]  # affine: mean commutes
 
     mirror = sitk.AffineTransform(3)
     mirror.SetMatrix((-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))

@@ -27,6 +27,10 @@ class AugmentConfig:
     scale: tuple[float, float] = (0.9, 1.1)
     negative_fraction: float = 0.15  # planes 10-40 mm off the midline (empty target)
     noise_only_fraction: float = 0.05  # images of pure noise (empty target)
+    # Images of no anatomy with an empty target: uniform or textured blobs (bottles, phantoms),
+    # noise on a grey floor. Skull stripping needs them: without, a uniform blob looks like an
+    # already skull-stripped brain to the network.
+    shapes_fraction: float = 0.0
     bias: float = 0.5  # max log-amplitude of the bias field
     gamma: tuple[float, float] = (0.6, 1.6)
     noise: tuple[float, float] = (0.0, 0.06)
@@ -109,3 +113,28 @@ def apply_intensity(image: np.ndarray, params: IntensityParams, rng: np.random.G
     if params.noise > 0:
         out = np.hypot(out + rng.normal(0, params.noise, out.shape), rng.normal(0, params.noise, out.shape))
     return out.astype(np.float32)
+
+
+def synthetic_negative(size: int, rng: np.random.Generator) -> np.ndarray:
+    """An image without anatomy: one to three ellipses or rectangles, each uniform or filled with
+    smooth random texture, under a bias field and Rician noise; or noise on a grey floor."""
+    kind = rng.integers(3)
+    if kind == 2:  # noise with a mean: an image that is "all foreground"
+        return np.abs(rng.normal(rng.uniform(0.2, 1.0), rng.uniform(0.05, 0.4), (size, size))).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    image = np.zeros((size, size), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        cy, cx = rng.uniform(0.25, 0.75, 2) * size
+        ry, rx = rng.uniform(0.1, 0.4, 2) * size
+        angle = rng.uniform(0, np.pi)
+        u = ((xx - cx) * np.cos(angle) + (yy - cy) * np.sin(angle)) / rx
+        v = (-(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)) / ry
+        inside = (u ** 2 + v ** 2 <= 1) if rng.random() < 0.7 else (np.abs(u) <= 1) & (np.abs(v) <= 1)
+        level = rng.uniform(0.3, 1.0)
+        if kind == 1:  # textured blob
+            texture = ndimage.gaussian_filter(rng.normal(size=(size, size)), rng.uniform(1.0, 6.0))
+            level = level * (1 + rng.uniform(0.1, 0.6) * texture / (texture.std() + 1e-6))
+        image = np.where(inside, level, image)
+    params = IntensityParams(tuple(float(c) for c in rng.uniform(-0.4, 0.4, 6)), 1.0,
+                             float(rng.uniform(0.0, 0.05)), float(rng.uniform(0.0, 1.5)), 1.0)
+    return apply_intensity(np.clip(image, 0, None), params, rng)

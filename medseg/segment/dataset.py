@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from medseg.segment.augment import (AugmentConfig, apply_intensity, apply_tissue_contrast,
-                                   draw_intensity, draw_pose)
+                                   draw_intensity, draw_pose, synthetic_negative)
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.normalize2d import normalize_slice
 
@@ -30,10 +30,13 @@ class PlaneSamples(torch.utils.data.IterableDataset):
 
 def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spacing: float,
                 rng: np.random.Generator, target: str = "corpus_callosum") -> tuple[torch.Tensor, torch.Tensor]:
-    if rng.random() < cfg.noise_only_fraction:
+    draw = rng.random()
+    if draw < cfg.noise_only_fraction:
         sigma = rng.uniform(0.02, 0.2)
         image = np.hypot(rng.normal(0, sigma, (size, size)), rng.normal(0, sigma, (size, size)))
         label = np.zeros((size, size), bool)
+    elif draw < cfg.noise_only_fraction + cfg.shapes_fraction:
+        image, label = synthetic_negative(size, rng), np.zeros((size, size), bool)
     else:
         subject = subjects[int(rng.integers(len(subjects)))]
         pose, _ = draw_pose(rng, cfg)

@@ -259,8 +259,7 @@ class CCSegmenter:
         n = volume.shape[2]
         slice_normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
         slice_normal /= np.linalg.norm(slice_normal)
-        head_voxels = np.argwhere(lookup.head)
-        head_centre = volume.world_coordinates(head_voxels).mean(axis=0)
+        head_centre = volume.world_coordinates(np.argwhere(lookup.head).mean(axis=0)[None])[0]
         head_area = lookup.head.sum(axis=(0, 1))
         planes = self.slice_planes(volume, lookup.head)
         images, offsets = [], []
