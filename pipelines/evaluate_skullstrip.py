@@ -7,7 +7,8 @@
    cut from the held-out heads; Dice over the stack against the brain mask of each slice.
 4. An unseen template and mask definition: FSL MNI152 T1 2 mm (skull on) vs its brain mask.
 5. A raw scanner T1 without ground truth (Siemens XA30): brain volume and a QC figure.
-6. Bad input: an image of noise and a constant image must raise NoBrainFoundError.
+6. Bad input: noise, a constant image and a uniform cylinder (bottle phantom) must raise
+   NoBrainFoundError; a real spine image (PAM50 T2 template) too, when the shared data is there.
 
 Usage: python pipelines/evaluate_skullstrip.py [--model-dir models] [--out eval_skullstrip]
 """
@@ -85,6 +86,8 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--subjects", nargs="+", default=["sub-05", "sub-08", "sub-09"])
     parser.add_argument("--out", type=Path, default=Path("eval_skullstrip"))
+    parser.add_argument("--update-contract", action="store_true",
+                        help="write the summary into the model's contract (validation)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runtime = load_runtime(MODEL_NAME, models_dir=args.model_dir)
@@ -160,17 +163,45 @@ def main() -> int:
     # 6. bad input
     bad = {}
     affine = np.diag([1.0, 1.0, 1.0, 1.0])
+    yy, zz = np.mgrid[0:128, 0:128]
+    bottle = np.repeat((((yy - 64) ** 2 + (zz - 64) ** 2) < 50 ** 2)[None] * 800.0, 40, axis=0)
     for name, array in (("noise", rng.normal(100, 20, (96, 96, 96)).astype(np.float32)),
-                        ("constant", np.full((64, 64, 64), 7.0, np.float32))):
+                        ("constant", np.full((64, 64, 64), 7.0, np.float32)),
+                        ("bottle", bottle.astype(np.float32))):
         try:
             stripper.extract(Volume(array, affine))
             bad[name] = "no error (a mask was returned)"
         except NoBrainFoundError as exc:
             bad[name] = f"NoBrainFoundError: {exc}"
+    try:
+        from medseg.examples import example_spine
+
+        stripper.extract(example_spine())
+        bad["spine (PAM50 T2)"] = "no error (a mask was returned)"
+    except NoBrainFoundError as exc:
+        bad["spine (PAM50 T2)"] = f"NoBrainFoundError: {exc}"
+    except Exception as exc:  # shared data absent
+        bad["spine (PAM50 T2)"] = f"not run: {exc}"
     report["bad_input"] = bad
     print("  bad input:", bad)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out / 'evaluation.json'}")
+    if args.update_contract:
+        from medseg.io.atomic import write_text_atomic
+
+        contract_path = runtime.path.parent / f"{MODEL_NAME}.json"
+        contract = json.loads(contract_path.read_text())
+        contract["validation"] = {
+            "held_out_subjects": args.subjects,
+            "volumes": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                        for row in rows],
+            "localizers_15x5mm": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                                  for row in localizers],
+            "mni152_2mm_dice": round(report.get("mni152_2mm", {}).get("dice", float("nan")), 4),
+            "evaluated_by": "pipelines/evaluate_skullstrip.py",
+        }
+        write_text_atomic(contract_path, json.dumps(contract, indent=2))
+        print(f"validation written into {contract_path}")
     return 0
 
 

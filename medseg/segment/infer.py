@@ -227,7 +227,8 @@ class CCSegmenter:
 
     def canonical_pass(self, lookup: VolumeLookup, plane: Plane, probability: np.ndarray):
         """(plane, image, probability) of a second pass in the CC's canonical pose (see the
-        module docstring); the first pass's when the CC cannot be localised."""
+        module docstring), or None (keep the first pass) when the first pass cannot be localised
+        or the second pass is not a plausible CC while the first one is."""
         frame = _canonical_frame(plane, probability, self.spacing)
         if frame is None:
             return None
@@ -237,7 +238,12 @@ class CCSegmenter:
         canonical = Plane(origin=crop - half * self.spacing * (row_dir + col_dir),
                           x_vec=col_dir * self.spacing, y_vec=row_dir * self.spacing)
         image = lookup.image(plane_grid(canonical, self.size))
-        return canonical, image, self._predict([image])[0]
+        second = self._predict([image])[0]
+        pixel_area = self.spacing ** 2
+        if implausibility(second > 0.5, pixel_area) and not implausibility(probability > 0.5, pixel_area):
+            log.warning("canonical second pass implausible; keeping the first pass")
+            return None
+        return canonical, image, second
 
     # -- entry point ---------------------------------------------------------------------------
     def segment(self, volume: Volume, *, localizer: bool | None = None,
@@ -345,9 +351,6 @@ class CCSegmenter:
         if refined is not None:
             plane, image, probability = refined
             area, confidence = _score(probability, self.spacing)
-            reason = implausibility(probability > 0.5, self.spacing ** 2)
-            if reason:
-                raise NoCCFoundError(f"no plausible corpus callosum on the mid-sagittal plane ({reason})")
         mask2d = largest_component(probability > 0.5)
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
         rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))
