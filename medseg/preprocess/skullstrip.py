@@ -13,8 +13,9 @@ model serves thick-slice localizers and 3D volumes:
   columns anterior->posterior) with **one crop for all planes**, centred on the head as seen in
   the plane through the head's centre, which is how training cropped (``crop_from_midline``).
   Planes are normalised as in training (``model.json``); planes showing little head are not run.
-- **Post-processing** on the input grid: probability > 0.5, the largest 3D connected component,
-  holes filled in 3D and then in every plane along the sagittal axis.
+- **Post-processing**: single-plane gaps bridged (:func:`bridge_single_plane_gaps`), then on the
+  input grid: probability > 0.5, the largest 3D connected component, holes filled in 3D and then
+  in every plane along the sagittal axis.
 - **No brain**: :class:`NoBrainFoundError` (a clear, per-study error, never an empty mask passed
   on silently) for an image without foreground, or a prediction that is not one confident brain:
   largest sagittal section below ``MIN_BRAIN_SECTION_MM2``, the largest connected part under
@@ -71,6 +72,20 @@ class BrainExtraction:
         return {"volume_ml": round(self.volume_ml, 1), "max_section_mm2": round(self.max_section_mm2, 1),
                 "planes": self.planes, "native_planes": self.native_planes,
                 "confidence": round(self.confidence, 4), "uncertain_fraction": round(self.uncertain_fraction, 4)}
+
+
+def bridge_single_plane_gaps(probabilities: np.ndarray) -> np.ndarray:
+    """P' = max(P, min(P of the plane before, P of the plane after)), plane by plane.
+
+    A 2D network can drop a single plane that its neighbours agree on (measured: the mid-sagittal
+    plane of an already skull-stripped template, which alone looks like a featureless blob). The
+    brain is continuous across sagittal planes, so such a plane takes the lower of its two
+    neighbours' probabilities; nothing grows beyond what both neighbours cover."""
+    if len(probabilities) < 3:
+        return probabilities
+    bridged = probabilities.copy()
+    bridged[1:-1] = np.maximum(probabilities[1:-1], np.minimum(probabilities[:-2], probabilities[2:]))
+    return bridged
 
 
 def _sagittal_axis(volume: Volume) -> int | None:
@@ -161,6 +176,8 @@ class SkullStripper:
         except InputError as exc:
             raise NoBrainFoundError(f"{name}: no brain found ({exc})") from exc
         probabilities, grid, axis = self.probability_planes(volume, head)
+        probabilities = bridge_single_plane_gaps(probabilities)
+        grid = grid.with_array(np.ascontiguousarray(probabilities.transpose(2, 1, 0)))
         predicted = probabilities > self.threshold
         sections = predicted.sum(axis=(1, 2)) * self.spacing ** 2
         max_section = float(sections.max()) if sections.size else 0.0
