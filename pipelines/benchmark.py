@@ -54,6 +54,21 @@ def make_studies(root: Path, n: int) -> None:
                                series_description=f"{kind} sag")
 
 
+def random_batch(runtime, batch: int) -> np.ndarray:
+    """A random (batch, 1, H, W) input at the model's default size (same seed every time)."""
+    size = int(runtime.contract["input"]["default_size"][0])
+    return np.random.default_rng(0).normal(size=(batch, 1, size, size)).astype(np.float32)
+
+
+def seconds_per_call(runtime, x: np.ndarray, repeats: int) -> float:
+    """Mean seconds of one session call on ``x``, after a warm-up call."""
+    runtime.run(x)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        runtime.run(x)
+    return (time.perf_counter() - start) / repeats
+
+
 def model_latency(device: str, batch: int = 8) -> dict:
     """ms per plane of each shipped model and precision variant on ``device`` (same batch)."""
     from medseg.infer.runtime import ModelError, load_runtime
@@ -66,14 +81,8 @@ def model_latency(device: str, batch: int = 8) -> dict:
             except ModelError as exc:
                 rows[f"{name}/{precision}"] = str(exc)
                 continue
-            size = int(runtime.contract["input"]["default_size"][0])
-            x = np.random.default_rng(0).normal(size=(batch, 1, size, size)).astype(np.float32)
-            runtime.run(x)
-            start = time.perf_counter()
-            for _ in range(5):
-                runtime.run(x)
-            rows[f"{name}/{precision}"] = {"ms_per_plane": (time.perf_counter() - start) / 5 / batch * 1000,
-                                           "providers": runtime.providers}
+            seconds = seconds_per_call(runtime, random_batch(runtime, batch), 5)
+            rows[f"{name}/{precision}"] = {"ms_per_plane": seconds / batch * 1000, "providers": runtime.providers}
     return rows
 
 
@@ -81,13 +90,8 @@ def ort_vs_torch(checkpoint: Path | None, batch: int = 8) -> dict:
     from medseg.infer.runtime import load_runtime
 
     runtime = load_runtime()
-    size = int(runtime.contract["input"]["default_size"][0])
-    x = np.random.default_rng(0).normal(size=(batch, 1, size, size)).astype(np.float32)
-    runtime.run(x)
-    start = time.perf_counter()
-    for _ in range(3):
-        runtime.run(x)
-    ort_s = (time.perf_counter() - start) / 3
+    x = random_batch(runtime, batch)
+    ort_s = seconds_per_call(runtime, x, 3)
     result = {"batch": batch, "onnxruntime_ms_per_slice": ort_s / batch * 1000, "providers": runtime.providers}
     if checkpoint:
         import torch
@@ -97,7 +101,7 @@ def ort_vs_torch(checkpoint: Path | None, batch: int = 8) -> dict:
         from medseg.segment.train import TrainingConfig
 
         data = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model = build_model(from_dict(TrainingConfig, data["config"]).model, size)
+        model = build_model(from_dict(TrainingConfig, data["config"]).model, x.shape[-1])
         model.load_state_dict(data["model"])
         model.eval()
         with torch.no_grad():

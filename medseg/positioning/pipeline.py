@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from medseg import __version__
-from medseg.errors import MedsegError
 from medseg.io import write_nifti
 from medseg.io.atomic import write_text_atomic
 from medseg.io.png import write_png
@@ -26,8 +25,8 @@ from medseg.positioning.angles import Localization, localize
 from medseg.positioning.morphometry import CCMeasurements, measure
 from medseg.positioning.plan import AxialPlan, plan_axial
 from medseg.positioning.qc import render_qc
-from medseg.preprocess.n4 import N4Options, correct_bias_field
-from medseg.preprocess.normalize import foreground_mask
+from medseg.preprocess.n4 import N4Options
+from medseg.preprocess.pipeline import preprocess_volume
 from medseg.preprocess.skullstrip import BrainExtraction, SkullStripper
 from medseg.segment.infer import CCSegmentation, CCSegmenter
 from medseg.volume import Volume
@@ -92,21 +91,11 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
         NoCCFoundError / NoCorpusCallosumError: no CC in the image (a clear message, per study).
         InputError: no foreground.
     """
-    seconds = {}
     start = time.perf_counter()
-    head = foreground_mask(volume) if head_mask is None else head_mask  # once, for N4 and the segmenter
-    seconds["mask"] = time.perf_counter() - start
-    t = time.perf_counter()
-    corrected = correct_bias_field(volume, head, options=n4_options or N4Options.fast())[0] if n4 else volume
-    seconds["n4"] = time.perf_counter() - t
-    brain, brain_error = None, None
-    if stripper is not None:
-        t = time.perf_counter()
-        try:
-            brain = stripper.extract(corrected, head_mask=head)
-        except MedsegError as exc:
-            brain_error = f"{type(exc).__name__}: {exc}"
-        seconds["skullstrip"] = time.perf_counter() - t
+    pre = preprocess_volume(volume, stripper, n4="fast" if n4 else "off", n4_options=n4_options,
+                            head_mask=head_mask)  # one head mask, for N4, skull stripping and the segmenter
+    corrected, head, brain, seconds = pre.corrected, pre.head, pre.brain, dict(pre.seconds)
+    brain_error = f"{type(pre.error).__name__}: {pre.error}" if pre.error else None
     t = time.perf_counter()
     segmentation = segmenter.segment(corrected, head_mask=head)
     seconds["segment"] = time.perf_counter() - t

@@ -33,8 +33,9 @@ SCHEMA = "medseg.preprocess/1"
 @dataclass
 class PreprocessResult:
     volume: Volume
+    head: np.ndarray  # foreground mask (shared by N4, skull stripping and later stages)
     corrected: Volume
-    bias_field: Volume
+    bias_field: Volume | None  # None when N4 was off
     brain: BrainExtraction | None
     n4_options: N4Options
     error: MedsegError | None = None  # skull stripping's, when it found no brain
@@ -48,7 +49,7 @@ class PreprocessResult:
             "input": {"series_uid": meta.series_uid, "description": meta.description,
                       "shape": list(self.volume.shape),
                       "spacing_mm": [round(float(s), 4) for s in self.volume.spacing]},
-            "n4": asdict(self.n4_options),
+            "n4": asdict(self.n4_options) if self.bias_field is not None else None,
             "brain": self.brain.as_dict() if self.brain else None,
             "error": {"type": type(self.error).__name__, "message": str(self.error)} if self.error else None,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
@@ -56,17 +57,19 @@ class PreprocessResult:
 
 
 def preprocess_volume(volume: Volume, stripper: SkullStripper | None, *,
-                      n4: Literal["default", "fast", "off"] = "default") -> PreprocessResult:
-    """Bias-correct and skull-strip one image. Raises InputError for an image without foreground;
-    a failed skull stripping is returned in ``error`` (the N4 outputs stay usable)."""
+                      n4: Literal["default", "fast", "off"] = "default", n4_options: N4Options | None = None,
+                      head_mask: np.ndarray | None = None) -> PreprocessResult:
+    """Bias-correct and skull-strip one image (``n4_options`` overrides the ``n4`` profile; a
+    given ``head_mask`` is used instead of computing one). Raises InputError for an image without
+    foreground; a failed skull stripping is returned in ``error`` (the N4 outputs stay usable)."""
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    head = foreground_mask(volume)
+    head = foreground_mask(volume) if head_mask is None else head_mask
     seconds["mask"] = time.perf_counter() - t
-    options = N4Options.fast() if n4 == "fast" else N4Options()
+    options = n4_options or (N4Options.fast() if n4 == "fast" else N4Options())
     t = time.perf_counter()
     if n4 == "off":
-        corrected, bias = volume, volume.with_array(np.ones(volume.shape, np.float32))
+        corrected, bias = volume, None
     else:
         corrected, bias = correct_bias_field(volume, head, options=options)
     seconds["n4"] = time.perf_counter() - t
@@ -78,14 +81,15 @@ def preprocess_volume(volume: Volume, stripper: SkullStripper | None, *,
         except MedsegError as exc:
             error = exc
         seconds["skullstrip"] = time.perf_counter() - t
-    return PreprocessResult(volume, corrected, bias, brain, options, error, seconds)
+    return PreprocessResult(volume, head, corrected, bias, brain, options, error, seconds)
 
 
 def write_preprocess_outputs(result: PreprocessResult, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"corrected": write_nifti(result.corrected, out_dir / "bias_corrected.nii.gz"),
-             "bias_field": write_nifti(result.bias_field, out_dir / "bias_field.nii.gz")}
+    paths = {"corrected": write_nifti(result.corrected, out_dir / "bias_corrected.nii.gz")}
+    if result.bias_field is not None:
+        paths["bias_field"] = write_nifti(result.bias_field, out_dir / "bias_field.nii.gz")
     if result.brain is not None:
         paths["brain_mask"] = write_nifti(result.brain.mask, out_dir / "brain_mask.nii.gz")
         stripped = np.asarray(result.corrected.array, np.float32) * np.asarray(result.brain.mask.array)

@@ -88,12 +88,18 @@ def bridge_single_plane_gaps(probabilities: np.ndarray) -> np.ndarray:
     return bridged
 
 
-def _sagittal_axis(volume: Volume) -> int | None:
-    """The voxel axis within MAX_AXIS_ANGLE_DEG of left-right, if any."""
+def _left_right_axis(volume: Volume) -> tuple[int, float]:
+    """(voxel axis closest to left-right, |cosine| of its angle to left-right)."""
     directions = volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0)
     cosines = np.abs(directions.T @ LEFT)
     axis = int(np.argmax(cosines))
-    return axis if cosines[axis] >= np.cos(np.radians(MAX_AXIS_ANGLE_DEG)) else None
+    return axis, float(cosines[axis])
+
+
+def _sagittal_axis(volume: Volume) -> int | None:
+    """The voxel axis within MAX_AXIS_ANGLE_DEG of left-right, if any."""
+    axis, cosine = _left_right_axis(volume)
+    return axis if cosine >= np.cos(np.radians(MAX_AXIS_ANGLE_DEG)) else None
 
 
 class SkullStripper:
@@ -123,8 +129,8 @@ class SkullStripper:
         return LEFT.copy(), PLANE_STEP_MM, first, int(np.ceil((hi - lo) / PLANE_STEP_MM)) + 1, None
 
     def probability_planes(self, volume: Volume, head: np.ndarray):
-        """P(brain) on the network planes: (probability [plane, row, col], probability Volume on
-        the planes' grid, native sagittal axis or None)."""
+        """P(brain) on the network planes, single-plane gaps bridged: (probability [plane, row,
+        col], probability Volume on the planes' grid, native sagittal axis or None)."""
         from medseg.segment.data import crop_centre_from_sampler
         from medseg.segment.infer import VolumeLookup, network_frame
         from medseg.segment.normalize2d import normalize_slice
@@ -161,6 +167,7 @@ class SkullStripper:
         affine[:3, 0], affine[:3, 1] = col_dir * self.spacing, row_dir * self.spacing
         affine[:3, 2] = normal * step
         affine[:3, 3] = origins[0]
+        probabilities = bridge_single_plane_gaps(probabilities)
         grid = Volume(np.ascontiguousarray(probabilities.transpose(2, 1, 0)), affine)
         return probabilities, grid, axis
 
@@ -176,8 +183,6 @@ class SkullStripper:
         except InputError as exc:
             raise NoBrainFoundError(f"{name}: no brain found ({exc})") from exc
         probabilities, grid, axis = self.probability_planes(volume, head)
-        probabilities = bridge_single_plane_gaps(probabilities)
-        grid = grid.with_array(np.ascontiguousarray(probabilities.transpose(2, 1, 0)))
         predicted = probabilities > self.threshold
         sections = predicted.sum(axis=(1, 2)) * self.spacing ** 2
         max_section = float(sections.max()) if sections.size else 0.0
@@ -196,9 +201,7 @@ class SkullStripper:
         probability = resample_to_grid(grid, volume.spatial_shape, volume.affine, interpolation="linear")
         p = np.asarray(probability.array, dtype=np.float32)
         mask = largest_component(p > self.threshold)
-        fill_axis = axis if axis is not None else int(np.argmax(np.abs(
-            (volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0)).T @ LEFT)))
-        mask = fill_holes_per_plane(mask, fill_axis)
+        mask = fill_holes_per_plane(mask, _left_right_axis(volume)[0])
         voxel_ml = float(np.prod(volume.spacing[:3])) / 1000.0
         return BrainExtraction(
             mask=volume.with_array(mask.astype(np.uint8), description="brain mask", is_label=True),
