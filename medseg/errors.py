@@ -36,3 +36,12 @@ class MissingGeometryError(InputError):
 
 class InconsistentSeriesError(InputError):
     """A DICOM series cannot form one volume (uneven slice spacing, missing slices, mixed sizes)."""
+
+
+class InvalidGeometryError(InputError):
+    """A DICOM series' geometry tags are present but impossible (zero or negative spacing,
+    degenerate orientation, non-finite or absurd positions)."""
+
+
+class ResourceLimitError(InputError):
+    """An input would need more frames, voxels or memory than the configured limits allow."""

@@ -8,8 +8,10 @@ nibabel's ``nicom`` reader). The stacker (:mod:`medseg.io.dicom_stack`) never ne
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import struct
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +71,7 @@ class Frame:
     order_key: tuple = ()  # order of volumes that share one position (time, b-value, instance)
     slice_thickness: float | None = None
     spacing_between_slices: float | None = None
+    layout: "PixelLayout | None" = None  # native pixel data that can be read without pydicom
 
 
 @dataclass
@@ -153,63 +156,244 @@ def _philips_scaling(ds: Dataset, slope: float, intercept: float, precise: bool)
     return 1.0 / scale_slope, intercept / (slope * scale_slope)
 
 
-def _has_pixels(ds: Dataset) -> bool:
-    return any(tag in ds for tag in ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)))
+@dataclass(frozen=True)
+class ScanLimits:
+    """Ceilings checked against header-declared sizes before anything is read or allocated.
+
+    A header can declare anything (10^6 frames, positions of 1e300 mm); these bounds turn such a
+    file into a clear error instead of minutes of work or an out-of-memory kill.
+    """
+
+    max_frames: int = 20_000  # frames of one multi-frame object
+    max_voxels: int = 1 << 31  # voxels of one file (Rows x Columns x frames)
+    max_position_mm: float = 1e5  # |ImagePositionPatient| (100 m: no scanner bore is larger)
+    max_pixel_spacing_mm: float = 1e3
 
 
-def _check_pixel_length(ds: Dataset, path: str) -> None:
-    """Catch truncated files cheaply, before any decoding: a deferred pixel data element must lie
-    within the file, and uncompressed pixel data must hold Rows x Columns x frames x bits."""
+DEFAULT_LIMITS = ScanLimits()
+
+_PIXEL_TAGS = {(0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009)}
+_LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"UC", b"UR", b"SQ"}
+
+
+@dataclass(frozen=True)
+class PixelLayout:
+    """Where a native (uncompressed) file keeps its pixels, so they can be read without pydicom.
+
+    Written by hand because pydicom parses the whole data set again to decode; this reads the
+    bytes straight into the array. ``bits_stored``/``signed`` reproduce pydicom's masking and
+    sign extension of values whose BitsStored is below BitsAllocated.
+    """
+
+    offset: int
+    dtype: str  # numpy dtype with byte order, e.g. "<u2"
+    frames: int
+    rows: int
+    cols: int
+    bits_stored: int
+
+    def read(self, path: str) -> np.ndarray:
+        dtype = np.dtype(self.dtype)
+        count = self.frames * self.rows * self.cols
+        array = np.fromfile(path, dtype=dtype, count=count, offset=self.offset)
+        if array.size != count:
+            from medseg.errors import CorruptFileError
+
+            raise CorruptFileError(f"{path}: pixel data holds {array.size} of {count} values")
+        array = array.astype(dtype.newbyteorder("="), copy=False)
+        bits = dtype.itemsize * 8
+        if dtype.kind in "ui" and 0 < self.bits_stored < bits:
+            if dtype.kind == "u":
+                array = array & np.array((1 << self.bits_stored) - 1, dtype=array.dtype)
+            else:
+                shift = bits - self.bits_stored
+                array = (array << shift) >> shift
+        shape = (self.frames, self.rows, self.cols) if self.frames > 1 else (self.rows, self.cols)
+        return array.reshape(shape)
+
+
+@dataclass(frozen=True)
+class _PixelElement:
+    offset: int  # file offset of the value
+    length: int | None  # None: encapsulated (fragments)
+    fragments: int = 0  # encapsulated: fragments after the basic offset table
+    tag: tuple[int, int] = (0x7FE0, 0x0010)
+
+
+def _damaged(message: str, ds: Dataset | None = None):
+    """A CorruptFileError that carries the UIDs its (partial) header still shows, so the scan can
+    mark the series it belongs to."""
     from medseg.errors import CorruptFileError
 
-    if (0x7FE0, 0x0010) not in ds:
-        return
-    element = ds.get_item((0x7FE0, 0x0010))
-    value_tell = getattr(element, "value_tell", None)
-    length = getattr(element, "length", None)
-    if value_tell is not None and length not in (None, 0xFFFFFFFF):
-        if value_tell + length > os.path.getsize(path):
-            raise CorruptFileError(
-                f"{path}: truncated DICOM file (pixel data needs {length} bytes from offset "
-                f"{value_tell}, file has {os.path.getsize(path)})")
-        return
+    error = CorruptFileError(message)
+    error.study_uid = str(ds.get("StudyInstanceUID", "") or "") if ds is not None else ""  # type: ignore[attr-defined]
+    error.series_uid = str(ds.get("SeriesInstanceUID", "") or "") if ds is not None else ""  # type: ignore[attr-defined]
+    error.sop_instance_uid = str(ds.get("SOPInstanceUID", "") or "") if ds is not None else ""  # type: ignore[attr-defined]
+    return error
+
+
+def _is_image_class(ds: Dataset) -> bool:
+    """Whether the SOP class (or the header) says the object is an image."""
+    for uid in (ds.get("SOPClassUID"), getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID")):
+        if uid is not None and "Image Storage" in str(getattr(uid, "name", "")):
+            return True
+    return "Rows" in ds and "Columns" in ds
+
+
+def _pixel_element(fp, ds: Dataset, size: int, path: str, limits: ScanLimits) -> _PixelElement | None:
+    """Locate the pixel data element at ``fp``'s position (where ``stop_before_pixels`` left it)
+    and check that its value lies within the file. Encapsulated pixel data is walked fragment by
+    fragment (8-byte item headers only) up to its sequence delimiter.
+
+    Returns None when the data set ends without pixel data. Deflated files are not probed (their
+    offsets refer to the inflated stream); the decoder catches their damage.
+    """
+    syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
+    if syntax is not None and syntax.is_deflated:
+        return _PixelElement(offset=-1, length=None) if _has_pixels_after(fp) else None
+    little = syntax.is_little_endian if syntax is not None else True
+    implicit = syntax.is_implicit_VR if syntax is not None else True
+    order = "<" if little else ">"
+    position = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return None
+    tag = struct.unpack(order + "HH", head[:4])
+    if tag not in _PIXEL_TAGS:
+        return None
+    if implicit:
+        (length,), value_at = struct.unpack(order + "I", head[4:8]), position + 8
+    elif head[4:6] in _LONG_VRS:
+        if len(head) < 12:
+            raise _damaged(f"{path}: truncated DICOM file (cut inside the pixel data header)", ds)
+        (length,), value_at = struct.unpack(order + "I", head[8:12]), position + 12
+    else:
+        (length,), value_at = struct.unpack(order + "H", head[6:8]), position + 8
+    if length != 0xFFFFFFFF:
+        if value_at + length > size:
+            raise _damaged(f"{path}: truncated DICOM file (pixel data needs {length} bytes from offset "
+                           f"{value_at}, file has {size})", ds)
+        return _PixelElement(value_at, length, tag=tag)
+    offset, items = value_at, -1  # the first item is the basic offset table
+    while True:
+        fp.seek(offset)
+        item = fp.read(8)
+        if len(item) < 8:
+            raise _damaged(f"{path}: truncated DICOM file (encapsulated pixel data ends without its "
+                           "sequence delimiter)", ds)
+        group, element, item_length = struct.unpack("<HHI", item)
+        if (group, element) == (0xFFFE, 0xE0DD):
+            return _PixelElement(value_at, None, max(items, 0), tag=tag)
+        if (group, element) != (0xFFFE, 0xE000) or item_length == 0xFFFFFFFF:
+            raise _damaged(f"{path}: damaged encapsulated pixel data (no item tag at offset {offset})", ds)
+        offset += 8 + item_length
+        items += 1
+        if offset > size:
+            raise _damaged(f"{path}: truncated DICOM file (a pixel data fragment runs past the end "
+                           f"of the file, {size} bytes)", ds)
+        if items > 8 * limits.max_frames:
+            raise _damaged(f"{path}: encapsulated pixel data with over {8 * limits.max_frames} fragments", ds)
+
+
+def _has_pixels_after(fp) -> bool:
+    return len(fp.read(4)) == 4
+
+
+def _check_sizes(ds: Dataset, pixels: _PixelElement, path: str, limits: ScanLimits) -> PixelLayout | None:
+    """Header-declared sizes against the file and the limits, before anything is allocated.
+
+    Returns the layout of native pixel data that can be read directly (see :class:`PixelLayout`).
+    """
+    from medseg.errors import ResourceLimitError
+
+    rows, cols = _int(ds.get("Rows")) or 0, _int(ds.get("Columns")) or 0
+    frames = _int(ds.get("NumberOfFrames")) or 1
+    if rows <= 0 or cols <= 0 or frames <= 0:
+        raise _damaged(f"{path}: image of {rows} x {cols} pixels and {frames} frame(s)", ds)
+    if frames > limits.max_frames or rows * cols * frames > limits.max_voxels:
+        error = ResourceLimitError(
+            f"{path}: declares {frames} frame(s) of {rows} x {cols} pixels, over the limit of "
+            f"{limits.max_frames} frames / {limits.max_voxels} voxels per file")
+        for name in ("study_uid", "series_uid", "sop_instance_uid"):
+            setattr(error, name, getattr(_damaged("", ds), name))
+        raise error
+    if pixels.offset < 0:
+        return None  # deflated: checked by the decoder
+    if pixels.length is None:
+        if frames > pixels.fragments:
+            raise _damaged(f"{path}: declares {frames} frames but its encapsulated pixel data holds "
+                           f"{pixels.fragments} fragment(s)", ds)
+        return None
+    bits = _int(ds.get("BitsAllocated")) or 16
+    samples = _int(ds.get("SamplesPerPixel")) or 1
+    expected = rows * cols * frames * samples * bits // 8
+    if pixels.length < expected:
+        raise _damaged(f"{path}: truncated DICOM file (pixel data holds {pixels.length} of {expected} bytes)", ds)
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if syntax is not None and syntax.is_compressed:
-        return  # encapsulated: the decoder catches damage
-    value = element.value if hasattr(element, "value") else None
-    if isinstance(value, (bytes, bytearray)):
-        expected = (int(ds.get("Rows", 0)) * int(ds.get("Columns", 0)) * int(ds.get("NumberOfFrames", 1) or 1)
-                    * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.get("BitsAllocated", 16) or 16)) // 8
-        if len(value) < expected:
-            raise CorruptFileError(f"{path}: truncated DICOM file (pixel data holds {len(value)} of "
-                                   f"{expected} bytes)")
+    if pixels.tag != (0x7FE0, 0x0010) or samples != 1 or bits not in (8, 16, 32):
+        return None
+    little = syntax.is_little_endian if syntax is not None else True
+    signed = (_int(ds.get("PixelRepresentation")) or 0) == 1
+    dtype = ("<" if little else ">") + ("i" if signed else "u") + str(bits // 8)
+    return PixelLayout(offset=pixels.offset, dtype=dtype, frames=frames, rows=rows, cols=cols,
+                       bits_stored=_int(ds.get("BitsStored")) or bits)
+
+
+def _has_dicm_magic(path: str) -> bool:
+    with open(path, "rb") as fp:
+        fp.seek(128)
+        return fp.read(4) == b"DICM"
+
+
+def _read_dataset(path: str, *, stop_before_pixels: bool):
+    """(data set, open file positioned after the header) of a DICOM file, preamble or not.
+
+    Raises:
+        NotDicom: not DICOM at all.
+        CorruptFileError: a DICOM file (it has the 'DICM' magic) whose header cannot be parsed.
+    """
+    fp = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    try:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels), fp
+        except InvalidDicomError:
+            pass
+        except Exception as exc:  # pydicom raises many types on damaged headers
+            if _has_dicm_magic(path):
+                raise _damaged(f"{path}: damaged DICOM header ({type(exc).__name__}: "
+                               f"{str(exc)[:120]})") from exc
+            raise NotDicom(f"not readable as DICOM ({type(exc).__name__})") from exc
+        # No preamble: old ACR-NEMA style or raw data set. Accept only if core image tags are there.
+        fp.seek(0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(fp, force=True, stop_before_pixels=stop_before_pixels)
+            ok = "SOPInstanceUID" in ds and ("Rows" in ds or "SOPClassUID" in ds)
+        except Exception as exc:
+            raise NotDicom(f"not DICOM ({type(exc).__name__})") from exc
+        if not ok:
+            raise NotDicom("not DICOM (no preamble and no SOP Instance UID)")
+        if "TransferSyntaxUID" not in ds.file_meta:
+            ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        return ds, fp
+    except BaseException:
+        fp.close()
+        raise
 
 
 def open_dataset(path: str, *, pixels: bool) -> Dataset:
-    """Read a DICOM file; files without the 'DICM' preamble are accepted when they parse as DICOM.
+    """Read a DICOM file (with its pixel data when ``pixels``); files without the 'DICM'
+    preamble are accepted when they parse as DICOM.
 
     Raises:
         NotDicom: the file is not DICOM at all.
+        CorruptFileError: a DICOM file whose header is damaged.
     """
-    kwargs: dict[str, Any] = {} if pixels else {"defer_size": 1024}
-    try:
-        return pydicom.dcmread(path, **kwargs)
-    except InvalidDicomError:
-        pass
-    except (EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise NotDicom(f"not readable as DICOM ({type(exc).__name__})") from exc
-    # No preamble: old ACR-NEMA style or raw data set. Accept only if core image tags are there.
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, force=True, **kwargs)
-        ok = "SOPInstanceUID" in ds and ("Rows" in ds or "SOPClassUID" in ds)
-    except Exception as exc:  # pydicom raises many types on random bytes
-        raise NotDicom(f"not DICOM ({type(exc).__name__})") from exc
-    if not ok:
-        raise NotDicom("not DICOM (no preamble and no SOP Instance UID)")
-    if "TransferSyntaxUID" not in ds.file_meta:
-        ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    ds, fp = _read_dataset(path, stop_before_pixels=not pixels)
+    fp.close()
     return ds
 
 
@@ -339,35 +523,49 @@ def _enhanced_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
     return frames
 
 
-def read_header(path: str, *, philips_precise: bool = True) -> FileHeader:
-    """Read one file's header into a :class:`FileHeader`.
+def read_header(path: str, *, philips_precise: bool = True, limits: ScanLimits = DEFAULT_LIMITS) -> FileHeader:
+    """Read one file's header into a :class:`FileHeader`, without reading its pixel data.
+
+    The pixel data element is located and checked against the file size (and encapsulated data
+    walked fragment by fragment), so a truncated file is caught here, before any decoding.
 
     Raises:
         NotDicom: not a DICOM file.
         NotImageDicom: DICOM without an image (structured report, presentation state...).
-        CorruptFileError: a DICOM image whose pixel data is cut short.
+        CorruptFileError: a DICOM image whose header or pixel data is cut short or damaged; it
+            carries the study/series/instance UIDs its header still shows.
+        ResourceLimitError: the header declares more frames or voxels than ``limits`` allow.
     """
-    ds = open_dataset(path, pixels=False)
-    modality = str(ds.get("Modality", "") or "")
-    if modality.upper() in _NON_IMAGE_MODALITIES or not _has_pixels(ds):
+    size = os.path.getsize(path)
+    ds, fp = _read_dataset(path, stop_before_pixels=True)
+    try:
+        modality = str(ds.get("Modality", "") or "")
+        if modality.upper() in _NON_IMAGE_MODALITIES:
+            raise NotImageDicom(f"DICOM without image data (modality {modality})")
+        pixels = _pixel_element(fp, ds, size, path, limits)
+    finally:
+        fp.close()
+    if pixels is None:
+        if _is_image_class(ds):
+            raise _damaged(f"{path}: image object without pixel data (the file ends at byte {size}: "
+                           "cut short)", ds)
         raise NotImageDicom(f"DICOM without image data (modality {modality or 'unknown'})")
     if (_int(ds.get("SamplesPerPixel")) or 1) != 1:
         raise NotImageDicom("colour DICOM image (screenshot or secondary capture), not a scan")
     if "Rows" not in ds or "Columns" not in ds:
-        from medseg.errors import CorruptFileError
-
-        raise CorruptFileError(f"{path}: DICOM image without Rows/Columns")
-    try:
-        _check_pixel_length(ds, path)
-    except Exception as exc:
-        exc.series_uid = str(ds.get("SeriesInstanceUID", "") or "")  # type: ignore[attr-defined]
-        exc.study_uid = str(ds.get("StudyInstanceUID", "") or "")  # type: ignore[attr-defined]
-        exc.sop_instance_uid = str(ds.get("SOPInstanceUID", "") or "")  # type: ignore[attr-defined]
-        raise
+        raise _damaged(f"{path}: DICOM image without Rows/Columns", ds)
+    layout = _check_sizes(ds, pixels, path, limits)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    n_frames = _int(ds.get("NumberOfFrames")) or 1
+    if per_frame is not None and len(per_frame) != n_frames:
+        raise _damaged(f"{path}: declares {n_frames} frames but has {len(per_frame)} per-frame "
+                       "functional group items", ds)
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         frames = _enhanced_frames(ds, path, philips_precise)
     else:
         frames = _classic_frames(ds, path, philips_precise)
+    if layout is not None:
+        frames = [dataclasses.replace(f, layout=layout) for f in frames]
     study_attributes = {k: ds.get(k) for k in STUDY_KEYWORDS if k in ds}
     return FileHeader(
         path=path,

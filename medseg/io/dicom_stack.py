@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medseg.errors import CorruptFileError, InconsistentSeriesError, MissingGeometryError
-from medseg.io.dicom_headers import FileHeader, Frame, open_dataset
+from medseg.errors import (CorruptFileError, InconsistentSeriesError, InvalidGeometryError,
+                           MissingGeometryError)
+from medseg.io.dicom_headers import DEFAULT_LIMITS, FileHeader, Frame, ScanLimits, open_dataset
 from medseg.volume import Volume, VolumeMeta
 
 ORIENTATION_TOLERANCE = 1e-3  # direction-cosine difference under which two frames share a plane
@@ -63,7 +64,33 @@ def _cluster_orientations(frames: list[Frame]) -> list[list[Frame]]:
     return [members for _, members in groups]
 
 
-def split_series(headers: list[FileHeader], series_name: str) -> list[Stack]:
+def geometry_problem(frame: Frame, limits: ScanLimits = DEFAULT_LIMITS) -> str | None:
+    """Why a frame's (present) geometry tags cannot describe a real image, or None.
+
+    Checked: PixelSpacing finite and positive (a negative spacing would mirror the image),
+    ImageOrientationPatient two unit, orthogonal vectors, ImagePositionPatient finite and within
+    ``limits.max_position_mm``.
+    """
+    spacing = np.asarray(frame.pixel_spacing, dtype=np.float64)
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0) or np.any(spacing > limits.max_pixel_spacing_mm):
+        return f"PixelSpacing {list(frame.pixel_spacing)} is not a positive size in mm"
+    iop = np.asarray(frame.iop, dtype=np.float64)
+    row, col = iop[:3], iop[3:]
+    norms = (float(np.linalg.norm(row)), float(np.linalg.norm(col)))
+    if not np.all(np.isfinite(iop)) or abs(norms[0] - 1) > 0.01 or abs(norms[1] - 1) > 0.01:
+        return (f"ImageOrientationPatient {list(frame.iop)} does not hold two unit vectors "
+                f"(lengths {norms[0]:.3g}, {norms[1]:.3g})")
+    if abs(float(np.dot(row, col))) > 0.01:
+        return (f"ImageOrientationPatient {list(frame.iop)}: row and column directions are not "
+                f"orthogonal (cosine {float(np.dot(row, col)):.3g})")
+    ipp = np.asarray(frame.ipp, dtype=np.float64)
+    if not np.all(np.isfinite(ipp)) or np.max(np.abs(ipp)) > limits.max_position_mm:
+        return f"ImagePositionPatient {list(frame.ipp)} lies outside +-{limits.max_position_mm:g} mm"
+    return None
+
+
+def split_series(headers: list[FileHeader], series_name: str,
+                 limits: ScanLimits = DEFAULT_LIMITS) -> list[Stack]:
     """Split one series' frames into stacks that each form a volume."""
     frames = [frame for header in headers for frame in header.frames]
     missing = [f for f in frames if f.iop is None or f.ipp is None or f.pixel_spacing is None]
@@ -85,6 +112,13 @@ def split_series(headers: list[FileHeader], series_name: str) -> list[Stack]:
         stack = Stack(frames=frames, n_slices=len(frames), n_volumes=1, affine=None, label="",
                       problems=[str(error)], error=error)
         return [stack]
+    for frame in frames:
+        problem = geometry_problem(frame, limits)
+        if problem is not None:
+            error = InvalidGeometryError(f"series {series_name}: {problem} (e.g. {frame.path}); "
+                                         "cannot place it in patient space")
+            return [Stack(frames=frames, n_slices=len(frames), n_volumes=1, affine=None, label="",
+                          problems=[str(error)], error=error)]
 
     buckets: dict[tuple, list[Frame]] = defaultdict(list)
     for frame in frames:
@@ -184,17 +218,27 @@ def _build_stack(frames: list[Frame], series_name: str) -> Stack:
 
 
 class _PixelCache:
-    """Decoded pixel arrays by file, so a multi-frame or mosaic file is decoded once."""
+    """Decoded pixel arrays by file, so a multi-frame or mosaic file is decoded once.
+
+    Native (uncompressed) files are read straight from their pixel offset
+    (:class:`medseg.io.dicom_headers.PixelLayout`); compressed ones go through pydicom and the
+    pylibjpeg plugins.
+    """
 
     def __init__(self) -> None:
         self._path: str | None = None
         self._array: np.ndarray | None = None
 
-    def get(self, path: str) -> np.ndarray:
+    def get(self, frame: Frame) -> np.ndarray:
+        path = frame.path
         if path != self._path:
             try:
-                ds = open_dataset(path, pixels=True)
-                array = ds.pixel_array
+                if frame.layout is not None:
+                    array = frame.layout.read(path)
+                else:
+                    array = open_dataset(path, pixels=True).pixel_array
+            except CorruptFileError:
+                raise
             except Exception as exc:  # decoders raise many types; all mean "cannot decode"
                 raise CorruptFileError(
                     f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})"
@@ -204,7 +248,7 @@ class _PixelCache:
 
 
 def _frame_pixels(frame: Frame, cache: _PixelCache) -> np.ndarray:
-    array = cache.get(frame.path)
+    array = cache.get(frame)
     if frame.frame_index is not None:
         array = array[frame.frame_index] if array.ndim == 3 else array
     if frame.tile_index is not None:
@@ -218,22 +262,39 @@ def _frame_pixels(frame: Frame, cache: _PixelCache) -> np.ndarray:
 
 
 def load_stack(stack: Stack, meta: VolumeMeta) -> Volume:
-    """Decode a stack's pixels into a Volume (modality rescale applied).
+    """Decode a stack's pixels into a Volume (modality rescale applied), each file once, into
+    one preallocated array.
 
     Integer data whose rescale is the identity keeps its dtype; otherwise values are float32.
+
+    Raises:
+        CorruptFileError: a file cannot be decoded, or the rescaled values are not finite (NaN or
+            infinite pixels, or a RescaleSlope that overflows float32).
     """
     if stack.error is not None:
         raise stack.error
     identity = all(f.slope == 1.0 and f.intercept == 0.0 for f in stack.frames)
     cache = _PixelCache()
     first = stack.frames[0]
-    planes = []
-    for frame in stack.frames:
+    data: np.ndarray | None = None
+    for index, frame in enumerate(stack.frames):
         pixels = _frame_pixels(frame, cache)
-        if not identity:
-            pixels = pixels.astype(np.float32) * np.float32(frame.slope) + np.float32(frame.intercept)
-        planes.append(pixels)
-    data = np.stack(planes)  # (slices*volumes, rows, cols), slice-major
+        if data is None:
+            dtype = pixels.dtype.newbyteorder("=") if identity else np.float32
+            data = np.empty((len(stack.frames), first.rows, first.cols), dtype=dtype)
+        if identity:
+            data[index] = pixels
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.multiply(pixels, np.float32(frame.slope), out=data[index], casting="unsafe")
+                data[index] += np.float32(frame.intercept)
+    assert data is not None  # a stack has at least one frame
+    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        slopes = sorted({f.slope for f in stack.frames})
+        raise CorruptFileError(
+            f"series {meta.series_uid or meta.source}: {bad} voxel(s) are NaN or infinite after the "
+            f"modality rescale (RescaleSlope {slopes[0]:g}..{slopes[-1]:g}); refusing to load")
     data = data.reshape(stack.n_slices, stack.n_volumes, first.rows, first.cols)
     data = np.transpose(data, (3, 2, 0, 1))  # -> (cols, rows, slices, volumes)
     if stack.n_volumes == 1:

@@ -7,8 +7,11 @@ damaged files as errors, and a scan never stops on one bad file.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +20,10 @@ from typing import Iterable, Sequence
 import nibabel as nib
 import numpy as np
 
-from medseg.errors import CorruptFileError, InputError, NoImagesError
+from medseg.errors import CorruptFileError, InputError, MedsegError, NoImagesError
 from medseg.io.atomic import safe_name
-from medseg.io.dicom_headers import FileHeader, NotDicom, NotImageDicom, read_header
+from medseg.io.dicom_headers import (DEFAULT_LIMITS, FileHeader, NotDicom, NotImageDicom, ScanLimits,
+                                     open_dataset, read_header)
 from medseg.io.dicom_stack import Stack, load_stack, split_series
 from medseg.io.nifti import file_uid, is_nifti_path, read_nifti
 from medseg.progress import progress
@@ -49,6 +53,7 @@ class SeriesRef:
     study_attributes: dict = field(default_factory=dict, repr=False)
     _stack: Stack | None = field(default=None, repr=False)
     _key: str = ""
+    _error: Exception | None = field(default=None, repr=False)  # raised on load (NIfTI, damage)
 
     @property
     def key(self) -> str:
@@ -79,7 +84,14 @@ class SeriesRef:
 
     @property
     def ok(self) -> bool:
-        return self._stack is None or self._stack.error is None
+        return self.error is None
+
+    @property
+    def error(self) -> Exception | None:
+        """Why this image cannot be loaded (damaged files, bad geometry...), or None."""
+        if self._error is not None:
+            return self._error
+        return self._stack.error if self._stack is not None else None
 
     def load(self) -> Volume:
         """Decode the image into a Volume.
@@ -87,6 +99,8 @@ class SeriesRef:
         Raises:
             MissingGeometryError, InconsistentSeriesError, CorruptFileError: with the series named.
         """
+        if self._error is not None:
+            raise self._error
         if self.kind == "nifti":
             return read_nifti(self.source)
         meta = VolumeMeta(
@@ -129,11 +143,25 @@ class Study:
         return {"study_uid": self.uid, "series": [s.summary() for s in self.series]}
 
 
+FileStatus = str  # "image", "non-image", "damaged", "excluded"
+
+
 @dataclass
 class ScanResult:
+    """What a scan found. Every file under the inputs is accounted for in ``files``:
+
+    - ``image``: part of a series (``files[path] = ("image", series key)``);
+    - ``non-image``: not an image, with why (also listed in ``skipped``);
+    - ``damaged``: unreadable or damaged, with the reason (also listed in ``errors``); the series
+      it belongs to (by its header, or by its name among the series' files when the header is
+      gone) is flagged and refuses to load;
+    - ``excluded``: not opened (FIFOs, devices, sockets, symlink loops, medseg's own outputs).
+    """
+
     studies: list[Study]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): not images
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, error): damaged files
+    files: dict[str, tuple[FileStatus, str]] = field(default_factory=dict)
 
     @property
     def series(self) -> list[SeriesRef]:
@@ -144,44 +172,162 @@ class ScanResult:
             "studies": [s.summary() for s in self.studies],
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
             "errors": [{"path": p, "error": e} for p, e in self.errors],
+            "files": {status: sum(1 for s, _ in self.files.values() if s == status)
+                      for status in ("image", "non-image", "damaged", "excluded")},
         }
 
 
-def iter_files(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """All files under the given files/folders, sorted, hidden files and folders left out."""
+OUTPUT_MARKER = ".medseg-output"  # written by `medseg run` into its output folder
+
+
+@dataclass
+class FileListing:
+    files: list[str]  # regular files, each once (symlinks resolved)
+    excluded: list[tuple[str, str]]  # (path, why not opened)
+
+
+def list_files(paths: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> FileListing:
+    """Every regular file under the given files/folders, sorted, each once.
+
+    Hidden files and folders are left out. FIFOs, devices and sockets are never opened (reading
+    one could hang or never end); symbolic links are resolved once, and a file or folder reached
+    twice (a link loop, a second link to it) is listed once. Folders under ``exclude`` and any
+    folder holding medseg's output marker (:data:`OUTPUT_MARKER`) are skipped, so a run never
+    reads its own outputs back.
+
+    Raises:
+        NoImagesError: a path does not exist.
+    """
+    excluded_roots = {os.path.realpath(p) for p in exclude}
     found: list[str] = []
+    excluded: list[tuple[str, str]] = []
+    seen_files: set[str] = set()
+    seen_dirs: set[str] = set()
+
+    def consider(path: str) -> None:
+        try:
+            info = os.stat(path)  # follows links
+        except OSError as exc:
+            kind = "broken symbolic link" if os.path.islink(path) else type(exc).__name__
+            excluded.append((path, f"not opened: {kind}"))
+            return
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("FIFO" if stat.S_ISFIFO(info.st_mode) else "socket" if stat.S_ISSOCK(info.st_mode)
+                    else "device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "special file")
+            excluded.append((path, f"not opened: {kind}, not a regular file"))
+            return
+        real = os.path.realpath(path)
+        if real in seen_files:
+            excluded.append((path, f"not opened again: same file as {real}"))
+            return
+        seen_files.add(real)
+        found.append(path)
+
+    def walk(folder: str) -> None:
+        real = os.path.realpath(folder)
+        if real in seen_dirs:
+            excluded.append((folder, "not entered again: folder already scanned (symbolic link loop?)"))
+            return
+        seen_dirs.add(real)
+        if any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in excluded_roots):
+            excluded.append((folder, "not scanned: medseg output folder"))
+            return
+        if os.path.exists(os.path.join(folder, OUTPUT_MARKER)):
+            excluded.append((folder, "not scanned: holds medseg outputs"))
+            return
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            excluded.append((folder, f"folder not readable ({type(exc).__name__})"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links; loops are caught by seen_dirs
+            except OSError:
+                is_dir = False
+            if is_dir:
+                walk(entry.path)
+            else:
+                consider(entry.path)
+
     for path in paths:
-        path = Path(path)
-        if path.is_file():
-            found.append(str(path))
-        elif path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+        path = str(path)
+        if os.path.isdir(path):
+            walk(path)
+        elif os.path.lexists(path):
+            consider(path)
         else:
             raise NoImagesError(f"{path}: no such file or folder")
-    return found
+    return FileListing(found, excluded)
+
+
+def iter_files(paths: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[str]:
+    """The regular files :func:`list_files` finds."""
+    return list_files(paths, exclude).files
 
 
 def _nifti_ref(path: str) -> SeriesRef:
+    """A NIfTI/MGZ file as a one-image study. A file whose header cannot be read, whose data is
+    shorter than its header says, or that holds no voxel carries the error and refuses to load."""
     uid = file_uid(path)
+    shape: tuple[int, ...] = ()
+    affine = None
+    error: Exception | None = None
     try:
         image = nib.load(path)
-        shape, affine, problems = tuple(image.shape), LPS_TO_RAS @ image.affine, []
-    except Exception as exc:
-        shape, affine, problems = (), None, [f"cannot read header ({type(exc).__name__})"]
+        shape = tuple(int(n) for n in image.shape)
+        affine = LPS_TO_RAS @ image.affine
+        if not shape or min(shape) < 1:
+            error = CorruptFileError(f"{path}: image holds no voxel (shape {shape})")
+        elif not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+            error = CorruptFileError(f"{path}: degenerate or non-finite affine")
+        elif str(path).lower().endswith(".nii"):
+            needed = int(image.header.get_data_offset()) + int(np.prod(shape)) * image.get_data_dtype().itemsize
+            if os.path.getsize(path) < needed:
+                error = CorruptFileError(f"{path}: truncated NIfTI file ({os.path.getsize(path)} of "
+                                         f"{needed} bytes)")
+    except Exception as exc:  # nibabel raises several types on damaged files
+        error = CorruptFileError(f"{path}: cannot read NIfTI/MGZ header ({type(exc).__name__}: "
+                                 f"{str(exc)[:120]})")
     name = Path(path).name
     return SeriesRef(study_uid=uid, series_uid=uid, series_number=None,
                      description=name.split(".")[0], modality="", label="", kind="nifti",
-                     source=path, files=[path], shape=shape, affine=affine, problems=problems)
+                     source=path, files=[path], shape=shape, affine=affine,
+                     problems=[str(error)] if error else [], _error=error)
 
 
-def _series_refs(headers: list[FileHeader]) -> list[SeriesRef]:
+_DIGITS = re.compile(r"\d+")
+
+
+def _name_shape(path: str) -> str:
+    """A file name with its numbers masked: slices of one series are usually named alike."""
+    return _DIGITS.sub("#", os.path.basename(path))
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _same_pixels(a: str, b: str) -> bool:
+    try:
+        return bool(np.array_equal(open_dataset(a, pixels=True).pixel_array,
+                                   open_dataset(b, pixels=True).pixel_array))
+    except Exception:  # undecodable: not provably the same image
+        return False
+
+
+def _series_refs(headers: list[FileHeader], limits: ScanLimits = DEFAULT_LIMITS) -> list[SeriesRef]:
     first = headers[0]
     number = f"{first.series_number}" if first.series_number is not None else "?"
     series_name = f"#{number} '{first.description}' ({first.series_uid})"
     refs = []
-    for stack in split_series(headers, series_name):
+    for stack in split_series(headers, series_name, limits):
         files = sorted({f.path for f in stack.frames})
         refs.append(
             SeriesRef(
@@ -198,59 +344,113 @@ def _series_refs(headers: list[FileHeader]) -> list[SeriesRef]:
 
 
 def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_precise: bool = True,
-         show_progress: bool = False) -> ScanResult:
+         show_progress: bool = False, exclude: Sequence[str | os.PathLike] = (),
+         limits: ScanLimits = DEFAULT_LIMITS) -> ScanResult:
     """Find every study and series under ``paths`` (files or folders). Never raises on one file.
+
+    Only headers are read (no pixel data). Every file is accounted for in ``ScanResult.files``.
+    A damaged or unreadable file marks the series it belongs to, which then refuses to load:
+    by the UIDs its header still shows, or, when the header is gone, by its name among the
+    series' files in the same folder. Instances that share a SOPInstanceUID within a study are
+    kept once when they are byte-identical (or hold identical pixels); otherwise their series
+    is inconsistent.
+
+    Args:
+        exclude: folders never scanned (e.g. the output folder of a run inside its input).
+        limits: ceilings on header-declared sizes and positions.
 
     Raises:
         NoImagesError: a path does not exist.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files = iter_files(paths)
+    listing = list_files(paths, exclude)
+    result = ScanResult(studies=[])
+    for path, why in listing.excluded:
+        result.files[path] = ("excluded", why)
     # SeriesNumber is part of the key: some exporters reuse one SeriesInstanceUID for several
     # series (dcm2niix splits those too).
     series: dict[tuple[str, str, int | None], list[FileHeader]] = defaultdict(list)
-    seen_instances: set[tuple] = set()
+    instances: dict[tuple[str, str], FileHeader] = {}  # (study, SOP UID) -> first header
+    conflicts: dict[tuple[str, str], list[str]] = defaultdict(list)  # (study, series) -> reasons
     nifti_refs: list[SeriesRef] = []
     damaged: dict[tuple, list[tuple[str, str]]] = defaultdict(list)  # (study, series) -> (file, SOP UID)
-    result = ScanResult(studies=[])
-    for path in progress(files, desc="scanning", unit="file", enabled=show_progress):
+    orphans: list[tuple[str, str, bool]] = []  # (file, reason, certainly DICOM) without a header
+
+    def record_damage(path: str, message: str, exc: Exception | None) -> None:
+        result.errors.append((path, message))
+        result.files[path] = ("damaged", message)
+        series_uid = getattr(exc, "series_uid", "") if exc is not None else ""
+        if series_uid:
+            damaged[(getattr(exc, "study_uid", ""), series_uid)].append(
+                (path, getattr(exc, "sop_instance_uid", "")))
+        else:
+            orphans.append((path, message, isinstance(exc, CorruptFileError)))
+
+    for path in progress(listing.files, desc="scanning", unit="file", enabled=show_progress):
         if is_nifti_path(path):
-            nifti_refs.append(_nifti_ref(path))
+            ref = _nifti_ref(path)
+            if ref.error is not None:
+                result.errors.append((path, str(ref.error)))
+                result.files[path] = ("damaged", str(ref.error))
+            else:
+                result.files[path] = ("image", ref.key)
+            nifti_refs.append(ref)
             continue
         try:
-            header = read_header(path, philips_precise=philips_precise)
-        except (NotDicom, NotImageDicom) as exc:
+            if os.path.getsize(path) == 0:
+                raise NotDicom("empty file")
+            header = read_header(path, philips_precise=philips_precise, limits=limits)
+        except NotImageDicom as exc:
             result.skipped.append((path, str(exc)))
+            result.files[path] = ("non-image", str(exc))
             continue
-        except CorruptFileError as exc:
-            result.errors.append((path, str(exc)))
-            damaged[(getattr(exc, "study_uid", None), getattr(exc, "series_uid", None))].append(
-                (path, getattr(exc, "sop_instance_uid", "")))
+        except NotDicom as exc:
+            result.skipped.append((path, str(exc)))
+            result.files[path] = ("non-image", str(exc))
+            orphans.append((path, f"{path}: {exc}", False))  # damaged if named like a series' slice
+            continue
+        except MedsegError as exc:  # damaged header or pixel data, or over the size limits
+            record_damage(path, str(exc), exc)
+            continue
+        except OSError as exc:  # permission denied, I/O error
+            record_damage(path, f"{path}: unreadable file ({exc.strerror or type(exc).__name__})", exc)
             continue
         except Exception as exc:  # a damaged header must not stop the scan
-            result.errors.append((path, f"{path}: unreadable DICOM header ({type(exc).__name__})"))
+            record_damage(path, f"{path}: unreadable DICOM header ({type(exc).__name__})", None)
             continue
         if header.sop_instance_uid:
-            instance = (header.series_uid, header.series_number, header.sop_instance_uid)
-            if instance in seen_instances:
-                result.skipped.append((path, "duplicate of an instance already found"))
-                continue
-            seen_instances.add(instance)
+            instance = (header.study_uid, header.sop_instance_uid)
+            other = instances.get(instance)
+            if other is not None:
+                if _file_digest(other.path) == _file_digest(path) or _same_pixels(other.path, path):
+                    why = f"duplicate of {other.path} (same SOP Instance UID and content)"
+                    result.skipped.append((path, why))
+                    result.files[path] = ("non-image", why)
+                    continue
+                conflicts[(header.study_uid, header.series_uid)].append(
+                    f"{path} and {other.path} share SOP Instance UID {header.sop_instance_uid} but "
+                    "hold different images")
+            else:
+                instances[instance] = header
         series_uid = header.series_uid or f"no-series-uid:{os.path.dirname(path)}"
         series[(header.study_uid, series_uid, header.series_number)].append(header)
 
-    # A damaged copy of an instance that is also present intact does not make a series incomplete.
-    instances = {(study, uid): {h.sop_instance_uid for h in headers}
-                 for (study, uid, _), headers in series.items()}
     by_study: dict[str, list[SeriesRef]] = defaultdict(list)
     for (study_uid, _, _), headers in series.items():
-        by_study[study_uid].extend(_series_refs(headers))
+        by_study[study_uid].extend(_series_refs(headers, limits))
+    # A damaged copy of an instance that is also present intact does not make a series incomplete.
+    intact = {key for key in instances}
+    all_refs = [ref for refs in by_study.values() for ref in refs]
+    _attribute_orphans(all_refs, orphans, damaged, result)
     for study_uid, refs in by_study.items():
         for ref in refs:
-            intact = instances.get((ref.study_uid, ref.series_uid), set())
             _flag_damaged(ref, [p for p, sop in damaged.get((ref.study_uid, ref.series_uid), [])
-                                if not sop or sop not in intact])
+                                if not sop or (ref.study_uid, sop) not in intact])
+            for reason in conflicts.get((ref.study_uid, ref.series_uid), []):
+                _flag_inconsistent(ref, reason)
+            for path in ref.files:
+                result.files[path] = ("image", ref.key)
         keys = [r.key for r in refs]
         for ref in refs:
             if keys.count(ref.key) > 1:
@@ -264,6 +464,52 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     return result
 
 
+def _attribute_orphans(refs: list[SeriesRef], orphans: list[tuple[str, str, bool]],
+                       damaged: dict[tuple, list[tuple[str, str]]], result: ScanResult) -> None:
+    """Give damaged files without a readable header to the series they sit among.
+
+    A file belongs to the series whose files in the same folder are named alike (numbers masked:
+    ``IM_0034`` and ``IM_0035``). A file that is certainly a damaged DICOM object (its 'DICM'
+    magic is there) or that cannot be read at all, in a folder holding series but named like none
+    of them, is given to every series of that folder: when in doubt, fail loudly. A readable
+    non-DICOM file named unlike the series' files stays a non-image file.
+    """
+    if not orphans:
+        return
+    by_folder: dict[str, list[SeriesRef]] = defaultdict(list)
+    shapes: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for index, ref in enumerate(refs):
+        for path in ref.files:
+            folder = os.path.dirname(path)
+            if not by_folder[folder] or by_folder[folder][-1] is not ref:
+                by_folder[folder].append(ref)
+            shapes[(folder, _name_shape(path))].add(index)
+    for path, message, certain in orphans:
+        folder = os.path.dirname(path)
+        owners = [refs[i] for i in sorted(shapes.get((folder, _name_shape(path)), ()))]
+        was_skipped = result.files.get(path, ("", ""))[0] == "non-image"
+        if not owners and (certain or not was_skipped):
+            owners = list(dict.fromkeys(by_folder.get(folder, [])))
+        if not owners:
+            continue
+        if was_skipped:  # a file named like the series' slices that is not DICOM: a lost header
+            reason = f"{message} (named like the slices of series {owners[0].key}: its header is gone)"
+            result.skipped.remove(next(item for item in result.skipped if item[0] == path))
+            result.errors.append((path, reason))
+            result.files[path] = ("damaged", reason)
+        for ref in owners:
+            damaged[(ref.study_uid, ref.series_uid)].append((path, ""))
+
+
+def _flag_inconsistent(ref: SeriesRef, reason: str) -> None:
+    from medseg.errors import InconsistentSeriesError
+
+    error = InconsistentSeriesError(f"series {ref.key}: {reason}; refusing to load")
+    ref.problems.insert(0, str(error))
+    if ref._error is None:
+        ref._error = error
+
+
 def _flag_damaged(ref: SeriesRef, paths: list[str]) -> None:
     """A series with damaged files is incomplete: flag it and refuse to load it."""
     if not paths:
@@ -273,8 +519,7 @@ def _flag_damaged(ref: SeriesRef, paths: list[str]) -> None:
         "refusing to load an incomplete series"
     )
     ref.problems.insert(0, str(error))
-    if ref._stack is not None:
-        ref._stack.error = error  # the root cause, ahead of any gap it leaves
+    ref._error = error  # the root cause, ahead of any gap it leaves
 
 
 def load_volume(path: str | os.PathLike, series: str | None = None) -> Volume:
