@@ -35,8 +35,13 @@ class N4Options:
         return cls(iterations=(20, 20, 20), iterations_2d=(20, 20), convergence=1e-4, target_spacing_mm=8.0)
 
 
-def _shrink_factors(spacing: np.ndarray, target: float, dims: int) -> list[int]:
-    return [max(1, int(round(target / s))) for s in spacing[:dims]]
+MIN_SLICES_3D = 4  # fewer slices than this (a 1- or 2-slice localizer): corrected slice by slice
+
+
+def _shrink_factors(spacing: np.ndarray, size: np.ndarray, target: float, dims: int) -> list[int]:
+    """Shrink factors towards ``target`` mm voxels that keep at least 4 voxels along each axis
+    (ITK fails with 'zero-valued spacing' when a shrunken axis vanishes)."""
+    return [max(1, min(int(round(target / s)), int(n) // 4)) for s, n in zip(spacing[:dims], size[:dims])]
 
 
 def _n4(image: sitk.Image, mask: sitk.Image, options: N4Options, iterations: tuple[int, ...]) -> sitk.Image:
@@ -47,7 +52,8 @@ def _n4(image: sitk.Image, mask: sitk.Image, options: N4Options, iterations: tup
     (16 M for a 1 mm head) costs more than the fit.
     """
     spacing = np.asarray(image.GetSpacing())
-    shrink = _shrink_factors(spacing, options.target_spacing_mm, image.GetDimension())
+    shrink = _shrink_factors(spacing, np.asarray(image.GetSize()), options.target_spacing_mm,
+                             image.GetDimension())
     small = sitk.Shrink(image, shrink)
     small_mask = sitk.Shrink(mask, shrink)
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
@@ -66,14 +72,14 @@ def correct_bias_field(volume: Volume, mask: np.ndarray | None = None,
                        options: N4Options = N4Options()) -> tuple[Volume, Volume]:
     """(corrected, bias_field) Volumes; the field is multiplicative (corrected = image / field).
 
-    A stack of thick slices (slice step > ``thick_slice_gap_mm``, e.g. a sagittal localizer) is
-    corrected slice by slice in 2D; anything else in 3D.
+    A stack of thick slices (slice step > ``thick_slice_gap_mm``, e.g. a sagittal localizer) or of
+    fewer than :data:`MIN_SLICES_3D` slices is corrected slice by slice in 2D; anything else in 3D.
     """
     array = np.asarray(volume.array, dtype=np.float32)
     if mask is None:
         mask = foreground_mask(volume)
     positive = np.clip(array, 0, None) + 1e-3  # N4 works on the log of the image
-    if volume.spacing[2] > options.thick_slice_gap_mm:
+    if volume.spacing[2] > options.thick_slice_gap_mm or array.shape[2] < MIN_SLICES_3D:
         log_field = np.zeros_like(positive)
         for k in range(array.shape[2]):
             if mask[:, :, k].sum() < 50:
