@@ -301,6 +301,21 @@ def _nifti_ref(path: str) -> SeriesRef:
 _DIGITS = re.compile(r"\d+")
 
 
+def redact_patient(text: str, attributes: dict) -> str:
+    """``text`` (a series description) with the patient's name parts and ID removed, so that
+    output names, logs and summaries never carry them even when an operator typed them in."""
+    words = []
+    name = attributes.get("PatientName")
+    if name is not None:
+        words += [w for w in re.split(r"[\^\s=,]+", str(name)) if len(w) >= 2]
+    patient_id = attributes.get("PatientID")
+    if patient_id is not None and len(str(patient_id)) >= 3:
+        words.append(str(patient_id))
+    for word in sorted(set(words), key=len, reverse=True):
+        text = re.sub(re.escape(word), "", text, flags=re.IGNORECASE)
+    return re.sub(r"\s{2,}", " ", text).strip()
+
+
 def _name_shape(path: str) -> str:
     """A file name with its numbers masked: slices of one series are usually named alike."""
     return _DIGITS.sub("#", os.path.basename(path))
@@ -332,7 +347,8 @@ def _series_refs(headers: list[FileHeader], limits: ScanLimits = DEFAULT_LIMITS)
         refs.append(
             SeriesRef(
                 study_uid=first.study_uid, series_uid=first.series_uid,
-                series_number=first.series_number, description=first.description,
+                series_number=first.series_number,
+                description=redact_patient(first.description, first.study_attributes),
                 modality=first.modality, label=stack.label, kind="dicom",
                 source=os.path.commonpath(files) if len(files) > 1 else files[0], files=files,
                 shape=stack.shape, affine=stack.affine, problems=list(stack.problems),
@@ -443,6 +459,14 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     intact = {key for key in instances}
     all_refs = [ref for refs in by_study.values() for ref in refs]
     _attribute_orphans(all_refs, orphans, damaged, result)
+    present = {(ref.study_uid, ref.series_uid) for ref in all_refs}
+    for (study_uid, series_uid), items in damaged.items():
+        if (study_uid, series_uid) not in present:  # every file of this series is damaged
+            paths = [p for p, _ in items]
+            by_study[study_uid].append(SeriesRef(
+                study_uid=study_uid, series_uid=series_uid, series_number=None, description="",
+                modality="", label="", kind="dicom", source=paths[0], files=paths, shape=(),
+                affine=None))
     for study_uid, refs in by_study.items():
         for ref in refs:
             _flag_damaged(ref, [p for p, sop in damaged.get((ref.study_uid, ref.series_uid), [])
