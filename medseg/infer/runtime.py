@@ -27,7 +27,49 @@ from medseg.errors import MedsegError
 log = logging.getLogger(__name__)
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 Precision = Literal["fp32", "fp16"]
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+SUPPORTED_CONTRACT_MAJOR = "1"  # contract_version "1.x" is read by this medseg
+
+
+def default_models_dir() -> Path:
+    """Where the shipped models are: ``$MEDSEG_MODELS`` when set, else the package's own
+    ``medseg/models`` (package data in wheels; a link to the repository's ``models/`` in a
+    checkout)."""
+    import os
+    from importlib.resources import files
+
+    override = os.environ.get("MEDSEG_MODELS")
+    if override:
+        return Path(override)
+    return Path(str(files("medseg") / "models"))
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_contract(contract: dict, onnx_path: Path, expected_sha256: str | None) -> None:
+    """Refuse a contract of an unknown major version, or a model file whose sha256 differs from
+    the one its contract records (a model swapped or damaged after export).
+
+    Raises:
+        ModelError: with the file and both values.
+    """
+    version = str(contract.get("contract_version", ""))
+    if version.split(".")[0] != SUPPORTED_CONTRACT_MAJOR:
+        raise ModelError(f"{onnx_path.name}: contract_version {version or 'missing'} is not supported "
+                         f"(this medseg reads {SUPPORTED_CONTRACT_MAJOR}.x)")
+    if not expected_sha256:
+        raise ModelError(f"{onnx_path.name}: its contract records no sha256")
+    actual = _sha256(onnx_path)
+    if actual != expected_sha256:
+        raise ModelError(f"{onnx_path}: sha256 {actual[:12]}... differs from the contract's "
+                         f"{expected_sha256[:12]}...: the model file is not the one the contract describes")
 
 _CUDA = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
 
@@ -115,24 +157,30 @@ def load_runtime(name: str = "cc_attention_unet", *, models_dir: Path | None = N
     """The runtime for a shipped model (cached: created once per process, device and precision)."""
     import onnxruntime as ort
 
-    folder = Path(models_dir) if models_dir else MODELS_DIR
+    folder = Path(models_dir) if models_dir else default_models_dir()
     contract_path = folder / f"{name}.json"
     key = (str(contract_path.resolve()), device, threads, precision)
     with _LOCK:
         if key in _SESSIONS:
             return _SESSIONS[key]
         if not contract_path.exists():
-            raise ModelError(f"model contract {contract_path} not found (models ship in models/)")
-        contract = json.loads(contract_path.read_text())
+            raise ModelError(f"model contract {contract_path} not found (models ship in the package's "
+                             "models/; set MEDSEG_MODELS or --models-dir to use others)")
+        try:
+            contract = json.loads(contract_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"model contract {contract_path} cannot be read ({exc})") from exc
         if precision == "fp32":
-            onnx_path = folder / contract["file"]
+            onnx_path, sha = folder / contract["file"], contract.get("sha256")
         elif precision in contract.get("variants", {}):
-            onnx_path = folder / contract["variants"][precision]["file"]
+            variant = contract["variants"][precision]
+            onnx_path, sha = folder / variant["file"], variant.get("sha256")
         else:
             raise ModelError(f"model {name} has no {precision} variant (variants: "
                              f"{sorted(contract.get('variants', {})) or 'none'})")
         if not onnx_path.exists():
             raise ModelError(f"model file {onnx_path} not found")
+        check_contract(contract, onnx_path, sha)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
