@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from medseg import __version__
-from medseg.errors import MedsegError
+from medseg.errors import InputError, MedsegError
 
 log = logging.getLogger("medseg")
 
@@ -258,13 +258,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     options = RunOptions(device=args.device, precision=args.precision, jobs=args.jobs, resume=args.resume,
                          shard=(index, count),
-                         n4=not args.no_n4, skull_strip=not args.no_skullstrip, quiet=args.quiet)
+                         n4=not args.no_n4, skull_strip=not args.no_skullstrip, quiet=args.quiet,
+                         engine=args.engine, dask=_dask_options(args))
     status, report = run(args.input, args.output, options)
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2))
     print(f"{report['studies']} studies, {report['failed_studies']} failed; see {args.output / 'index.html'}"
           f" and {args.output / 'summary.csv'}")
     return status
+
+
+def _dask_options(args: argparse.Namespace):
+    """DaskOptions from --dask-config, overridden by --scheduler/--cluster; None for the local engine."""
+    if args.engine != "dask":
+        if args.scheduler or args.cluster or args.dask_config:
+            raise InputError("--scheduler, --cluster and --dask-config need --engine dask")
+        return None
+    import dataclasses
+
+    from medseg.batch.dask_engine import DaskOptions
+    from medseg.config import load_config
+
+    options = load_config(args.dask_config, DaskOptions) if args.dask_config else DaskOptions()
+    changes = {k: v for k, v in (("scheduler", args.scheduler), ("cluster", args.cluster)) if v}
+    changes["gpu_resource"] = options.gpu_resource or args.device in ("cuda", "tensorrt")
+    return dataclasses.replace(options, **changes)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -338,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--no-n4", action="store_true", help="skip bias-field correction")
     runner.add_argument("--no-skullstrip", action="store_true", help="leave out the brain masks")
     runner.add_argument("--report", type=Path, metavar="RUN_JSON", help="also write the run report here")
+    runner.add_argument("--engine", choices=["local", "dask"], default="local",
+                        help="local: worker threads in this process; dask: one task per study on a Dask cluster")
+    runner.add_argument("--scheduler", metavar="ADDRESS", help="dask: address of a running Dask scheduler")
+    runner.add_argument("--cluster", metavar="local:N|slurm|pbs",
+                        help="dask: start a cluster (default local:2; slurm/pbs through dask-jobqueue)")
+    runner.add_argument("--dask-config", type=Path, metavar="YAML",
+                        help="dask: DaskOptions (retries, jobqueue resources: queue, cores, memory, walltime, gpus)")
     _add_common(runner, output=True)
     runner.set_defaults(func=cmd_run)
 

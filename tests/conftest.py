@@ -116,3 +116,22 @@ def oblique_series(tmp_path):
     folder = tmp_path / "study"
     write_series(folder, slices, ipps, iop, pixel)
     return folder, truth, iop, ipps, pixel
+
+
+def icbm152_localizer(pitch_deg: float = 0.0, *, size: int = 200, slices: int = 5, study: dict | None = None):
+    """nilearn's ICBM152 head scanned as a sagittal localizer of ``slices`` x 5 mm, pitched nose-up
+    by ``pitch_deg`` (a Volume with int16 values); skips when nilearn is absent."""
+    from medseg.demo import _scan_pitched
+    from medseg.examples import icbm152_head
+    from medseg.volume import Volume, VolumeMeta
+
+    head = icbm152_head()
+    if head is None:
+        pytest.skip("nilearn (ICBM152 template) not installed")
+    centre = head.world_coordinates(np.argwhere(np.asarray(head.array) > 20)).mean(axis=0)
+    fine = _scan_pitched(head, (size, size, 5 * slices), (1.0, 1.0, 1.0), centre, pitch_deg)
+    slabs = np.asarray(fine.array, np.float32).reshape(size, size, slices, 5).mean(axis=3)
+    affine = fine.affine.copy()
+    affine[:3, 2] *= 5
+    affine[:3, 3] = fine.world_coordinates([[0, 0, 2]])[0]
+    return Volume(np.rint(slabs * 4).astype(np.int16), affine, VolumeMeta(modality="MR", dicom=study or {}))

@@ -10,11 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from medseg.infer.runtime import ModelError, default_models_dir, load_runtime
-from tests.conftest import REPO
+from tests.conftest import REPO, icbm152_localizer
 
 NAME = "cc_attention_unet"
 pytestmark = pytest.mark.skipif(not (REPO / "models" / f"{NAME}.json").exists(), reason="no shipped CC model")
@@ -60,11 +59,7 @@ def test_models_folder_from_the_package_or_the_environment(monkeypatch, tmp_path
 def test_an_installed_wheel_positions_a_localizer_without_the_repository(tmp_path):
     """Build the wheel, install it (not editable) into its own folder, and run `medseg position`
     from outside the repository: the models must come from the installed package."""
-    pytest.importorskip("nilearn")
-    from medseg.demo import _scan_pitched
-    from medseg.examples import icbm152_head
     from medseg.io import write_dicom_series
-    from medseg.volume import Volume, VolumeMeta
 
     wheels, target = tmp_path / "wheels", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
@@ -73,16 +68,8 @@ def test_an_installed_wheel_positions_a_localizer_without_the_repository(tmp_pat
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                     str(wheel)], check=True, capture_output=True, timeout=300)
     assert (target / "medseg" / "models" / f"{NAME}.onnx").is_file()
-
-    head = icbm152_head()
-    centre = head.world_coordinates(np.argwhere(np.asarray(head.array) > 20)).mean(axis=0)
-    fine = _scan_pitched(head, (200, 200, 25), (1.0, 1.0, 1.0), centre, 0.0)
-    slabs = np.asarray(fine.array, np.float32).reshape(200, 200, 5, 5).mean(axis=3)
-    affine = fine.affine.copy()
-    affine[:3, 2] *= 5
-    affine[:3, 3] = fine.world_coordinates([[0, 0, 2]])[0]
-    write_dicom_series(Volume(np.rint(slabs * 4).astype(np.int16), affine, VolumeMeta(modality="MR")),
-                       tmp_path / "localizer", series_description="loc sag", series_number=1)
+    write_dicom_series(icbm152_localizer(), tmp_path / "localizer", series_description="loc sag",
+                       series_number=1)
 
     env = {k: v for k, v in os.environ.items() if k not in ("MEDSEG_MODELS", "PYTHONPATH")}
     env["PYTHONPATH"] = str(target)

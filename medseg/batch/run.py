@@ -51,6 +51,8 @@ class RunOptions:
     n4: bool = True
     skull_strip: bool = True
     quiet: bool = False
+    engine: str = "local"  # "local" (threads in this process) or "dask"
+    dask: "object | None" = None  # medseg.batch.dask_engine.DaskOptions for engine="dask"
 
 
 def study_id(study: Study) -> str:
@@ -202,6 +204,37 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, strip
     return record
 
 
+def process_study(study: Study, output: Path, options: RunOptions, segmenter, stripper=None) -> StudyRecord:
+    """One whole study (load, N4, networks, outputs) into ``OUT/<id>``: the unit of work of both
+    engines."""
+    return _run_study(study, _prepare(study, options.n4), output, segmenter, stripper)
+
+
+def record_engine_failure(study: Study, output: Path, reason: str) -> StudyRecord:
+    """Record a study whose task the engine could not complete (its workers kept dying), so that
+    it appears as failed instead of disappearing."""
+    sid = study_id(study)
+    record = StudyRecord(sid, status="failed")
+    for ref in study.series:
+        record.add(series=ref.name, key=ref.key, stage="engine", status="failed",
+                   error_type="EngineError", message=reason)
+    partial = output / f".partial-{sid}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    write_text_atomic(partial / "study.json", json.dumps(
+        {"study_id": sid, "status": record.status, "series": record.series, "seconds": {}}, indent=2))
+    target = output / sid
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(partial, target)
+    return record
+
+
+def _read_record(output: Path, sid: str) -> StudyRecord:
+    data = json.loads((output / sid / "study.json").read_text())
+    return StudyRecord(sid, status=data["status"], series=data["series"], seconds=data.get("seconds", {}))
+
+
 def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()) -> tuple[int, dict]:
     """Run the batch job; returns (exit status, run report). Exit: 0 all studies succeeded,
     1 some failed (each recorded), 2 nothing usable found."""
@@ -225,6 +258,14 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
             records.append(StudyRecord(sid, status="resumed"))
             continue
         todo.append(study)
+    engine_report = None
+    if todo and options.engine == "dask":
+        from medseg.batch.dask_engine import DaskOptions, run_dask
+
+        engine_report = run_dask(todo, output, options, options.dask or DaskOptions(),
+                                 show_progress=not options.quiet)
+        records.extend(_read_record(output, study_id(study)) for study in todo)
+        todo = []
     if todo:
         try:
             segmenter = CCSegmenter(device=options.device, precision=options.precision)
@@ -288,6 +329,7 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
         if segmenter else None,
         "skullstrip_model": {"name": stripper.runtime.contract["name"],
                              "sha256": stripper.runtime.contract["sha256"]} if stripper else None,
+        "engine": engine_report or {"engine": "local", "jobs": options.jobs},
         "studies": len(records),
         "failed_studies": sum(r.status.startswith("failed") for r in records),
         "damaged_files": [{"path": p, "error": e} for p, e in found.errors],
