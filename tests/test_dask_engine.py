@@ -100,3 +100,20 @@ def test_a_worker_killed_mid_run_loses_nothing(folder, local_result, tmp_path):
         assert not runner.is_alive()
     status, _ = outcome["result"]
     assert (status, _outcome(output)) == local_result
+
+
+@pytest.mark.parametrize("kind", ["slurm", "pbs"])
+def test_jobqueue_scripts_carry_the_configured_resources(kind, tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    from medseg.batch.dask_engine import DaskOptions, JobQueueOptions, job_script
+    from medseg.config import load_config
+
+    config = tmp_path / "dask.yaml"
+    config.write_text("cluster: %s\nretries: 1\njobqueue:\n  queue: gpu\n  cores: 8\n  memory: 32GB\n"
+                      "  walltime: '04:00:00'\n  gpus: 1\n  jobs: 3\n" % kind)
+    options = load_config(config, DaskOptions)
+    assert options.jobqueue == JobQueueOptions(queue="gpu", cores=8, memory="32GB", walltime="04:00:00",
+                                               gpus=1, jobs=3)
+    script = job_script(kind, options)
+    assert "gpu" in script and "04:00:00" in script and "GPU=1" in script
+    assert ("--gres=gpu:1" if kind == "slurm" else "ngpus=1") in script

@@ -155,7 +155,7 @@ def _make_cluster(options: DaskOptions):
     raise DaskEngineError(f"--cluster must be local:N, slurm or pbs, got {options.cluster!r}")
 
 
-def _jobqueue_cluster(kind: Literal["slurm", "pbs"], options: DaskOptions, dask_jobqueue):
+def _jobqueue_cluster(kind: Literal["slurm", "pbs"], options: DaskOptions, dask_jobqueue, *, scale: bool = True):
     """A SLURM or PBS cluster of ``jobqueue.jobs`` jobs, each one worker process per
     ``processes``, with a GPU request and the GPU worker resource when ``gpus`` > 0."""
     q = options.jobqueue
@@ -169,8 +169,20 @@ def _jobqueue_cluster(kind: Literal["slurm", "pbs"], options: DaskOptions, dask_
                   worker_extra_args=worker_extra, local_directory=q.local_directory)
     cls = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
     cluster = cls(**{k: v for k, v in kwargs.items() if v is not None})
-    cluster.scale(jobs=q.jobs)
+    if scale:
+        cluster.scale(jobs=q.jobs)
     return cluster
+
+
+def job_script(kind: Literal["slurm", "pbs"], options: DaskOptions) -> str:
+    """The batch script dask-jobqueue would submit for one job (nothing is submitted)."""
+    import dask_jobqueue
+
+    cluster = _jobqueue_cluster(kind, options, dask_jobqueue, scale=False)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
 
 
 def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, show_progress: bool = True
