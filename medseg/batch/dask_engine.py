@@ -71,6 +71,7 @@ class DaskOptions:
     retries: int = 2  # reruns of a study's task after a worker is lost or the task dies
     jobqueue: JobQueueOptions = field(default_factory=JobQueueOptions)
     gpu_resource: bool = False  # tasks need resources={"GPU": 1} (set for --device cuda/tensorrt)
+    ort_threads: int = 0  # onnxruntime threads per worker; 0: the node's cores / its workers
 
 
 class MedsegWorkerPlugin(WorkerPlugin):
@@ -83,23 +84,26 @@ class MedsegWorkerPlugin(WorkerPlugin):
 
     name = "medseg-models"
 
-    def __init__(self, device: str, precision: str, skull_strip: bool) -> None:
-        self.device, self.precision, self.skull_strip = device, precision, skull_strip
+    def __init__(self, device: str, precision: str, skull_strip: bool, threads: int = 0) -> None:
+        self.device, self.precision, self.skull_strip, self.threads = device, precision, skull_strip, threads
 
     def setup(self, worker) -> None:  # noqa: D401 - Dask's hook
-        worker.medseg_models = _load_models(self.device, self.precision, self.skull_strip)
+        worker.medseg_models = _load_models(self.device, self.precision, self.skull_strip, self.threads)
 
     def teardown(self, worker) -> None:
         worker.medseg_models = None
 
 
-def _load_models(device: str, precision: str, skull_strip: bool):
+def _load_models(device: str, precision: str, skull_strip: bool, threads: int = 0):
     """(segmenter, stripper, error): the stripper is None when skull stripping is off or its
-    model fails to load (brain masks left out, as in the local engine)."""
+    model fails to load (brain masks left out, as in the local engine). ``threads`` bounds
+    onnxruntime's threads, so that the workers of one node do not oversubscribe its cores."""
+    from medseg.infer.runtime import load_runtime
     from medseg.segment.infer import CCSegmenter
 
     try:
-        segmenter = CCSegmenter(device=device, precision=precision)
+        segmenter = CCSegmenter(load_runtime("cc_attention_unet", device=device, precision=precision,
+                                             threads=threads))
     except MedsegError as exc:
         return None, None, str(exc)
     stripper = None
@@ -107,7 +111,10 @@ def _load_models(device: str, precision: str, skull_strip: bool):
         from medseg.preprocess.skullstrip import SkullStripper
 
         try:
-            stripper = SkullStripper(device=device, precision=precision)
+            from medseg.preprocess.skullstrip import MODEL_NAME
+
+            stripper = SkullStripper(load_runtime(MODEL_NAME, device=device, precision=precision,
+                                                  threads=threads))
         except MedsegError as exc:
             log.error("cannot load the skull-stripping model (brain masks left out): %s", exc)
     return segmenter, stripper, None
@@ -212,7 +219,8 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
         with Client(address if address is not None else cluster) as client:
             if client.dashboard_link:
                 log.info("Dask dashboard: %s", client.dashboard_link)
-            client.register_plugin(MedsegWorkerPlugin(options.device, options.precision, options.skull_strip))
+            client.register_plugin(MedsegWorkerPlugin(options.device, options.precision, options.skull_strip,
+                                                      _ort_threads(dask)))
             resources = {"GPU": 1} if dask.gpu_resource else None
             futures = {client.submit(_study_task, study, str(output), options, key=f"study-{index}",
                                      retries=dask.retries, resources=resources, pure=False): study
@@ -246,6 +254,15 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
                        for w, n in sorted(per_worker.items())},
         "failed_tasks": lost,
     }
+
+
+def _ort_threads(options: DaskOptions) -> int:
+    if options.ort_threads or options.scheduler:
+        return options.ort_threads
+    kind, _, count = options.cluster.partition(":")
+    if kind == "local":
+        return max(1, (os.cpu_count() or 1) // max(1, int(count or 1)))
+    return max(1, options.jobqueue.cores // max(1, options.jobqueue.processes))
 
 
 def _hash(text: str) -> str:
