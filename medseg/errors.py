@@ -36,3 +36,22 @@ class MissingGeometryError(InputError):
 
 class InconsistentSeriesError(InputError):
     """A DICOM series cannot form one volume (uneven slice spacing, missing slices, mixed sizes)."""
+
+
+class ResourceLimitError(InputError):
+    """A series would need more memory (or voxels) than the run allows (``--max-memory``)."""
+
+
+class OutputError(MedsegError):
+    """An output cannot be written (the path is a file, not writable, or the disk is full)."""
+
+    stage = "outputs"
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a file-system error, keeping the errno (e.g. ``[errno 28 ENOSPC]``)."""
+    import errno as _errno
+
+    code = f" [errno {exc.errno} {_errno.errorcode.get(exc.errno, '?')}]" if exc.errno else ""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{code}{where}"

@@ -147,8 +147,17 @@ class ScanResult:
         }
 
 
-def iter_files(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """All files under the given files/folders, sorted, hidden files and folders left out."""
+RUN_MARKER = ".medseg-output"  # written by `medseg run` into its output folder: never scanned
+
+
+def iter_files(paths: Iterable[str | os.PathLike],
+               exclude: Iterable[str | os.PathLike] = ()) -> list[str]:
+    """All files under the given files/folders, sorted, hidden files and folders left out.
+
+    Folders under ``exclude`` and sub-folders holding medseg's run marker (``.medseg-output``,
+    an output folder of an earlier run) are left out, so outputs inside the input are not read.
+    """
+    skip = {os.path.realpath(p) for p in exclude}
     found: list[str] = []
     for path in paths:
         path = Path(path)
@@ -156,11 +165,16 @@ def iter_files(paths: Iterable[str | os.PathLike]) -> list[str]:
             found.append(str(path))
         elif path.is_dir():
             for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _excluded(
+                    os.path.join(root, d), skip))
                 found.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
         else:
             raise NoImagesError(f"{path}: no such file or folder")
     return found
+
+
+def _excluded(folder: str, skip: set[str]) -> bool:
+    return os.path.realpath(folder) in skip or os.path.exists(os.path.join(folder, RUN_MARKER))
 
 
 def _nifti_ref(path: str) -> SeriesRef:
@@ -198,7 +212,7 @@ def _series_refs(headers: list[FileHeader]) -> list[SeriesRef]:
 
 
 def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_precise: bool = True,
-         show_progress: bool = False) -> ScanResult:
+         show_progress: bool = False, exclude: Iterable[str | os.PathLike] = ()) -> ScanResult:
     """Find every study and series under ``paths`` (files or folders). Never raises on one file.
 
     Raises:
@@ -206,7 +220,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files = iter_files(paths)
+    files = iter_files(paths, exclude)
     # SeriesNumber is part of the key: some exporters reuse one SeriesInstanceUID for several
     # series (dcm2niix splits those too).
     series: dict[tuple[str, str, int | None], list[FileHeader]] = defaultdict(list)
