@@ -470,6 +470,12 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
         OutputError: the output folder cannot be written. InputError: an input is inside it.
         OSError: the run-level files cannot be written (e.g. disk full).
     """
+    stop = _Stop()
+    with _stop_on_signals(stop):  # from the scan on: a signal always ends in the run-level files
+        return _run(inputs, output, options, stop)
+
+
+def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop) -> tuple[int, dict]:
     from medseg.segment.infer import CCSegmenter
 
     started = time.perf_counter()
@@ -498,7 +504,8 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
                                            seconds=data.get("seconds", {}), resumed=True))
                 continue
         todo.append((study, key, sid))
-    if todo:
+    # the networks are loaded only when a study has series for them (spine-only runs need none)
+    if stop.signum is None and any(route_study(study).brain for study, _, _ in todo):
         try:
             segmenter = CCSegmenter(device=options.device, precision=options.precision)
         except MedsegError as exc:
@@ -521,8 +528,10 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
             stripper = type(stripper)(DynamicBatcher(stripper.runtime, callers=options.jobs))
     budget = MemoryBudget(options.max_memory or default_max_memory())
 
-    def one_study(item: tuple[Study, str, str]) -> StudyRecord:
+    def one_study(item: tuple[Study, str, str]) -> StudyRecord | None:
         study, key, sid = item
+        if stop.signum is not None:
+            return None  # stopped before this study started: left for --resume
         prepared = None
         try:
             prepared = _prepare(study, options.n4, budget)
@@ -538,9 +547,8 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
     # N4 of some studies overlap the network calls of others; with several workers their planes
     # share session calls (DynamicBatcher). Results are taken in input order. A signal stops the
     # submission of new studies; queued ones are cancelled, running ones finish and are written.
-    stop = _Stop()
     jobs = max(1, options.jobs)
-    with _stop_on_signals(stop), ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures: dict[int, Future] = {}
 
         def submit(index: int) -> None:
@@ -555,6 +563,8 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
             if future is None or (stop.signum is not None and future.cancel()):
                 continue
             record = future.result()
+            if record is None:
+                continue
             records.append(record)
             log.info("study %s: %s", record.study_id, record.status)
 
