@@ -268,8 +268,10 @@ def test_memory_cap_fails_the_oversized_series_and_the_study_is_partial(tmp_path
     big = Volume(np.zeros((64, 64, 64), np.int16), np.diag([1.0, 1.0, 1.0, 1.0]))
     write_dicom_series(big.with_array(big.array, dicom={"StudyInstanceUID": uid, "BodyPartExamined": "HEAD"}),
                        tmp_path / "in" / "t1", series_description="t1 3d", series_number=2)
-    # the three stations (about 20 x 20 x 50 voxels each) fit in 4 MiB; the 64^3 volume does not
-    status, _ = batch.run([tmp_path / "in"], tmp_path / "out", batch.RunOptions(**FAST, max_memory=4 << 20))
+    # the three stations (about 20 x 20 x 50 voxels each) fit in 8 MiB; the 64^3 volume does not
+    stations = [r for r in scan(tmp_path / "in").series if r.series_number != 2]
+    assert batch.estimate_bytes(stations) < 8 << 20 < batch.estimate_bytes(scan(tmp_path / "in" / "t1").series)
+    status, _ = batch.run([tmp_path / "in"], tmp_path / "out", batch.RunOptions(**FAST, max_memory=8 << 20))
     data = study_json(tmp_path / "out", uid)
     by_stage = {row["stage"]: row for row in data["series"]}
     assert status == 1 and data["status"] == "partial"
@@ -344,23 +346,28 @@ def test_concurrent_shards_into_one_folder_and_medseg_report(tmp_path, capsys):
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
-    studies_folder(tmp_path / "in", 5)
+    studies_folder(tmp_path / "in", 4)
+    batch.run([tmp_path / "in"], tmp_path / "whole", batch.RunOptions(**FAST))  # uninterrupted
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "medseg.cli", "run", "-i", str(tmp_path / "in"), "-q", "--no-n4"]
-    subprocess.run([*command, "-o", str(tmp_path / "whole")], env=env, check=True, timeout=300)
     killed = tmp_path / "killed"
     process = subprocess.Popen([*command, "-o", str(killed)], env=env)
     deadline = time.monotonic() + 240
-    while not list(killed.glob("*/study.json")) and process.poll() is None and time.monotonic() < deadline:
+    def finished():  # study folders renamed into place (not the hidden .partial-* ones)
+        return [p for p in killed.glob("*/study.json") if not p.parent.name.startswith(".")]
+
+    while not finished() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     process.kill()
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (killed / "summary.json").exists()
-    done = len(list(killed.glob("*/study.json")))
-    assert 1 <= done < 5
-    subprocess.run([*command, "-o", str(killed), "--resume"], env=env, check=True, timeout=300)
-    assert rows(killed) == rows(tmp_path / "whole") and len(rows(killed)) == 5
+    done = len(finished())
+    assert 1 <= done < 4
+    subprocess.run([*command, "-o", str(killed), "--resume", "--report", str(tmp_path / "run.json")],
+                   env=env, check=True, timeout=300)
+    assert json.loads((tmp_path / "run.json").read_text())["resumed_studies"] == done
+    assert rows(killed) == rows(tmp_path / "whole") and len(rows(killed)) == 4
     assert not list(killed.glob(".partial-*"))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(f"peak memory of a medseg run subprocess: {peak / 1024:.0f} MiB")
