@@ -213,7 +213,7 @@ def test_a_bug_in_a_stage_is_recorded_with_its_traceback_and_the_batch_goes_on(t
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_finishes_the_study_in_progress_and_stops(tmp_path, monkeypatch, signum):
+def test_a_signal_finishes_the_study_in_progress_and_stops(tmp_path, monkeypatch, capsys, signum):
     uids = studies_folder(tmp_path / "in", 3)
     import medseg.spine
 
@@ -229,9 +229,12 @@ def test_a_signal_finishes_the_study_in_progress_and_stops(tmp_path, monkeypatch
 
     monkeypatch.setattr(medseg.spine, "compose", compose)
     out = tmp_path / "out"
-    status, report = batch.run([tmp_path / "in"], out, batch.RunOptions(**FAST))
-    assert status == 128 + signum and report["interrupted"] == signal.Signals(signum).name
+    assert main(["run", "-i", str(tmp_path / "in"), "-o", str(out), "-q", "--no-n4",
+                 "--report", str(tmp_path / "run.json")]) == 128 + signum
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["interrupted"] == signal.Signals(signum).name
     assert len(calls) == 1 and report["studies"] == 1 and report["not_started"] == 2
+    assert capsys.readouterr().out.startswith(f"stopped by {signal.Signals(signum).name}: 1 studies")
     (done,) = rows(out).values()  # the finished study is written and listed
     assert done[0] == "ok" and not list(out.glob(".partial-*"))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
@@ -261,6 +264,26 @@ def test_ct_only_folder_is_not_a_success(tmp_path, capsys):
     assert main(["run", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"]) == 2
     ((status, series),) = rows(tmp_path / "out").values()
     assert status == "skipped" and "modality CT" in series[0]["message"]
+
+
+def test_broken_inputs_are_failed_never_skipped(tmp_path, caplog):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.nii.gz").write_bytes(b"")
+    (tmp_path / "in" / "notgzip.nii.gz").write_bytes(b"this is not gzip data" * 20)
+    uid = spine_study(tmp_path / "in" / "spine")
+    victim = sorted((tmp_path / "in" / "spine" / "s12").iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[:-300])  # a station cut short
+    status, report = batch.run([tmp_path / "in"], tmp_path / "out", batch.RunOptions(**FAST))
+    assert status == 2  # nothing succeeded: the stations left do not overlap without the damaged one
+    found = rows(tmp_path / "out")
+    nifti = [series for sid, (st, series) in found.items() if sid != uid]
+    assert len(nifti) == 2 and all(s[0]["status"] == "failed" for s in nifti)
+    assert all(s[0]["error_type"] == "CorruptFileError" for s in nifti)
+    study_status_, series = found[uid]
+    assert study_status_ == "failed"
+    (station,) = [r for r in series if r["status"] != "skipped"]  # the damaged station
+    assert station["status"] == "failed" and station["series"].startswith("0012_"), series
+    assert "damaged" in station["message"]
 
 
 def test_memory_cap_fails_the_oversized_series_and_the_study_is_partial(tmp_path):
