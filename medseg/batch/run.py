@@ -439,8 +439,9 @@ def _stop_on_signals(stop: _Stop) -> Iterator[None]:
         return
 
     def handler(signum, frame):
-        if stop.signum is not None:
-            raise KeyboardInterrupt  # a second signal: stop now (partial folders are cleared on resume)
+        if stop.signum is not None:  # a second signal: stop now, like a kill (every finished study
+            log.warning("%s again: stopping now", signal.Signals(signum).name)  # is complete on disk,
+            os._exit(128 + signum)  # unfinished ones are redone by --resume)
         stop.signum = signum
         log.warning("%s: finishing the studies in progress, then stopping (again to stop now)",
                     signal.Signals(signum).name)
