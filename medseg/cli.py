@@ -1,7 +1,9 @@
 """The ``medseg`` command: parses arguments and calls the library; no image logic lives here.
 
 Exit status: 0 all inputs succeeded; 1 some studies/series failed (each recorded, the rest done);
-2 bad usage or nothing usable found. ``medseg run`` follows the same codes per study.
+2 bad usage, an unusable output, or nothing succeeded. ``medseg run`` follows the same codes per
+study, and exits 130/143 when stopped by SIGINT/SIGTERM. Every error is one line on stderr (a
+traceback only with ``-v``, for bugs).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 from medseg import __version__
-from medseg.errors import InputError, MedsegError
+from medseg.errors import InputError, MedsegError, os_error_message
 
 log = logging.getLogger("medseg")
 
@@ -81,23 +83,23 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if not result.series:
         log.error("no image series found under %s", ", ".join(map(str, args.inputs)))
         return EXIT_FAILED
+    from medseg.io.atomic import unique_names
+
     failures = len(result.errors)
-    used: set[str] = set()
-    for ref in result.series:
-        name = ref.name
-        if name in used:
-            name = f"{name}_{ref.key[-8:].replace('.', '')}"
-        used.add(name)
+    names = unique_names([(ref.name, ref.key) for ref in result.series])
+    converted = 0
+    for ref, name in zip(result.series, names):
         target = args.output / f"{name}.nii.gz"
         try:
             volume = ref.load()
             write_nifti(volume, target)
-        except MedsegError as exc:
+        except (MedsegError, OSError) as exc:
             failures += 1
-            log.error("series %s not converted: %s", ref.key, exc)
+            log.error("series %s not converted: %s", ref.key, _one_line(exc))
             continue
+        converted += 1
         print(target)
-    return EXIT_PARTIAL if failures else EXIT_OK
+    return EXIT_FAILED if not converted else EXIT_PARTIAL if failures else EXIT_OK
 
 
 def cmd_stitch(args: argparse.Namespace) -> int:
@@ -133,16 +135,27 @@ def cmd_stitch(args: argparse.Namespace) -> int:
         try:
             composite = compose([m.load() for m in members], options)
             paths = write_stitch_outputs(composite, out, dicom=not args.no_dicom)
-        except MedsegError as exc:
+        except (MedsegError, OSError) as exc:
             failures += 1
-            log.error("composing set %d failed: %s", number, exc)
+            log.error("composing set %d failed: %s", number, _one_line(exc))
             continue
         for station in composite.stations:
             log.info("station %d %r: correction %s mm, gain %.4g, %s", station.index,
                      station.description, station.correction_mm, station.gain, station.registration)
         for path in paths.values():
             print(path)
-    return EXIT_PARTIAL if failures else EXIT_OK
+    return EXIT_FAILED if failures == len(sets) else EXIT_PARTIAL if failures else EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    """A one-line description of an error: medseg's message, a file-system error with its errno,
+    or the type and message of an unexpected exception (a bug: the traceback goes to -v)."""
+    if isinstance(exc, MedsegError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
+    log.debug("traceback", exc_info=exc)
+    return f"internal error ({type(exc).__name__}: {exc}); run with -v for the traceback"
 
 
 def _brain_series(result):
@@ -172,15 +185,18 @@ def _run_per_series(args, work, select=_brain_series) -> int:
     if not refs:
         log.error("no usable image series found under %s", ", ".join(map(str, args.inputs)))
         return EXIT_FAILED
+    from medseg.io.atomic import unique_names
+
     failures = 0
-    for ref in refs:
-        out = args.output if len(refs) == 1 else args.output / ref.name
+    names = unique_names([(ref.name, ref.key) for ref in refs])
+    for ref, name in zip(refs, names):
+        out = args.output if len(refs) == 1 else args.output / name
         try:
             for path in work(ref, ref.load(), out):
                 print(path)
-        except MedsegError as exc:
+        except Exception as exc:  # one series' failure (or bug) is reported; the others go on
             failures += 1
-            log.error("%s (%s): %s", ref.name, type(exc).__name__, exc)
+            log.error("%s (%s): %s", name, type(exc).__name__, _one_line(exc))
     return EXIT_FAILED if failures == len(refs) else EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -246,8 +262,8 @@ def cmd_position(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from medseg.batch.run import RunOptions, run
-    from medseg.io.atomic import write_text_atomic
+    from medseg.batch.run import RunOptions, default_max_memory, parse_size, run
+    from medseg.io.atomic import check_output_file, write_text_atomic
 
     try:
         index, count = (int(v) for v in args.shard.split("/"))
@@ -256,15 +272,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError:
         log.error("--shard must be i/n with 1 <= i <= n, got %r", args.shard)
         return EXIT_FAILED
-    options = RunOptions(device=args.device, precision=args.precision, jobs=args.jobs, resume=args.resume,
-                         shard=(index, count),
+    try:
+        max_memory = parse_size(args.max_memory) if args.max_memory else default_max_memory()
+    except ValueError as exc:
+        log.error("--max-memory: %s", exc)
+        return EXIT_FAILED
+    if args.jobs < 1:
+        log.error("--jobs must be at least 1, got %d", args.jobs)
+        return EXIT_FAILED
+    if args.report:
+        check_output_file(args.report)  # before the run, not after hours of work
+    options = RunOptions(device=args.device, precision=args.precision, jobs=args.jobs,
+                         resume=args.resume or args.resume_skip_failed, resume_skip_failed=args.resume_skip_failed,
+                         shard=(index, count), max_memory=max_memory,
                          n4=not args.no_n4, skull_strip=not args.no_skullstrip, quiet=args.quiet,
                          engine=args.engine, dask=_dask_options(args))
     status, report = run(args.input, args.output, options)
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2))
-    print(f"{report['studies']} studies, {report['failed_studies']} failed; see {args.output / 'index.html'}"
-          f" and {args.output / 'summary.csv'}")
+    stopped = f"stopped by {report['interrupted']}: " if report["interrupted"] else ""
+    print(f"{stopped}{report['studies']} studies ({report['resumed_studies']} kept from earlier runs), "
+          f"{report['partial_studies']} partial, {report['failed_studies']} failed"
+          + (f", {report['not_started']} not started" if report["not_started"] else "")
+          + f"; see {args.output / 'index.html'} and {args.output / 'summary.csv'}")
     return status
 
 
@@ -283,6 +313,20 @@ def _dask_options(args: argparse.Namespace):
     changes = {k: v for k, v in (("scheduler", args.scheduler), ("cluster", args.cluster)) if v}
     changes["gpu_resource"] = options.gpu_resource or args.device in ("cuda", "tensorrt")
     return dataclasses.replace(options, **changes)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from medseg.batch.report import rebuild, status_counts
+
+    if not args.output.is_dir():
+        log.error("%s is not a medseg output folder", args.output)
+        return EXIT_FAILED
+    studies = rebuild(args.output)
+    counts = status_counts(studies)
+    print(f"{len(studies)} studies: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+          + f"; see {args.output / 'index.html'} and {args.output / 'summary.csv'}")
+    return EXIT_FAILED if not (counts["ok"] or counts["partial"]) else \
+        EXIT_PARTIAL if counts["failed"] or counts["partial"] else EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -351,7 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("-i", "--input", nargs="+", required=True, type=Path, metavar="INPUT")
     _add_device(runner)
     runner.add_argument("-j", "--jobs", type=int, default=1, help="studies loaded/bias-corrected ahead in parallel")
-    runner.add_argument("--resume", action="store_true", help="skip studies whose outputs are complete")
+    runner.add_argument("--resume", action="store_true",
+                        help="skip finished studies (ok, partial, skipped); redo failed and unfinished ones")
+    runner.add_argument("--resume-skip-failed", action="store_true",
+                        help="like --resume, but keep failed studies as they are")
+    runner.add_argument("--max-memory", metavar="SIZE",
+                        help="memory cap of the run (e.g. 16G, 40%%; default 50%% of the RAM): a series "
+                             "estimated to need more fails with ResourceLimitError")
     runner.add_argument("--shard", default="1/1", metavar="I/N", help="process only shard I of N (by study UID)")
     runner.add_argument("--no-n4", action="store_true", help="skip bias-field correction")
     runner.add_argument("--no-skullstrip", action="store_true", help="leave out the brain masks")
@@ -366,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(runner, output=True)
     runner.set_defaults(func=cmd_run)
 
+    report = sub.add_parser("report", help="rebuild summary.csv/json and index.html of an output folder")
+    report.add_argument("output", type=Path, metavar="OUT", help="output folder of medseg run")
+    report.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    report.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    report.set_defaults(func=cmd_report)
+
     demo = sub.add_parser("demo", help="generate a demo study and run medseg on it")
     _add_common(demo, output=True)
     demo.set_defaults(func=cmd_demo)
@@ -376,9 +432,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args)
     try:
+        if getattr(args, "output", None) is not None and args.func is not cmd_report:
+            from medseg.io.atomic import ensure_output_dir
+
+            ensure_output_dir(args.output)  # an existing file or an unwritable folder: one line, now
         return args.func(args)
     except MedsegError as exc:
         log.error("%s", exc)
+        return EXIT_FAILED
+    except OSError as exc:  # disk full, permissions...: the errno is kept
+        log.error("%s", os_error_message(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as exc:  # a bug: one line, the traceback with -v
+        log.error("%s", _one_line(exc))
         return EXIT_FAILED
 
 

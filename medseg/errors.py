@@ -44,4 +44,20 @@ class InvalidGeometryError(InputError):
 
 
 class ResourceLimitError(InputError):
-    """An input would need more frames, voxels or memory than the configured limits allow."""
+    """An input would need more frames, voxels or memory than the configured limits allow
+    (``ScanLimits`` of the header scan, ``--max-memory`` of a run)."""
+
+
+class OutputError(MedsegError):
+    """An output cannot be written (the path is a file, not writable, or the disk is full)."""
+
+    stage = "outputs"
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a file-system error, keeping the errno (e.g. ``[errno 28 ENOSPC]``)."""
+    import errno as _errno
+
+    code = f" [errno {exc.errno} {_errno.errorcode.get(exc.errno, '?')}]" if exc.errno else ""
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{code}{where}"

@@ -120,19 +120,20 @@ def _load_models(device: str, precision: str, skull_strip: bool, threads: int = 
     return segmenter, stripper, None
 
 
-def _study_task(study, output: str, options) -> dict:
+def _study_task(item, output: str, options) -> dict:
     """Run one study on a worker; returns its study.json content plus the worker's address."""
     from distributed import get_worker
 
     from medseg.batch.run import process_study
 
+    study, key, sid = item
     worker = get_worker()
     models = getattr(worker, "medseg_models", None)
     if models is None:  # the plugin did not run (e.g. an old worker): load once now
         models = worker.medseg_models = _load_models(options.device, options.precision, options.skull_strip)
     segmenter, stripper, _ = models
     started = time.perf_counter()
-    record = process_study(study, Path(output), options, segmenter, stripper)
+    record = process_study(study, Path(output), options, segmenter, stripper, sid=sid, key=key)
     return {"study_id": record.study_id, "status": record.status, "worker": worker.address,
             "seconds": round(time.perf_counter() - started, 3)}
 
@@ -194,7 +195,7 @@ def job_script(kind: Literal["slurm", "pbs"], options: DaskOptions) -> str:
 
 def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, show_progress: bool = True
              ) -> dict:
-    """Run ``studies`` (from the client's header scan) on a Dask cluster.
+    """Run ``studies`` ((Study, key, folder id) from the client's header scan) on a Dask cluster.
 
     Returns the engine's part of the run report: cluster, dashboard, per-worker studies and
     throughput, and the studies whose task failed for good (each also recorded as a failed
@@ -222,18 +223,18 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
             client.register_plugin(MedsegWorkerPlugin(options.device, options.precision, options.skull_strip,
                                                       _ort_threads(dask)))
             resources = {"GPU": 1} if dask.gpu_resource else None
-            futures = {client.submit(_study_task, study, str(output), options, key=f"study-{index}",
-                                     retries=dask.retries, resources=resources, pure=False): study
-                       for index, study in enumerate(studies)}
+            futures = {client.submit(_study_task, item, str(output), options, key=f"study-{item[2]}",
+                                     retries=dask.retries, resources=resources, pure=False): item
+                       for item in studies}
             for future in progress(as_completed(futures), total=len(futures), desc="studies",
                                    unit="study", enabled=show_progress):
-                study = futures[future]
+                study, key, sid = futures[future]
                 try:
                     outcome = future.result()
                 except Exception as exc:  # the task failed for good (e.g. its workers kept dying)
                     reason = f"{type(exc).__name__}: {exc}"
                     lost.append({"study_uid_hash": _hash(study.uid), "error": reason})
-                    record_engine_failure(study, output, reason)
+                    record_engine_failure(study, output, reason, sid=sid, key=key)
                     continue
                 per_worker[outcome["worker"]] += 1
                 busy[outcome["worker"]] += outcome["seconds"]

@@ -38,8 +38,8 @@ def route_study(study: Study) -> Route:
     for ref in study.series:
         if ref.modality and ref.modality.upper() != "MR":
             route.skipped.append((ref, f"modality {ref.modality} (medseg handles MR)"))
-        elif not ref.ok:
-            usable.append(ref)  # fails at load with its own specific error, recorded as such
+        elif not ref.ok or (ref.affine is None and ref.problems):
+            usable.append(ref)  # broken (damaged file, unreadable header): fails at load, recorded
         elif ref.affine is None or len(ref.shape) != 3:
             route.skipped.append((ref, "not a single 3D image (4D or no geometry)"))
         else:
@@ -50,9 +50,11 @@ def route_study(study: Study) -> Route:
     for ref in usable:
         if id(ref) in in_sets:
             continue
-        if is_spine(ref):
+        if not ref.ok or ref.affine is None:
+            route.brain.append(ref)  # broken, never "skipped": its load error is recorded as a failure
+        elif is_spine(ref):
             route.skipped.append((ref, "spine series without overlapping partner stations"))
-        elif not ref.ok or plane_of(ref.affine) == "sag" or min(ref.shape) >= 40:
+        elif plane_of(ref.affine) == "sag" or min(ref.shape) >= 40:
             route.brain.append(ref)
         else:
             route.skipped.append((ref, f"{plane_of(ref.affine)} stack of {min(ref.shape)} slices: "

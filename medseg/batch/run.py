@@ -1,11 +1,23 @@
 """The batch job: every study under the inputs -> routed stages -> one output folder per study.
 
-- A study's folder is built under ``OUT/.partial-<id>`` and renamed to ``OUT/<id>`` only when the
-  study is finished, so an interrupted run leaves no partial outputs; ``--resume`` skips studies
-  whose folder exists and clears stale partial folders.
+- A study's folder is built under ``OUT/.partial-<id>``, flushed to the disk, and renamed to
+  ``OUT/<id>`` only when the study is finished, so an interrupted (even SIGKILLed) run leaves no
+  partial outputs. ``--resume`` skips finished studies (``ok``, ``partial``, ``skipped``), redoes
+  failed ones (unless ``--resume-skip-failed``) and those whose ``study.json`` is empty or invalid.
 - ``<id>`` is derived from the StudyInstanceUID (digits and dots only) or, for NIfTI input and
-  malformed UIDs, a hash; never from free DICOM text.
-- A failing series is recorded (stage, error type, message) and the run goes on.
+  malformed UIDs, a hash; never from free DICOM text. Studies whose ids collide get a hash of
+  their key appended, and a finished folder of a *different* study (``study_key`` in its
+  study.json) is never replaced. Series folders are unique too (:func:`medseg.io.atomic.unique_names`).
+- A failing series is recorded (stage, error type, message; a bug also with its traceback) and the
+  run goes on. Study status: ok, partial (some series ok, some failed), failed, skipped (nothing
+  medseg handles). Exit status: 0 all ok, 1 some failures, 2 nothing succeeded; 130/143 after
+  SIGINT/SIGTERM, which stop the run once the studies in progress are written.
+- Memory: before loading, each series' working set is estimated from its header shape
+  (:data:`BYTES_PER_VOXEL`); a series that does not fit ``--max-memory`` fails with
+  ``ResourceLimitError``, and studies in parallel wait until their estimate fits.
+- The run-level files (summary.csv/json, index.html) are rebuilt from every study.json in the
+  output folder (:func:`medseg.batch.report.rebuild`); each invocation writes its own
+  ``runs/run-*.json``. The output folder carries the marker ``.medseg-output`` and is never scanned.
 - ``--jobs N`` runs N studies at once in worker threads: loading and N4 of some overlap the
   network calls of others (SimpleITK, DICOM decoding and onnxruntime release the GIL for most of
   that work), and the workers' planes are batched into shared session calls
@@ -14,26 +26,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from medseg import __version__
-from medseg.batch.report import write_index, write_summaries
+from medseg.batch.report import read_study, rebuild
 from medseg.batch.routing import Route, route_study
-from medseg.errors import MedsegError
+from medseg.errors import InputError, MedsegError, ResourceLimitError, os_error_message
 from medseg.io import scan
-from medseg.io.atomic import safe_name, write_text_atomic
-from medseg.io.scan import SeriesRef, Study
+from medseg.io.atomic import ensure_output_dir, fsync_tree, short_hash, unique_names, write_text_atomic
+from medseg.io.scan import RUN_MARKER, SeriesRef, Study
 from medseg.progress import progress
 
 log = logging.getLogger(__name__)
@@ -51,8 +68,20 @@ class RunOptions:
     n4: bool = True
     skull_strip: bool = True
     quiet: bool = False
-    engine: str = "local"  # "local" (threads in this process) or "dask"
+    resume_skip_failed: bool = False  # with resume: keep failed studies as they are
+    max_memory: int | None = None  # bytes for the whole run; None: MEMORY_FRACTION of the RAM
+    engine: str = "local"  # "local" (threads in this process) or "dask" (one task per study)
     dask: "object | None" = None  # medseg.batch.dask_engine.DaskOptions for engine="dask"
+
+
+FINISHED = ("ok", "partial", "skipped")
+MEMORY_FRACTION = 0.5
+# Peak bytes per voxel of a series while it is processed: the decoded volume, float32 working
+# copies (bias-corrected image, N4 field, skull-stripping and CC probability volumes, resampled
+# planes) and masks. Measured: a 256^3 T1 through `medseg run` (N4, skull stripping, CC) peaks at
+# 1206 MiB RSS, 267 MiB of it the interpreter and the models: 59 bytes per voxel. 16 float32
+# copies (64 bytes) covers it.
+BYTES_PER_VOXEL = 4 * 16
 
 
 def study_id(study: Study) -> str:
@@ -68,12 +97,120 @@ def in_shard(study: Study, shard: tuple[int, int]) -> bool:
     return digest % count == index - 1
 
 
+def study_keys(studies: Sequence[Study]) -> list[str]:
+    """A key per study that is the same in every run over the same input: the StudyInstanceUID,
+    plus the sorted series keys (and files) where several studies of one run share a UID."""
+    keys = [s.uid for s in studies]
+    for level in (1, 2):
+        if len(set(keys)) == len(keys):
+            break
+        for n, study in enumerate(studies):
+            if keys.count(keys[n]) > 1:
+                part = sorted(r.key for r in study.series) if level == 1 else sorted(
+                    f for r in study.series for f in r.files)
+                keys[n] = f"{keys[n]}|{','.join(part)}"
+    return keys
+
+
+def assign_folders(studies: Sequence[Study], keys: Sequence[str], output: Path) -> list[str]:
+    """Folder ids, unique within the run and never a finished folder of another study."""
+    bases = [study_id(s) for s in studies]
+    ids = [b if bases.count(b) == 1 else f"{b}-{short_hash(k, 12)}" for b, k in zip(bases, keys)]
+    for n, key in enumerate(keys):
+        digest = key_digest(key)
+        while _owner(output / ids[n]) not in (None, digest):
+            log.warning("output folder %s holds another study; this one goes to a new folder", ids[n])
+            ids[n] = f"{ids[n]}-{short_hash(digest + ids[n], 8)}"
+    return ids
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _owner(folder: Path) -> str | None:
+    """The study_key recorded in a finished folder (None: no folder, or no valid study.json)."""
+    data = read_study(folder / "study.json")
+    return None if data is None else data.get("study_key")
+
+
+def study_status(series_statuses: Sequence[str]) -> str:
+    """ok / partial (some series ok, some failed) / failed / skipped (nothing medseg handles)."""
+    ok, failed = "ok" in series_statuses, "failed" in series_statuses
+    return "partial" if ok and failed else "failed" if failed else "ok" if ok else "skipped"
+
+
+def exit_status(study_statuses: Sequence[str], damaged_files: int = 0) -> int:
+    """0: every study ok; 1: some failures (or damaged files); 2: nothing succeeded."""
+    if not any(s in ("ok", "partial") for s in study_statuses):
+        return 2
+    return 1 if damaged_files or any(s in ("failed", "partial") for s in study_statuses) else 0
+
+
+def default_max_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * MEMORY_FRACTION)
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def parse_size(text: str) -> int:
+    """``8G``, ``512M``, ``2048K``, ``1000000`` (bytes) or ``40%`` (of the physical RAM)."""
+    text = text.strip().upper().removesuffix("B")
+    try:
+        if text.endswith("%"):
+            return int(default_max_memory() / MEMORY_FRACTION * float(text[:-1]) / 100)
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+        value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except (ValueError, IndexError):
+        raise ValueError(f"not a size: {text!r} (e.g. 8G, 512M, 40%)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"not a size: {text!r}")
+    return int(value)
+
+
+def estimate_bytes(refs: Sequence[SeriesRef]) -> int:
+    """Working-set estimate of processing these series, from their header shapes."""
+    return sum(math.prod(int(n) for n in ref.shape) * BYTES_PER_VOXEL for ref in refs if ref.shape)
+
+
+class MemoryBudget:
+    """The run's memory cap: studies reserve their estimate before loading and wait while
+    studies in progress hold the rest."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.used = 0
+        self._cond = threading.Condition()
+
+    def fits(self, nbytes: int) -> bool:
+        return nbytes <= self.total
+
+    def acquire(self, nbytes: int) -> None:
+        with self._cond:
+            while self.used and self.used + nbytes > self.total:
+                self._cond.wait()
+            self.used += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._cond:
+            self.used -= nbytes
+            self._cond.notify_all()
+
+
+def _too_big(what: str, nbytes: int, budget: MemoryBudget) -> ResourceLimitError:
+    return ResourceLimitError(f"{what}: needs about {nbytes / 2**30:.1f} GiB to process "
+                              f"({BYTES_PER_VOXEL} bytes per voxel), over the run's memory cap of "
+                              f"{budget.total / 2**30:.1f} GiB (--max-memory)")
+
+
 @dataclass
 class StudyRecord:
     study_id: str
-    status: str = "ok"  # ok, failed, skipped, resumed
+    status: str = "ok"  # ok, partial, failed, skipped
     series: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    resumed: bool = False  # finished by an earlier run, kept
 
     def add(self, **entry) -> None:
         self.series.append(entry)
@@ -87,20 +224,43 @@ class _Prepared:
     brain: list[tuple[SeriesRef, object]]  # (ref, (Volume, head mask) | Exception)
     spine: list[tuple[list[SeriesRef], object]]  # (members, [Volume] | Exception)
     seconds: dict[str, float]
+    reserved: int = 0  # bytes held in the run's MemoryBudget until the study is finished
 
 
-def _prepare(study: Study, n4: bool) -> _Prepared:
+def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: list[int]) -> Exception | None:
+    """Reserve the series' estimate within the study's share, or the error that fails them."""
+    if budget is None:
+        return None
+    nbytes = estimate_bytes(refs)
+    if not budget.fits(held[0] + nbytes):
+        return _too_big(what, nbytes, budget)
+    held[0] += nbytes
+    return None
+
+
+def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None) -> _Prepared:
     from medseg.preprocess.n4 import N4Options, correct_bias_field
     from medseg.preprocess.normalize import foreground_mask
 
     seconds = {"load": 0.0, "n4": 0.0}
     route = route_study(study)
+    held = [0]  # the study's series are loaded together: their estimates add up
+    over = {id(ref): _fits([ref], f"series {ref.key}", budget, held) for ref in route.brain}
+    over_sets = [_fits(members, "spine set " + ", ".join(m.key for m in members), budget, held)
+                 for members in route.spine_sets]
+    if budget is not None:
+        budget.acquire(held[0])
     brain = []
     for ref in route.brain:
+        if over[id(ref)] is not None:
+            brain.append((ref, over[id(ref)]))
+            continue
+        stage = "load"
         try:
             t = time.perf_counter()
             volume = ref.load()
             seconds["load"] += time.perf_counter() - t
+            stage = "n4"
             t = time.perf_counter()
             head = foreground_mask(volume)
             if n4:
@@ -108,21 +268,53 @@ def _prepare(study: Study, n4: bool) -> _Prepared:
             seconds["n4"] += time.perf_counter() - t
             brain.append((ref, (volume, head)))
         except Exception as exc:  # recorded per series by the caller
-            brain.append((ref, exc))
+            brain.append((ref, _at_stage(exc, stage)))
     spine = []
-    for members in route.spine_sets:
+    for members, error in zip(route.spine_sets, over_sets):
+        if error is not None:
+            spine.append((members, error))
+            continue
         try:
             t = time.perf_counter()
             spine.append((members, [m.load() for m in members]))
             seconds["load"] += time.perf_counter() - t
         except Exception as exc:
-            spine.append((members, exc))
-    return _Prepared(route, brain, spine, seconds)
+            spine.append((members, _at_stage(exc, "load")))
+    return _Prepared(route, brain, spine, seconds, reserved=held[0])
+
+
+def _at_stage(exc: Exception, stage: str) -> Exception:
+    """Remember where an unexpected exception (a bug, not a MedsegError) happened."""
+    if not isinstance(exc, MedsegError):
+        with contextlib.suppress(AttributeError):
+            exc.medseg_stage = stage
+    return exc
 
 
 def _error_entry(ref_name: str, stage: str, exc: BaseException) -> dict:
-    return {"series": ref_name, "stage": getattr(exc, "stage", stage), "status": "failed",
-            "error_type": type(exc).__name__, "message": str(exc)}
+    """A failed series' row: a MedsegError by its stage; a file-system error with its errno; any
+    other exception is a bug and keeps its traceback."""
+    entry = {"series": ref_name, "stage": getattr(exc, "medseg_stage", None) or getattr(exc, "stage", stage),
+             "status": "failed", "error_type": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, MedsegError):
+        return entry
+    if isinstance(exc, OSError):
+        entry["message"] = os_error_message(exc)
+        entry["errno"] = exc.errno
+        return entry
+    entry["stage"] = getattr(exc, "medseg_stage", stage)
+    entry["message"] = f"internal error in stage {entry['stage']} ({type(exc).__name__}: {exc})"
+    entry["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=12))
+    return entry
+
+
+def series_names(study: Study) -> dict[str, str]:
+    """Output folder name of each series of a study, by ``SeriesRef.key``: readable, unique by
+    construction (a hash of the key where number + description collide), the same every run."""
+    names = unique_names([(r.name, r.key) for r in study.series])
+    if len({r.key for r in study.series}) != len(study.series):
+        raise ValueError(f"study {study.uid}: series keys are not unique")  # scan guarantees it
+    return dict(zip((r.key for r in study.series), names))
 
 
 def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: StudyRecord,
@@ -131,12 +323,13 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
     from medseg.spine import compose
     from medseg.spine.outputs import write_stitch_outputs
 
+    names = series_names(study)
     for ref, reason in prepared.route.skipped:
-        record.add(series=ref.name, key=ref.key, stage="route", status="skipped", message=reason)
+        record.add(series=names[ref.key], key=ref.key, stage="route", status="skipped", message=reason)
     seconds = record.seconds
     for ref, loaded in prepared.brain:
         if isinstance(loaded, Exception):
-            record.add(**_error_entry(ref.name, "load", loaded), key=ref.key)
+            record.add(**_error_entry(names[ref.key], "load", loaded), key=ref.key)
             continue
         volume, head = loaded
         try:
@@ -144,10 +337,10 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             for stage in ("skullstrip", "segment", "angles"):
                 seconds[stage] = seconds.get(stage, 0.0) + result.seconds.get(stage, 0.0)
             t = time.perf_counter()
-            paths = write_position_outputs(result, out / safe_name(ref.name))
+            paths = write_position_outputs(result, out / names[ref.key])
             seconds["outputs"] = seconds.get("outputs", 0.0) + time.perf_counter() - t
             final = result.localization.final
-            record.add(series=ref.name, key=ref.key, stage="position", status="ok",
+            record.add(series=names[ref.key], key=ref.key, stage="position", status="ok",
                        kind=result.segmentation.kind, final_angle_deg=round(final.angle_deg, 3),
                        box_angle_deg=round(result.localization.box.angle_deg, 3),
                        line_angle_deg=round(result.localization.line.angle_deg, 3),
@@ -156,8 +349,8 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
                        brain_volume_ml=round(result.brain.volume_ml, 1) if result.brain else None,
                        **({"warning": result.brain_error} if result.brain_error else {}),
                        qc=str(paths["qc"].relative_to(out)), result=str(paths["result"].relative_to(out)))
-        except MedsegError as exc:
-            record.add(**_error_entry(ref.name, "position", exc), key=ref.key)
+        except Exception as exc:  # a bug too: recorded with its traceback, the next series goes on
+            record.add(**_error_entry(names[ref.key], "position", exc), key=ref.key)
     for number, (members, loaded) in enumerate(prepared.spine, start=1):
         name = f"spine_{number:02d}"
         if isinstance(loaded, Exception):
@@ -170,50 +363,64 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             record.add(series=name, stage="stitch", status="ok", stations=[m.key for m in members],
                        corrections_mm=[s.correction_mm for s in composite.stations],
                        qc=str(paths["preview"].relative_to(out)), result=str(paths["report"].relative_to(out)))
-        except MedsegError as exc:
+        except Exception as exc:
             record.add(**_error_entry(name, "stitch", exc))
         seconds["stitch"] = seconds.get("stitch", 0.0) + time.perf_counter() - t
 
 
-def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, stripper=None) -> StudyRecord:
-    """Process one prepared study into ``OUT/.partial-<id>``, then rename it into place."""
-    sid = study_id(study)
+def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, stripper=None, *,
+               sid: str | None = None, key: str | None = None) -> StudyRecord:
+    """Process one prepared study into ``OUT/.partial-<id>``, then rename it into place.
+
+    Raises:
+        OSError: the study folder could not be written (it is rolled back).
+    """
+    sid = sid or study_id(study)
+    key = key if key is not None else study.uid
     record = StudyRecord(sid, seconds=dict(prepared.seconds))
     partial = output / f".partial-{sid}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
         if segmenter is None and prepared.brain:
+            names = series_names(study)
             for ref, _ in prepared.brain:
-                record.add(series=ref.name, key=ref.key, stage="model", status="failed",
+                record.add(series=names[ref.key], key=ref.key, stage="model", status="failed",
                            error_type="ModelError", message="CC model unavailable")
             prepared.brain = []
         _process(study, prepared, partial, segmenter, record, stripper)
     except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
-        record.add(series="*", stage="internal", status="failed", error_type=type(exc).__name__,
-                   message=str(exc), traceback=traceback.format_exc(limit=5))
-    statuses = [s["status"] for s in record.series]
-    record.status = ("failed" if "failed" in statuses else "ok" if "ok" in statuses else "skipped")
-    write_text_atomic(partial / "study.json", json.dumps(
-        {"study_id": sid, "status": record.status, "series": record.series,
-         "seconds": {k: round(v, 3) for k, v in record.seconds.items()}}, indent=2))
-    target = output / sid
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
+        record.add(**_error_entry("*", "internal", exc))
+    record.status = study_status([s["status"] for s in record.series])
+    try:
+        write_text_atomic(partial / "study.json", json.dumps(
+            {"schema": "medseg.study/1", "study_id": sid, "study_key": key_digest(key),
+             "status": record.status, "series": record.series,
+             "seconds": {k: round(v, 3) for k, v in record.seconds.items()}}, indent=2), durable=True)
+        fsync_tree(partial)
+        _move_into_place(partial, output / sid)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     return record
 
 
-def process_study(study: Study, output: Path, options: RunOptions, segmenter, stripper=None) -> StudyRecord:
-    """One whole study (load, N4, networks, outputs) into ``OUT/<id>``: the unit of work of both
-    engines."""
-    return _run_study(study, _prepare(study, options.n4), output, segmenter, stripper)
+def process_study(study: Study, output: Path, options: RunOptions, segmenter, stripper=None, *,
+                  sid: str | None = None, key: str | None = None, budget=None) -> StudyRecord:
+    """One whole study (load, N4, networks, outputs) into ``OUT/<sid>``: the unit of work of both
+    engines (and of ``medseg listen``). Errors are recorded in the study, never raised, except an
+    OSError writing the study folder."""
+    budget = budget or MemoryBudget(options.max_memory or default_max_memory())
+    prepared = _prepare(study, options.n4, budget)
+    try:
+        return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key)
+    finally:
+        budget.release(prepared.reserved)
 
 
-def record_engine_failure(study: Study, output: Path, reason: str) -> StudyRecord:
+def record_engine_failure(study: Study, output: Path, reason: str, *, sid: str, key: str) -> StudyRecord:
     """Record a study whose task the engine could not complete (its workers kept dying), so that
-    it appears as failed instead of disappearing."""
-    sid = study_id(study)
+    it appears as failed with the reason instead of disappearing."""
     record = StudyRecord(sid, status="failed")
     for ref in study.series:
         record.add(series=ref.name, key=ref.key, stage="engine", status="failed",
@@ -222,51 +429,133 @@ def record_engine_failure(study: Study, output: Path, reason: str) -> StudyRecor
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     write_text_atomic(partial / "study.json", json.dumps(
-        {"study_id": sid, "status": record.status, "series": record.series, "seconds": {}}, indent=2))
-    target = output / sid
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(partial, target)
+        {"schema": "medseg.study/1", "study_id": sid, "study_key": key_digest(key), "status": "failed",
+         "series": record.series, "seconds": {}}, indent=2), durable=True)
+    _move_into_place(partial, output / sid)
     return record
 
 
-def _read_record(output: Path, sid: str) -> StudyRecord:
-    data = json.loads((output / sid / "study.json").read_text())
-    return StudyRecord(sid, status=data["status"], series=data["series"], seconds=data.get("seconds", {}))
+def _move_into_place(partial: Path, target: Path) -> None:
+    """Replace ``target`` by ``partial``; the old folder is removed only once the new one is in place."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+    os.replace(partial, target)
+    with contextlib.suppress(OSError):
+        from medseg.io.atomic import fsync_path
+
+        fsync_path(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _failed_record(sid: str, exc: BaseException, stage: str) -> StudyRecord:
+    record = StudyRecord(sid, status="failed")
+    record.add(**_error_entry("*", stage, exc))
+    return record
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM: no new study starts; the ones in progress are finished."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: _Stop) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread (e.g. run inside a service)
+        return
+
+    def handler(signum, frame):
+        if stop.signum is not None:  # a second signal: stop now, like a kill (every finished study
+            log.warning("%s again: stopping now", signal.Signals(signum).name)  # is complete on disk,
+            os._exit(128 + signum)  # unfinished ones are redone by --resume)
+        stop.signum = signum
+        log.warning("%s: finishing the studies in progress, then stopping (again to stop now)",
+                    signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _check_paths(inputs: Sequence[Path], output: Path) -> None:
+    out = os.path.realpath(output)
+    for path in inputs:
+        real = os.path.realpath(path)
+        if real == out or real.startswith(out + os.sep):
+            raise InputError(f"input {path} lies inside the output folder {output}")
+
+
+def _write_marker(output: Path) -> None:
+    marker = output / RUN_MARKER
+    if not marker.exists():
+        write_text_atomic(marker, json.dumps({"schema": "medseg.output/1", "version": __version__}) + "\n")
 
 
 def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()) -> tuple[int, dict]:
     """Run the batch job; returns (exit status, run report). Exit: 0 all studies succeeded,
-    1 some failed (each recorded), 2 nothing usable found."""
+    1 some failed (each recorded), 2 nothing succeeded; 130/143 stopped by SIGINT/SIGTERM.
+
+    Raises:
+        OutputError: the output folder cannot be written. InputError: an input is inside it.
+        OSError: the run-level files cannot be written (e.g. disk full).
+    """
+    stop = _Stop()
+    with _stop_on_signals(stop):  # from the scan on: a signal always ends in the run-level files
+        return _run(inputs, output, options, stop)
+
+
+def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop) -> tuple[int, dict]:
     from medseg.segment.infer import CCSegmenter
 
     started = time.perf_counter()
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    for stale in output.glob(".partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    ensure_output_dir(output)
+    _check_paths(inputs, output)
+    _write_marker(output)
     t = time.perf_counter()
-    found = scan(list(inputs), show_progress=not options.quiet)
+    found = scan(list(inputs), show_progress=not options.quiet, exclude=[output])
     scan_seconds = time.perf_counter() - t
     studies = [s for s in found.studies if in_shard(s, options.shard)]
+    keys = study_keys(studies)
+    sids = assign_folders(studies, keys, output)
+    for sid in sids:  # only this shard's leftovers: concurrent shards may be writing theirs
+        for stale in [output / f".partial-{sid}", *output.glob(f".old-{sid}-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
     records: list[StudyRecord] = []
     segmenter = None
     todo = []
-    for study in studies:
-        sid = study_id(study)
-        if options.resume and (output / sid / "study.json").exists():
-            records.append(StudyRecord(sid, status="resumed"))
-            continue
-        todo.append(study)
+    for study, key, sid in zip(studies, keys, sids):
+        if options.resume:
+            data = read_study(output / sid / "study.json")
+            if data is not None and data.get("study_key") == key_digest(key) and (
+                    data["status"] in FINISHED or options.resume_skip_failed):
+                records.append(StudyRecord(sid, status=data["status"], series=data["series"],
+                                           seconds=data.get("seconds", {}), resumed=True))
+                continue
+        todo.append((study, key, sid))
     engine_report = None
-    if todo and options.engine == "dask":
+    if todo and options.engine == "dask" and stop.signum is None:
         from medseg.batch.dask_engine import DaskOptions, run_dask
 
         engine_report = run_dask(todo, output, options, options.dask or DaskOptions(),
                                  show_progress=not options.quiet)
-        records.extend(_read_record(output, study_id(study)) for study in todo)
+        for _, _, sid in todo:
+            data = read_study(output / sid / "study.json")
+            if data is not None:
+                records.append(StudyRecord(sid, status=data["status"], series=data["series"],
+                                           seconds=data.get("seconds", {})))
         todo = []
-    if todo:
+    # the networks are loaded only when a study has series for them (spine-only runs need none)
+    if stop.signum is None and any(route_study(study).brain for study, _, _ in todo):
         try:
             segmenter = CCSegmenter(device=options.device, precision=options.precision)
         except MedsegError as exc:
@@ -287,40 +576,59 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
         segmenter = CCSegmenter(batcher)
         if stripper is not None:
             stripper = type(stripper)(DynamicBatcher(stripper.runtime, callers=options.jobs))
+    budget = MemoryBudget(options.max_memory or default_max_memory())
 
-    def one_study(study: Study) -> StudyRecord:
-        return _run_study(study, _prepare(study, options.n4), output, segmenter, stripper)
+    def one_study(item: tuple[Study, str, str]) -> StudyRecord | None:
+        study, key, sid = item
+        if stop.signum is not None:
+            return None  # stopped before this study started: left for --resume
+        prepared = None
+        try:
+            prepared = _prepare(study, options.n4, budget)
+            return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key)
+        except Exception as exc:  # the study folder could not be written, or a bug before it
+            log.error("study %s: %s", sid, os_error_message(exc) if isinstance(exc, OSError) else exc)
+            return _failed_record(sid, exc, "outputs" if isinstance(exc, OSError) else "internal")
+        finally:
+            if prepared is not None:
+                budget.release(prepared.reserved)
 
     # Each study runs whole (load, N4, networks, outputs) in one of --jobs workers, so decoding and
     # N4 of some studies overlap the network calls of others; with several workers their planes
-    # share session calls (DynamicBatcher). Results are taken in input order.
-    with ThreadPoolExecutor(max_workers=max(1, options.jobs)) as pool:
+    # share session calls (DynamicBatcher). Results are taken in input order. A signal stops the
+    # submission of new studies; queued ones are cancelled, running ones finish and are written.
+    jobs = max(1, options.jobs)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures: dict[int, Future] = {}
 
         def submit(index: int) -> None:
-            if index < len(todo) and index not in futures:
+            if index < len(todo) and index not in futures and stop.signum is None:
                 futures[index] = pool.submit(one_study, todo[index])
 
-        for i in range(max(1, options.jobs)):
+        for i in range(jobs):
             submit(i)
         for index in progress(range(len(todo)), desc="studies", unit="study", enabled=not options.quiet):
-            submit(index + max(1, options.jobs))
-            record = futures.pop(index).result()
+            submit(index + jobs)
+            future = futures.pop(index, None)
+            if future is None or (stop.signum is not None and future.cancel()):
+                continue
+            record = future.result()
+            if record is None:
+                continue
             records.append(record)
             log.info("study %s: %s", record.study_id, record.status)
 
-    for record in records:
-        if record.status == "resumed":
-            data = json.loads((output / record.study_id / "study.json").read_text())
-            record.series, record.seconds = data["series"], data.get("seconds", {})
-            record.status = f"{data['status']} (resumed)"
+    run_id = (f"run-{options.shard[0]}of{options.shard[1]}-"
+              f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}-{os.getpid()}")
     report = {
-        "schema": "medseg.run/1",
+        "schema": "medseg.run/2",
+        "run_id": run_id,
         "medseg_version": __version__,
         "inputs": [str(p) for p in inputs],
         "output": str(output),
         "options": {"device": options.device, "precision": options.precision, "jobs": options.jobs,
-                    "resume": options.resume, "skull_strip": options.skull_strip,
+                    "resume": options.resume, "resume_skip_failed": options.resume_skip_failed,
+                    "skull_strip": options.skull_strip, "max_memory": budget.total,
                     "shard": f"{options.shard[0]}/{options.shard[1]}", "n4": options.n4},
         "providers": segmenter.runtime.providers if segmenter else None,
         "batching": {"cc": batcher.stats.as_dict(),
@@ -331,19 +639,23 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
                              "sha256": stripper.runtime.contract["sha256"]} if stripper else None,
         "engine": engine_report or {"engine": "local", "jobs": options.jobs},
         "studies": len(records),
-        "failed_studies": sum(r.status.startswith("failed") for r in records),
+        "failed_studies": sum(r.status == "failed" for r in records),
+        "partial_studies": sum(r.status == "partial" for r in records),
+        "resumed_studies": sum(r.resumed for r in records),
+        "not_started": len(studies) - len(records),
+        "interrupted": signal.Signals(stop.signum).name if stop.signum else None,
+        "study_status": [{"study_id": r.study_id, "status": r.status, "resumed": r.resumed} for r in records],
         "damaged_files": [{"path": p, "error": e} for p, e in found.errors],
         "skipped_files": len(found.skipped),
         "seconds": {"scan": round(scan_seconds, 3), "total": round(time.perf_counter() - started, 3),
                     **_stage_totals(records)},
         "versions": _versions(),
     }
-    write_summaries(records, output, report)
-    write_index(records, output)
-    if not records:
-        return 2, report
-    failed = report["failed_studies"] > 0 or bool(found.errors)
-    return (1 if failed else 0), report
+    write_text_atomic(output / "runs" / f"{run_id}.json", json.dumps(report, indent=2, default=str))
+    rebuild(output)
+    if stop.signum is not None:
+        return 128 + stop.signum, report
+    return exit_status([r.status for r in records], len(found.errors)), report
 
 
 def _stage_totals(records: list[StudyRecord]) -> dict[str, float]:

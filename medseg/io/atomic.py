@@ -1,17 +1,20 @@
 """Atomic output: write to a temporary file beside the target, then rename over it.
 
-A reader (or a resumed batch) therefore sees either the complete file or none.
+A reader (or a resumed batch) therefore sees either the complete file or none. With
+``durable=True`` the file is also flushed to the disk (fsync) before the rename and its folder
+after it, so that a power cut cannot leave a renamed but empty file (used for ``study.json``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
 import unicodedata
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 # mkstemp creates files readable by their owner only; finished outputs get the permissions a
 # plain open() would give them (0666 minus the umask), so that shared output folders stay readable.
@@ -20,11 +23,41 @@ os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush one file or folder to the disk (folders: their entries, i.e. renames inside them)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not Path(path).is_dir():  # some file systems cannot fsync folders; files must succeed
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """Flush every file and folder under ``root`` (before a finished folder is renamed into place)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fsync_path(os.path.join(folder, name))
+        fsync_path(folder)
+
+
+def _commit(temp: Path, target: Path, durable: bool) -> None:
+    """Rename the finished temporary file over the target (the one place a write becomes visible)."""
+    if durable:
+        fsync_path(temp)
+    os.replace(temp, target)
+    if durable:
+        fsync_path(target.parent)
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, suffix: str = "", *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``target``.
 
     ``suffix`` keeps the extension that writers use to choose a format (e.g. ``.nii.gz``).
+    ``durable`` fsyncs the file before and the folder after the rename.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -36,14 +69,14 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield temp_path
         if temp_path.exists():
             os.chmod(temp_path, _FILE_MODE)
-        os.replace(temp_path, target)
+        _commit(temp_path, target, durable)
     finally:
         if temp_path.exists():
             temp_path.unlink()
 
 
-def write_text_atomic(target: str | os.PathLike, text: str) -> Path:
-    with atomic_path(target) as temp:
+def write_text_atomic(target: str | os.PathLike, text: str, *, durable: bool = False) -> Path:
+    with atomic_path(target, durable=durable) as temp:
         temp.write_text(text, encoding="utf-8")
     return Path(target)
 
@@ -58,3 +91,72 @@ def safe_name(text: str, *, max_length: int = 64, fallback: str = "unnamed") -> 
     text = _UNSAFE.sub("_", text).strip("._-")
     text = re.sub(r"_+", "_", text)[:max_length].strip("._-")
     return text or fallback
+
+
+def short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:length]
+
+
+def unique_names(items: Sequence[tuple[str, str]]) -> list[str]:
+    """Output names that cannot collide: ``(name, key)`` pairs -> names, in order.
+
+    A name shared by several items (compared case-insensitively, for case-insensitive file
+    systems) gets ``_<hash of key>`` appended; the hash is of the key (e.g. SeriesInstanceUID and
+    stack), so a name is the same in every run over the same input (``--resume`` relies on it).
+    Items with equal keys get a counter as a last resort.
+    """
+    counts: dict[str, int] = {}
+    for name, _ in items:
+        counts[name.lower()] = counts.get(name.lower(), 0) + 1
+    names: list[str] = []
+    taken: set[str] = set()
+    for name, key in items:
+        candidate = name if counts[name.lower()] == 1 else f"{name}_{short_hash(key)}"
+        number = 2
+        base = candidate
+        while candidate.lower() in taken:
+            candidate = f"{base}_{number}"
+            number += 1
+        taken.add(candidate.lower())
+        names.append(candidate)
+    return names
+
+
+def ensure_output_dir(path: str | os.PathLike) -> Path:
+    """Create the output folder if needed and check that files can be written into it.
+
+    Raises:
+        OutputError: the path is an existing file, cannot be created, or is not writable
+            (the errno is kept in the message).
+    """
+    from medseg.errors import OutputError, os_error_message
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"output {path} is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(prefix=".medseg-probe-", dir=path)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write into the output folder {path}: {os_error_message(exc)}") from exc
+    return path
+
+
+def check_output_file(path: str | os.PathLike) -> Path:
+    """Check, before any work, that a file can be written at ``path`` (e.g. ``--report``).
+
+    Raises:
+        OutputError: the path is a folder, or its folder cannot be created or written.
+    """
+    from medseg.errors import OutputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; give a file name")
+    try:
+        ensure_output_dir(path.parent if str(path.parent) else Path("."))
+    except OutputError as exc:
+        raise OutputError(f"cannot write {path}: {exc}") from exc
+    return path

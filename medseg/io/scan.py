@@ -178,6 +178,7 @@ class ScanResult:
 
 
 OUTPUT_MARKER = ".medseg-output"  # written by `medseg run` into its output folder
+RUN_MARKER = OUTPUT_MARKER
 
 
 @dataclass
@@ -266,6 +267,7 @@ def list_files(paths: Iterable[str | os.PathLike], exclude: Iterable[str | os.Pa
 def iter_files(paths: Iterable[str | os.PathLike], exclude: Iterable[str | os.PathLike] = ()) -> list[str]:
     """The regular files :func:`list_files` finds."""
     return list_files(paths, exclude).files
+
 
 
 def _nifti_ref(path: str) -> SeriesRef:
