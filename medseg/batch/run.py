@@ -323,3 +323,10 @@ def _versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             continue
     return versions
+
+
+def process_study(study: Study, output: Path, segmenter, stripper=None, *, n4: bool = True) -> StudyRecord:
+    """One study through the batch stages (load, N4, routing, positioning/composing, outputs) into
+    ``output/<study id>`` (built in a partial folder, then renamed); the same path as `medseg run`
+    takes for each study. Used by resident callers (`medseg listen`) with sessions kept warm."""
+    return _run_study(study, _prepare(study, n4), Path(output), segmenter, stripper)
