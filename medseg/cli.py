@@ -328,6 +328,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_FAILED if not (counts["ok"] or counts["partial"]) else \
         EXIT_PARTIAL if counts["failed"] or counts["partial"] else EXIT_OK
 
+def cmd_listen(args: argparse.Namespace) -> int:
+    from medseg.listen import Destination, Listener, ListenOptions
+
+    try:
+        destination = Destination.parse(args.send_to) if args.send_to else None
+    except ValueError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    options = ListenOptions(output=args.output, spool=args.spool, host=args.host, port=args.port,
+                            ae_title=args.ae_title, allowed_callers=tuple(args.allow or ()),
+                            complete_on=args.complete_on, quiet_seconds=args.quiet_seconds,
+                            queue_size=args.queue, send_to=destination, device=args.device,
+                            precision=args.precision, n4=not args.no_n4, skull_strip=not args.no_skullstrip,
+                            health_seconds=args.health_seconds)
+    return Listener(options).serve()
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from medseg.demo import run_demo
@@ -421,6 +437,29 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     report.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     report.set_defaults(func=cmd_report)
+
+    listen = sub.add_parser("listen", help="DICOM node: receive series by C-STORE, position/compose them as they arrive")
+    listen.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
+    listen.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")
+    listen.add_argument("--ae-title", default="MEDSEG", help="this node's AE title (default MEDSEG)")
+    listen.add_argument("--allow", action="append", metavar="AE_TITLE",
+                        help="accept associations only from this calling AE title (repeat; default any)")
+    listen.add_argument("--spool", type=Path, help="where received files are kept (default OUT/.spool)")
+    listen.add_argument("--complete-on", choices=["association", "quiet"], default="association",
+                        help="a series is complete when its association is released (default), or "
+                             "after --quiet-seconds without a new file of its study")
+    listen.add_argument("--quiet-seconds", type=float, default=2.0, metavar="S",
+                        help="quiet period (also for aborted associations; default 2)")
+    listen.add_argument("--queue", type=int, default=4, metavar="N",
+                        help="studies waiting to be processed before C-STOREs are refused (default 4)")
+    listen.add_argument("--send-to", metavar="AE@HOST:PORT", help="send the results there with C-STORE")
+    listen.add_argument("--health-seconds", type=float, default=60.0, metavar="S",
+                        help="log a health line and write OUT/health.json this often (default 60)")
+    _add_device(listen)
+    listen.add_argument("--no-n4", action="store_true", help="skip bias-field correction")
+    listen.add_argument("--no-skullstrip", action="store_true", help="leave out the brain masks")
+    _add_common(listen, output=True)
+    listen.set_defaults(func=cmd_listen)
 
     demo = sub.add_parser("demo", help="generate a demo study and run medseg on it")
     _add_common(demo, output=True)

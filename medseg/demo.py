@@ -47,6 +47,23 @@ def _scan_pitched(head: Volume, shape, spacing, centre, pitch_deg) -> Volume:
     return Volume(values.array, stored, VolumeMeta(modality="MR"))
 
 
+def scan_localizer(head: Volume, *, slices: int = 35, thickness_mm: float = 4.0, pitch_deg: float = 0.0,
+                   offset_mm: float = 1.0, dicom: dict | None = None) -> Volume:
+    """A sagittal localizer of ``head``: ``slices`` contiguous slabs of ``thickness_mm`` (256 x 256
+    pixels of 1 mm), each the mean of 1 mm planes, the middle one ``offset_mm`` off the head's
+    centre, the head pitched nose-up by ``pitch_deg``; int16, as a scanner stores it."""
+    mask = np.asarray(head.array) > 0.1 * np.percentile(head.array, 99)
+    centre = head.world_coordinates(np.argwhere(mask)).mean(axis=0)
+    sub = max(1, int(round(thickness_mm)))
+    fine = _scan_pitched(head, (256, 256, slices * sub), (1.0, 1.0, thickness_mm / sub),
+                         centre + [offset_mm, 0, 0], pitch_deg)
+    slabs = np.asarray(fine.array, dtype=np.float32).reshape(256, 256, slices, sub).mean(axis=3)
+    affine = fine.affine.copy()
+    affine[:3, 2] *= sub
+    affine[:3, 3] = fine.world_coordinates([[0, 0, (sub - 1) / 2]])[0]
+    return Volume(np.rint(slabs * 4).astype(np.int16), affine, VolumeMeta(modality="MR", dicom=dicom or {}))
+
+
 def _write_brain(folder: Path, head: Volume, pitch_deg: float, number: int) -> None:
     study = {"StudyInstanceUID": generate_uid(), "FrameOfReferenceUID": generate_uid(),
              "PatientID": f"DEMO-{number:04d}", "PatientName": "Demo^Head", "StudyID": str(number),

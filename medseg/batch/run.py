@@ -677,3 +677,4 @@ def _versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             continue
     return versions
+

@@ -9,7 +9,10 @@ then every station is resampled once onto the union grid and the stations are bl
 
 from __future__ import annotations
 
+import glob
+import importlib.util
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Sequence
@@ -138,19 +141,25 @@ def _crop_to_z(volume: Volume, lo: float, hi: float) -> Volume | None:
     return Volume(np.asarray(volume.array)[tuple(slicer)], affine, volume.meta)
 
 
+def _gpu_visible() -> bool:
+    """Whether an NVIDIA GPU is visible, checked without importing torch (a CPU-only node never
+    pays torch's import): the driver's device nodes or its /proc entry."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return os.path.exists("/dev/nvidia0") or bool(glob.glob("/proc/driver/nvidia/gpus/*"))
+
+
 def _resolve_backend(options: StitchOptions) -> tuple[str, str]:
     backend, device = options.backend, options.device
-    if backend in ("auto", "torch"):
-        try:
-            import torch
+    if backend in ("auto", "torch") and device == "auto":
+        cuda = False
+        if _gpu_visible() and importlib.util.find_spec("torch") is not None:
+            import torch  # only when a GPU may use it: torch is not on the CPU inference path
 
             cuda = torch.cuda.is_available()
-        except ImportError:  # pragma: no cover - torch is a dependency
-            cuda = False
-        if device == "auto":
-            device = "cuda" if cuda else "cpu"
-        if backend == "auto":
-            backend = "torch" if device == "cuda" else "sitk"
+        device = "cuda" if cuda else "cpu"
+    if backend == "auto":
+        backend = "torch" if device == "cuda" else "sitk"
     return backend, device
 
 
