@@ -51,6 +51,7 @@ class RunOptions:
     n4: bool = True
     skull_strip: bool = True
     quiet: bool = False
+    dicom_out: bool = True  # DICOM SEG, SR and secondary captures (medseg.dicomout) for DICOM input
 
 
 def study_id(study: Study) -> str:
@@ -124,7 +125,7 @@ def _error_entry(ref_name: str, stage: str, exc: BaseException) -> dict:
 
 
 def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: StudyRecord,
-             stripper=None) -> None:
+             stripper=None, dicom_out: bool = True) -> None:
     from medseg.positioning.pipeline import position_volume, write_position_outputs
     from medseg.spine import compose
     from medseg.spine.outputs import write_stitch_outputs
@@ -145,7 +146,8 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             paths = write_position_outputs(result, out / safe_name(ref.name))
             seconds["outputs"] = seconds.get("outputs", 0.0) + time.perf_counter() - t
             final = result.localization.final
-            record.add(series=ref.name, key=ref.key, stage="position", status="ok",
+            dicom = _dicom_entry(dicom_out, ref, "write_dicom_results", out, result, ref.files, paths["qc"].parent)
+            record.add(**dicom, series=ref.name, key=ref.key, stage="position", status="ok",
                        kind=result.segmentation.kind, final_angle_deg=round(final.angle_deg, 3),
                        box_angle_deg=round(result.localization.box.angle_deg, 3),
                        line_angle_deg=round(result.localization.line.angle_deg, 3),
@@ -165,7 +167,9 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
         try:
             composite = compose(loaded)
             paths = write_stitch_outputs(composite, out / name)
-            record.add(series=name, stage="stitch", status="ok", stations=[m.key for m in members],
+            dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
+                                 members[0].files, out / name)
+            record.add(**dicom, series=name, stage="stitch", status="ok", stations=[m.key for m in members],
                        corrections_mm=[s.correction_mm for s in composite.stations],
                        qc=str(paths["preview"].relative_to(out)), result=str(paths["report"].relative_to(out)))
         except MedsegError as exc:
@@ -173,7 +177,19 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
         seconds["stitch"] = seconds.get("stitch", 0.0) + time.perf_counter() - t
 
 
-def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, stripper=None) -> StudyRecord:
+def _dicom_entry(enabled: bool, ref: SeriesRef, writer: str, root: Path, *args) -> dict:
+    """study.json fields of the DICOM results (medseg.dicomout); never raises."""
+    if not enabled:
+        return {}
+    if ref.kind != "dicom":
+        return {"dicom_status": "skipped", "dicom_message": "NIfTI input: no source DICOM to refer to"}
+    import medseg.dicomout as dicomout
+
+    return dicomout.dicom_entry(getattr(dicomout, writer), root, *args)
+
+
+def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, stripper=None,
+               dicom_out: bool = True) -> StudyRecord:
     """Process one prepared study into ``OUT/.partial-<id>``, then rename it into place."""
     sid = study_id(study)
     record = StudyRecord(sid, seconds=dict(prepared.seconds))
@@ -186,7 +202,7 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, strip
                 record.add(series=ref.name, key=ref.key, stage="model", status="failed",
                            error_type="ModelError", message="CC model unavailable")
             prepared.brain = []
-        _process(study, prepared, partial, segmenter, record, stripper)
+        _process(study, prepared, partial, segmenter, record, stripper, dicom_out)
     except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
         record.add(series="*", stage="internal", status="failed", error_type=type(exc).__name__,
                    message=str(exc), traceback=traceback.format_exc(limit=5))
@@ -248,7 +264,7 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
             stripper = type(stripper)(DynamicBatcher(stripper.runtime, callers=options.jobs))
 
     def one_study(study: Study) -> StudyRecord:
-        return _run_study(study, _prepare(study, options.n4), output, segmenter, stripper)
+        return _run_study(study, _prepare(study, options.n4), output, segmenter, stripper, options.dicom_out)
 
     # Each study runs whole (load, N4, networks, outputs) in one of --jobs workers, so decoding and
     # N4 of some studies overlap the network calls of others; with several workers their planes

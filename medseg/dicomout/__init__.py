@@ -1,0 +1,73 @@
+"""DICOM results a PACS can file beside their source: SEG, TID 1500 SR, secondary capture.
+
+``write_dicom_results`` writes ``dicom/seg.dcm``, ``dicom/sr.dcm`` and ``dicom/sc.dcm`` for one
+positioned series; ``write_spine_capture`` writes ``dicom/sc.dcm`` for a spine composite. Each file
+is written atomically. The objects are described in the README (*DICOM results*).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from pydicom.dataset import Dataset
+
+from medseg.dicomout.source import DicomOutputError, map_frames, read_sources
+from medseg.io.atomic import atomic_path
+
+__all__ = ["DicomOutputError", "write_dicom_results", "write_spine_capture", "dicom_entry"]
+
+
+def _save(ds: Dataset, target: Path) -> Path:
+    with atomic_path(target, suffix=".dcm") as temp:
+        ds.save_as(temp, enforce_file_format=True)
+    return target
+
+
+def write_dicom_results(result, source_files: Sequence[str | Path], out_dir: Path) -> dict[str, Path]:
+    """SEG, SR and SC of one :class:`~medseg.positioning.pipeline.PositionResult` under
+    ``out_dir/dicom``. ``out_dir`` holds the series' file outputs (``qc.png``, ``result.json``).
+
+    Raises:
+        DicomOutputError: no usable source DICOM (e.g. NIfTI input), or frames off the grid.
+    """
+    from medseg.dicomout.sc import build_secondary_capture
+    from medseg.dicomout.seg import build_segmentation
+    from medseg.dicomout.sr import build_report, nearest_frame
+
+    out_dir = Path(out_dir)
+    volume = result.volume
+    frames = map_frames(read_sources(source_files), volume.affine, volume.shape)
+    contract = getattr(result, "_contract", None)
+    seg = build_segmentation(frames, result.segmentation.mask,
+                             result.brain.mask if result.brain is not None else None, contract)
+    data = json.loads((out_dir / "result.json").read_text()) if (out_dir / "result.json").exists() \
+        else result.as_dict()
+    reference = nearest_frame(frames, volume.affine, result.segmentation.midsagittal_point)
+    sr = build_report(data, seg, frames, reference, contract)
+    sc = build_secondary_capture(out_dir / "qc.png", reference.dataset, description="medseg QC")
+    target = out_dir / "dicom"
+    return {"seg": _save(seg, target / "seg.dcm"), "sr": _save(sr, target / "sr.dcm"),
+            "sc": _save(sc, target / "sc.dcm")}
+
+
+def write_spine_capture(preview: Path, source_files: Sequence[str | Path], out_dir: Path) -> dict[str, Path]:
+    """``out_dir/dicom/sc.dcm``: the spine preview as a secondary capture in the stations' study."""
+    from medseg.dicomout.sc import build_secondary_capture
+
+    source = read_sources(list(source_files)[:1])[0]
+    sc = build_secondary_capture(Path(preview), source, description="medseg spine preview", series_number=9203)
+    return {"sc": _save(sc, Path(out_dir) / "dicom" / "sc.dcm")}
+
+
+def dicom_entry(write, root: Path, *args) -> dict:
+    """Run a writer for the batch's study.json: ``{"dicom": {name: relative path}}``, or the reason
+    it was skipped (no source DICOM) or failed. Never raises: the other outputs are kept."""
+    try:
+        paths = write(*args)
+    except DicomOutputError as exc:
+        return {"dicom_status": "skipped" if "NIfTI" in str(exc) else "failed", "dicom_message": str(exc)}
+    except Exception as exc:  # a failing DICOM object must not lose the other outputs
+        return {"dicom_status": "failed", "dicom_message": f"{type(exc).__name__}: {exc}"}
+    return {"dicom_status": "ok", "dicom": {k: str(Path(v).relative_to(root)) for k, v in paths.items()}}

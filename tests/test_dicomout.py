@@ -1,0 +1,111 @@
+"""DICOM results of `medseg run`: SEG on the source grid, TID 1500 SR angles, secondary capture."""
+
+import json
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from pydicom.sr.codedict import codes
+
+from medseg.batch import run as batch
+from medseg.io import load_volume
+from medseg.dicomout.sr import ANGLES, PLAN_ANGLES, REGIONS, read_angles
+from tests.conftest import REPO
+from tests.dicom_results_helpers import localizer_study, seg_onto_grid
+
+pytestmark = pytest.mark.skipif(not (REPO / "models" / "cc_attention_unet.json").exists(),
+                                reason="no shipped CC model")
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dicomout")
+    uid = localizer_study(root / "in", nifti=True)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (root / "in").rglob("*"))
+    status, report = batch.run([root / "in"], root / "out", batch.RunOptions(quiet=True))
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (root / "in").rglob("*")) == before
+    return root, uid, status, report
+
+
+def _entries(root, uid):
+    return {s["series"]: s for s in json.loads((root / "out" / uid / "study.json").read_text())["series"]}
+
+
+def test_seg_lies_on_the_source_grid_and_equals_the_nifti_masks(outputs):
+    root, uid, status, _ = outputs
+    assert status == 0
+    entry = _entries(root, uid)["0001_localizer_sag"]
+    assert entry["dicom_status"] == "ok", entry
+    folder = root / "out" / uid
+    seg = pydicom.dcmread(folder / entry["dicom"]["seg"])
+    sources = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, sorted((root / "in" / "loc").iterdir()))}
+    assert seg.StudyInstanceUID == uid and seg.FrameOfReferenceUID == next(iter(sources.values())).FrameOfReferenceUID
+    assert seg.SeriesInstanceUID not in {ds.SeriesInstanceUID for ds in sources.values()}
+    cc = load_volume(folder / "0001_localizer_sag" / "cc_mask.nii.gz")
+    brain = load_volume(folder / "0001_localizer_sag" / "brain_mask.nii.gz")
+    masks = seg_onto_grid(seg, sources, cc.affine, cc.shape)
+    assert np.array_equal(masks[1], np.asarray(cc.array) > 0) and masks[1].any()
+    assert np.array_equal(masks[2], np.asarray(brain.array) > 0)
+    # empty frames are omitted: the CC lies on fewer slices than the localizer has
+    cc_frames = sum(int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber) == 1
+                    for f in seg.PerFrameFunctionalGroupsSequence)
+    assert cc_frames == int((np.asarray(cc.array) > 0).any(axis=(0, 1)).sum()) < cc.shape[2]
+    # codes and algorithm identification (model sha256 from its contract)
+    parsed = hd.seg.segread(folder / entry["dicom"]["seg"])
+    described = {d.segment_number: d for d in parsed.SegmentSequence}
+    assert described[1].segmented_property_type == codes.SCT.CorpusCallosum
+    assert described[1].segmented_property_type.value == "88442005"
+    assert described[2].segmented_property_type == codes.SCT.Brain
+    contract = json.loads((REPO / "models" / "cc_attention_unet.json").read_text())
+    algorithm = described[1].algorithm_identification[0]
+    assert algorithm.AlgorithmName == contract["name"]
+    assert any(contract["sha256"] in str(v) for v in algorithm.AlgorithmParameters.split(","))
+
+
+def test_sr_reads_back_the_angles_and_measurements_of_result_json(outputs):
+    root, uid, *_ = outputs
+    folder = root / "out" / uid
+    entry = _entries(root, uid)["0001_localizer_sag"]
+    result = json.loads((folder / entry["result"]).read_text())
+    sr_path = folder / entry["dicom"]["sr"]
+    angles = read_angles(sr_path)  # highdicom.sr.srread
+    assert set(angles) == set(ANGLES) | set(PLAN_ANGLES)
+    for key in ("box", "line", "final"):
+        assert angles[key] == result["angles"][key]["angle_deg"]
+    assert angles["box_line_difference_deg"] == result["angles"]["box_line_difference_deg"]
+    for key in PLAN_ANGLES:
+        assert angles[key] == result["axial_plan"][key]
+    report = hd.sr.srread(sr_path)
+    assert report.StudyInstanceUID == uid
+    (morphometry,) = report.content.get_volumetric_roi_measurement_groups(finding_type=codes.SCT.CorpusCallosum)
+    (area,) = [m for m in morphometry.get_measurements(name=codes.SCT.Area) if not m.finding_sites]
+    assert area.value == result["measurements"]["area_mm2"] and area.unit == codes.UCUM.SquareMillimeter
+    assert len(morphometry.get_measurements(name=codes.SCT.Area)) == 1 + len(REGIONS)
+    seg = pydicom.dcmread(folder / entry["dicom"]["seg"])
+    for group in report.content.get_volumetric_roi_measurement_groups():
+        segment = group.referenced_segment
+        assert segment.referenced_sop_instance_uid == seg.SOPInstanceUID
+        assert segment.referenced_segment_numbers == [1] and segment.source_images_for_segmentation
+    assert report.CodingSchemeIdentificationSequence[0].CodingSchemeDesignator == "99MEDSEG"
+
+
+def test_secondary_capture_is_the_qc_picture_in_the_source_study(outputs):
+    import cv2
+
+    root, uid, *_ = outputs
+    folder = root / "out" / uid
+    entry = _entries(root, uid)["0001_localizer_sag"]
+    sc = pydicom.dcmread(folder / entry["dicom"]["sc"])
+    source = pydicom.dcmread(next((root / "in" / "loc").iterdir()))
+    assert sc.StudyInstanceUID == uid and sc.PatientID == source.PatientID and sc.PatientName == source.PatientName
+    assert sc.FrameOfReferenceUID == source.FrameOfReferenceUID and sc.PhotometricInterpretation == "RGB"
+    qc = cv2.imread(str(folder / entry["qc"]))[:, :, ::-1]
+    assert np.array_equal(sc.pixel_array, qc)
+
+
+def test_nifti_input_records_why_no_dicom_was_written(outputs):
+    root, uid, _, report = outputs
+    summary = json.loads((root / "out" / "summary.json").read_text())
+    rows = [s for study in summary["studies"] if study["study_id"] != uid for s in study["series"]]
+    assert rows and all(r.get("dicom_status") == "skipped" and "NIfTI" in r["dicom_message"] for r in rows), rows
