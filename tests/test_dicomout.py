@@ -109,3 +109,42 @@ def test_nifti_input_records_why_no_dicom_was_written(outputs):
     summary = json.loads((root / "out" / "summary.json").read_text())
     rows = [s for study in summary["studies"] if study["study_id"] != uid for s in study["series"]]
     assert rows and all(r.get("dicom_status") == "skipped" and "NIfTI" in r["dicom_message"] for r in rows), rows
+
+
+def test_brain_segment_names_the_skull_stripping_model(outputs):
+    root, uid, *_ = outputs
+    entry = _entries(root, uid)["0001_localizer_sag"]
+    seg = hd.seg.segread(root / "out" / uid / entry["dicom"]["seg"])
+    contract = json.loads((REPO / "models" / "skullstrip_attention_unet.json").read_text())
+    algorithm = {d.segment_number: d for d in seg.SegmentSequence}[2].algorithm_identification[0]
+    assert algorithm.AlgorithmName == contract["name"] and contract["sha256"] in algorithm.AlgorithmParameters
+
+
+def test_spine_preview_becomes_a_secondary_capture_in_the_stations_study(tmp_path):
+    from pydicom.uid import generate_uid
+    from scipy import ndimage
+
+    from medseg.io import write_dicom_series
+    from medseg.synth.stations import StationSpec, make_stations
+    from medseg.volume import Volume
+
+    texture = ndimage.gaussian_filter(np.random.default_rng(1).normal(size=(28, 28, 150)), 2.0)
+    affine = np.diag([-1.5, 1.5, 2.0, 1.0])
+    affine[:3, 3] = [20.0, -20.0, -150.0]
+    source = Volume(((texture - texture.min()) / np.ptp(texture) * 1000 + 100).astype(np.float32), affine)
+    study = {"StudyInstanceUID": generate_uid(), "FrameOfReferenceUID": generate_uid(), "BodyPartExamined": "SPINE",
+             "PatientID": "S1"}
+    specs = [StationSpec(148, 40, 1.2, 2.0), StationSpec(60, -60, 1.5, 2.5), StationSpec(-40, -148, 1.0, 2.0)]
+    for number, station in zip((11, 12, 13), make_stations(source, specs).stations):
+        write_dicom_series(station.with_array(station.array, dicom=study), tmp_path / "in" / f"s{number}",
+                           series_description=f"t2 sag spine {number - 10}", series_number=number)
+    batch.run([tmp_path / "in"], tmp_path / "out", batch.RunOptions(quiet=True, skull_strip=False))
+    folder = tmp_path / "out" / study["StudyInstanceUID"]
+    (entry,) = [s for s in json.loads((folder / "study.json").read_text())["series"] if s["stage"] == "stitch"]
+    assert entry["dicom_status"] == "ok", entry
+    sc = pydicom.dcmread(folder / entry["dicom"]["sc"])
+    assert sc.StudyInstanceUID == study["StudyInstanceUID"] and sc.PatientID == "S1"
+    assert sc.FrameOfReferenceUID == study["FrameOfReferenceUID"]
+    import cv2
+
+    assert np.array_equal(sc.pixel_array, cv2.imread(str(folder / entry["qc"]))[:, :, ::-1])

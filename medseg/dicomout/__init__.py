@@ -25,9 +25,18 @@ def _save(ds: Dataset, target: Path) -> Path:
     return target
 
 
-def write_dicom_results(result, source_files: Sequence[str | Path], out_dir: Path) -> dict[str, Path]:
+def _shipped_contract(name: str) -> dict | None:
+    from medseg.infer.runtime import MODELS_DIR
+
+    path = MODELS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_dicom_results(result, source_files: Sequence[str | Path], out_dir: Path, *,
+                        brain_contract: dict | None = None) -> dict[str, Path]:
     """SEG, SR and SC of one :class:`~medseg.positioning.pipeline.PositionResult` under
     ``out_dir/dicom``. ``out_dir`` holds the series' file outputs (``qc.png``, ``result.json``).
+    ``brain_contract``: the skull-stripping model's ``model.json`` (default: the shipped one).
 
     Raises:
         DicomOutputError: no usable source DICOM (e.g. NIfTI input), or frames off the grid.
@@ -40,8 +49,12 @@ def write_dicom_results(result, source_files: Sequence[str | Path], out_dir: Pat
     volume = result.volume
     frames = map_frames(read_sources(source_files), volume.affine, volume.shape)
     contract = getattr(result, "_contract", None)
+    if result.brain is not None and brain_contract is None:
+        from medseg.preprocess.skullstrip import MODEL_NAME
+
+        brain_contract = _shipped_contract(MODEL_NAME)
     seg = build_segmentation(frames, result.segmentation.mask,
-                             result.brain.mask if result.brain is not None else None, contract)
+                             result.brain.mask if result.brain is not None else None, contract, brain_contract)
     data = json.loads((out_dir / "result.json").read_text()) if (out_dir / "result.json").exists() \
         else result.as_dict()
     reference = nearest_frame(frames, volume.affine, result.segmentation.midsagittal_point)

@@ -33,19 +33,21 @@ def algorithm_identification(contract: dict | None) -> hd.AlgorithmIdentificatio
 
 
 def build_segmentation(frames: Sequence[SourceFrame], cc_mask: Volume, brain_mask: Volume | None,
-                       contract: dict | None) -> Dataset:
-    """The SEG dataset: one frame per (source frame, segment) that holds any foreground."""
-    algorithm = algorithm_identification(contract)
-    masks = [("Corpus callosum", codes.SCT.CorpusCallosum, cc_mask)]
+                       contract: dict | None, brain_contract: dict | None = None) -> Dataset:
+    """The SEG dataset: one frame per (source frame, segment) that holds any foreground.
+
+    ``contract`` / ``brain_contract``: the ``model.json`` of the CC and skull-stripping models.
+    """
+    masks = [("Corpus callosum", codes.SCT.CorpusCallosum, cc_mask, algorithm_identification(contract))]
     if brain_mask is not None:
-        masks.append(("Brain", codes.SCT.Brain, brain_mask))
+        masks.append(("Brain", codes.SCT.Brain, brain_mask, algorithm_identification(brain_contract)))
     descriptions = [
         hd.seg.SegmentDescription(
             segment_number=n, segment_label=label, segmented_property_category=codes.SCT.AnatomicalStructure,
             segmented_property_type=code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm, tracking_uid=generate_uid(), tracking_id=label)
-        for n, (label, code, _) in enumerate(masks, start=1)]
-    arrays = [np.asarray(m.array) for _, _, m in masks]
+        for n, (label, code, _, algorithm) in enumerate(masks, start=1)]
+    arrays = [np.asarray(m.array) for _, _, m, _ in masks]
     if any(a.shape[:3] != arrays[0].shape[:3] for a in arrays):
         raise DicomOutputError("the CC and brain masks are on different grids")
     # frame f of the SEG pixel array = mask slice k, as rows x columns (array[i, j, k] -> [j, i])
