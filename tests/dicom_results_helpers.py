@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -13,16 +14,23 @@ from medseg.io import write_dicom_series, write_nifti
 from tests.conftest import DATA
 
 
+@functools.lru_cache(maxsize=1)
+def _localizer():
+    """Sampled once per test process (loading the 256^3 head takes most of the time)."""
+    from medseg.segment.data import Subject
+
+    volume, _ = Subject.load(DATA / "brain" / "fs-training" / "sub-09").sample_localizer(
+        rotation_deg=12.0, midline_offset_mm=1.0)
+    return volume.with_array(np.rint(np.asarray(volume.array)).astype(np.int16))
+
+
 def localizer_study(root: Path, *, nifti: bool = False) -> str:
     """A real held-out head (sub-09) as a 5 x 5 mm sagittal localizer written as DICOM under
     ``root/loc`` (and as NIfTI under ``root/nifti`` when asked); returns its StudyInstanceUID."""
     subject_dir = DATA / "brain" / "fs-training" / "sub-09"
     if not subject_dir.exists():
         pytest.skip(f"needs shared data {subject_dir} (a real head with a corpus callosum)")
-    from medseg.segment.data import Subject
-
-    volume, _ = Subject.load(subject_dir).sample_localizer(rotation_deg=12.0, midline_offset_mm=1.0)
-    volume = volume.with_array(np.rint(np.asarray(volume.array)).astype(np.int16))
+    volume = _localizer()
     study = {"StudyInstanceUID": generate_uid(), "FrameOfReferenceUID": generate_uid(),
              "PatientName": "Secret^Person", "PatientID": "P1", "StudyDate": "20240105", "StudyID": "7"}
     write_dicom_series(volume.with_array(volume.array, dicom=study), root / "loc",

@@ -148,3 +148,33 @@ def test_spine_preview_becomes_a_secondary_capture_in_the_stations_study(tmp_pat
     import cv2
 
     assert np.array_equal(sc.pixel_array, cv2.imread(str(folder / entry["qc"]))[:, :, ::-1])
+
+
+def test_seg_on_an_enhanced_multiframe_source(tmp_path):
+    """Enhanced MR (per-frame geometry, one file): the SEG frames point at the right source frames
+    and put the mask back where it was."""
+    from medseg.dicomout.seg import build_segmentation
+    from medseg.dicomout.source import map_frames, read_sources
+    from medseg.io import scan
+    from tests.conftest import data_path
+
+    (ref,) = scan([data_path("dicom", "siemens-xa30-enhanced", "5_anat-T1w_acq-tfl")]).series
+    volume = ref.load()
+    mask = np.zeros(volume.shape[:3], np.uint8)
+    mask[40:60, 30:50, 47:50] = 1
+    mask[10, 5, 3] = 1
+    cc = volume.with_array(mask)
+    frames = map_frames(read_sources(ref.files), volume.affine, volume.shape)
+    seg = build_segmentation(frames, cc, None, {"name": "test", "sha256": "0" * 64})
+    source = pydicom.dcmread(ref.files[0], stop_before_pixels=True)
+    inverse = np.linalg.inv(volume.affine)
+    back = np.zeros_like(mask)
+    pixels = seg.pixel_array.reshape(int(seg.NumberOfFrames), int(seg.Rows), int(seg.Columns))
+    assert int(seg.NumberOfFrames) == 4  # empty frames omitted
+    for frame, item in zip(pixels, seg.PerFrameFunctionalGroupsSequence):
+        position = np.array(item.PlanePositionSequence[0].ImagePositionPatient, float)
+        number = int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+        source_position = source.PerFrameFunctionalGroupsSequence[number - 1].PlanePositionSequence[0].ImagePositionPatient
+        assert np.allclose(np.array(source_position, float), position, atol=1e-3)
+        back[:, :, int(round((inverse[:3, :3] @ position + inverse[:3, 3])[2]))] = frame.T
+    assert np.array_equal(back, mask)

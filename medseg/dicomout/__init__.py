@@ -7,7 +7,9 @@ is written atomically. The objects are described in the README (*DICOM results*)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +19,15 @@ from medseg.dicomout.source import DicomOutputError, map_frames, read_sources
 from medseg.io.atomic import atomic_path
 
 __all__ = ["DicomOutputError", "write_dicom_results", "write_spine_capture", "dicom_entry"]
+
+
+@contextlib.contextmanager
+def _quiet_person_names():
+    """highdicom warns about unusual PatientName values and quotes them: no patient name may reach
+    a log, so that one warning is silenced while the objects are built."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        yield
 
 
 def _save(ds: Dataset, target: Path) -> Path:
@@ -41,11 +52,15 @@ def write_dicom_results(result, source_files: Sequence[str | Path], out_dir: Pat
     Raises:
         DicomOutputError: no usable source DICOM (e.g. NIfTI input), or frames off the grid.
     """
+    with _quiet_person_names():
+        return _write_dicom_results(result, source_files, Path(out_dir), brain_contract)
+
+
+def _write_dicom_results(result, source_files, out_dir: Path, brain_contract: dict | None) -> dict[str, Path]:
     from medseg.dicomout.sc import build_secondary_capture
     from medseg.dicomout.seg import build_segmentation
     from medseg.dicomout.sr import build_report, nearest_frame
 
-    out_dir = Path(out_dir)
     volume = result.volume
     frames = map_frames(read_sources(source_files), volume.affine, volume.shape)
     contract = getattr(result, "_contract", None)
@@ -70,7 +85,8 @@ def write_spine_capture(preview: Path, source_files: Sequence[str | Path], out_d
     from medseg.dicomout.sc import build_secondary_capture
 
     source = read_sources(list(source_files)[:1])[0]
-    sc = build_secondary_capture(Path(preview), source, description="medseg spine preview", series_number=9203)
+    with _quiet_person_names():
+        sc = build_secondary_capture(Path(preview), source, description="medseg spine preview", series_number=9203)
     return {"sc": _save(sc, Path(out_dir) / "dicom" / "sc.dcm")}
 
 

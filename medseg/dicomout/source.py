@@ -29,6 +29,8 @@ class SourceFrame:
     dataset: Dataset
     frame: int | None  # 0-based frame of a multi-frame image, None for a single-frame image
     slice_index: int  # k in the Volume grid
+    position: tuple[float, float, float]  # ImagePositionPatient of the frame
+    orientation: tuple[float, ...]  # ImageOrientationPatient of the frame
 
 
 # Type 2 patient/study attributes that the derived objects copy from the source: when a source
@@ -47,6 +49,7 @@ def read_sources(files: Sequence[str | Path]) -> list[Dataset]:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception as exc:
             raise DicomOutputError(f"cannot read source file {Path(path).name}: {exc}") from exc
+        _share_constant_groups(ds)
         for keyword in TYPE2_COPIED:
             if keyword not in ds:
                 setattr(ds, keyword, "")
@@ -62,6 +65,34 @@ def _frame_geometry(ds: Dataset, frame: int | None) -> tuple[np.ndarray, np.ndar
     position = item.PlanePositionSequence[0].ImagePositionPatient
     orientation = (item if "PlaneOrientationSequence" in item else shared).PlaneOrientationSequence[0]
     return np.array(position, float), np.array(orientation.ImageOrientationPatient, float)
+
+
+def _share_constant_groups(ds: Dataset) -> None:
+    """Enhanced images may repeat PixelMeasures/PlaneOrientation in every frame instead of sharing
+    them; highdicom reads them from the shared groups, so an identical per-frame value is copied
+    there (in memory). Differing values are left alone (highdicom then refuses, and says why)."""
+    frames = ds.get("PerFrameFunctionalGroupsSequence")
+    if not frames:
+        return
+    if "SharedFunctionalGroupsSequence" not in ds:
+        ds.SharedFunctionalGroupsSequence = [Dataset()]
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for keyword in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
+        if keyword in shared or not all(keyword in f for f in frames):
+            continue
+        values = {repr(f[keyword].value[0]) for f in frames}
+        if len(values) == 1:
+            setattr(shared, keyword, frames[0][keyword].value)
+
+
+def frame_thickness(ds: Dataset, frame: int | None) -> float | None:
+    """SliceThickness of a frame (per-frame or shared functional groups for enhanced images)."""
+    if frame is None:
+        return float(ds.SliceThickness) if ds.get("SliceThickness") else None
+    for group in (ds.PerFrameFunctionalGroupsSequence[frame], ds.get("SharedFunctionalGroupsSequence", [Dataset()])[0]):
+        if "PixelMeasuresSequence" in group and group.PixelMeasuresSequence[0].get("SliceThickness"):
+            return float(group.PixelMeasuresSequence[0].SliceThickness)
+    return None
 
 
 def map_frames(datasets: Sequence[Dataset], affine: np.ndarray, shape: tuple[int, ...],
@@ -85,5 +116,5 @@ def map_frames(datasets: Sequence[Dataset], affine: np.ndarray, shape: tuple[int
             if (np.abs(ijk[:2]).max() > tolerance or abs(ijk[2] - k) > tolerance or not 0 <= k < shape[2]
                     or np.abs(orientation - direction.T.ravel()).max() > 1e-3):
                 raise DicomOutputError("a source frame does not lie on the result's grid")
-            frames.append(SourceFrame(ds, frame, k))
+            frames.append(SourceFrame(ds, frame, k, tuple(map(float, position)), tuple(map(float, orientation))))
     return frames

@@ -88,10 +88,17 @@ def build_report(data: dict, seg: Dataset, frames: Sequence[SourceFrame], refere
         return hd.sr.Measurement(name=name, value=float(value), unit=unit, referenced_images=[source],
                                  algorithm_id=algorithm, **extra)
 
+    # The segment reference is built from the SEG's referenced instances (highdicom's
+    # ReferencedSegment.from_segmentation fails on a single-segment SEG, whose segment
+    # identification is shared rather than per frame).
+    segment_sources = [hd.sr.SourceImageForSegmentation(item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID)
+                       for series in seg.ReferencedSeriesSequence for item in series.ReferencedInstanceSequence]
+
     def group(label, finding, measurements):
         return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=label),
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, segment_number=CC_SEGMENT),
+            referenced_segment=hd.sr.ReferencedSegment(seg.SOPClassUID, seg.SOPInstanceUID, CC_SEGMENT,
+                                                       source_images=segment_sources),
             finding_type=finding, algorithm_id=algorithm, measurements=measurements)
 
     m, angles, plan = data["measurements"], data["angles"], data["axial_plan"]
