@@ -178,3 +178,27 @@ def test_seg_on_an_enhanced_multiframe_source(tmp_path):
         assert np.allclose(np.array(source_position, float), position, atol=1e-3)
         back[:, :, int(round((inverse[:3, :3] @ position + inverse[:3, 3])[2]))] = frame.T
     assert np.array_equal(back, mask)
+
+
+def test_a_failing_object_keeps_the_others_and_is_recorded(outputs, tmp_path):
+    """The QC picture is missing: SEG and SR are still written, the SC failure is recorded."""
+    import shutil
+    from types import SimpleNamespace
+
+    from medseg.dicomout import dicom_entry, write_dicom_results
+    from medseg.io import scan
+
+    root, uid, *_ = outputs
+    entry = _entries(root, uid)["0001_localizer_sag"]
+    series = tmp_path / "series"
+    shutil.copytree(root / "out" / uid / "0001_localizer_sag", series, ignore=shutil.ignore_patterns("dicom", "qc.png"))
+    (ref,) = scan([root / "in" / "loc"]).series
+    data = json.loads((series / "result.json").read_text())
+    result = SimpleNamespace(volume=ref.load(), brain=None, _contract={"name": "cc", "sha256": "0" * 64},
+                             segmentation=SimpleNamespace(mask=load_volume(series / "cc_mask.nii.gz"),
+                                                          midsagittal_point=data["midsagittal"]["point_mm"]))
+    recorded = dicom_entry(write_dicom_results, tmp_path, result, ref.files, series)
+    assert recorded["dicom_status"] == "partial" and set(recorded["dicom"]) == {"seg", "sr"}
+    assert set(recorded["dicom_errors"]) == {"sc"} and "qc.png" in recorded["dicom_errors"]["sc"]
+    assert read_angles(series / "dicom" / "sr.dcm")["final"] == data["angles"]["final"]["angle_deg"]
+    assert not (series / "dicom" / "sc.dcm").exists() and entry["dicom_status"] == "ok"

@@ -50,13 +50,17 @@ def write_dicom_results(result, source_files: Sequence[str | Path], out_dir: Pat
     ``brain_contract``: the skull-stripping model's ``model.json`` (default: the shipped one).
 
     Raises:
-        DicomOutputError: no usable source DICOM (e.g. NIfTI input), or frames off the grid.
+        DicomOutputError: no usable source DICOM (e.g. NIfTI input), frames off the grid, or some
+            object failed (then ``.written`` holds the objects that were written, ``.failures``
+            the reason per object).
     """
     with _quiet_person_names():
         return _write_dicom_results(result, source_files, Path(out_dir), brain_contract)
 
 
 def _write_dicom_results(result, source_files, out_dir: Path, brain_contract: dict | None) -> dict[str, Path]:
+    """Each object is built and saved on its own: a failing one (recorded in the error's
+    ``written`` / ``failures``) does not lose the others. The SR needs the SEG it references."""
     from medseg.dicomout.sc import build_secondary_capture
     from medseg.dicomout.seg import build_segmentation
     from medseg.dicomout.sr import build_report, nearest_frame
@@ -68,16 +72,42 @@ def _write_dicom_results(result, source_files, out_dir: Path, brain_contract: di
         from medseg.preprocess.skullstrip import MODEL_NAME
 
         brain_contract = _shipped_contract(MODEL_NAME)
-    seg = build_segmentation(frames, result.segmentation.mask,
-                             result.brain.mask if result.brain is not None else None, contract, brain_contract)
-    data = json.loads((out_dir / "result.json").read_text()) if (out_dir / "result.json").exists() \
-        else result.as_dict()
     reference = nearest_frame(frames, volume.affine, result.segmentation.midsagittal_point)
-    sr = build_report(data, seg, frames, reference, contract)
-    sc = build_secondary_capture(out_dir / "qc.png", reference.dataset, description="medseg QC")
     target = out_dir / "dicom"
-    return {"seg": _save(seg, target / "seg.dcm"), "sr": _save(sr, target / "sr.dcm"),
-            "sc": _save(sc, target / "sc.dcm")}
+    written: dict[str, Path] = {}
+    failures: dict[str, str] = {}
+
+    def attempt(name, build):
+        try:
+            written[name] = _save(build(), target / f"{name}.dcm")
+            return True
+        except Exception as exc:  # recorded per object; the other objects are still written
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            return False
+
+    seg = {}
+
+    def build_seg():
+        seg["ds"] = build_segmentation(frames, result.segmentation.mask,
+                                       result.brain.mask if result.brain is not None else None,
+                                       contract, brain_contract)
+        return seg["ds"]
+
+    def build_sr():
+        data = json.loads((out_dir / "result.json").read_text()) if (out_dir / "result.json").exists() \
+            else result.as_dict()
+        return build_report(data, seg["ds"], frames, reference, contract)
+
+    if attempt("seg", build_seg):
+        attempt("sr", build_sr)
+    else:
+        failures["sr"] = "not written: it references the SEG, which failed"
+    attempt("sc", lambda: build_secondary_capture(out_dir / "qc.png", reference.dataset, description="medseg QC"))
+    if failures:
+        error = DicomOutputError("; ".join(f"{k}: {v}" for k, v in failures.items()))
+        error.written, error.failures = written, failures
+        raise error
+    return written
 
 
 def write_spine_capture(preview: Path, source_files: Sequence[str | Path], out_dir: Path) -> dict[str, Path]:
@@ -96,7 +126,13 @@ def dicom_entry(write, root: Path, *args) -> dict:
     try:
         paths = write(*args)
     except DicomOutputError as exc:
-        return {"dicom_status": "skipped" if "NIfTI" in str(exc) else "failed", "dicom_message": str(exc)}
+        written = getattr(exc, "written", {})
+        entry = {"dicom_status": "skipped" if "NIfTI" in str(exc) else "partial" if written else "failed",
+                 "dicom_message": str(exc)}
+        if written:
+            entry["dicom"] = {k: str(Path(v).relative_to(root)) for k, v in written.items()}
+            entry["dicom_errors"] = exc.failures
+        return entry
     except Exception as exc:  # a failing DICOM object must not lose the other outputs
         return {"dicom_status": "failed", "dicom_message": f"{type(exc).__name__}: {exc}"}
     return {"dicom_status": "ok", "dicom": {k: str(Path(v).relative_to(root)) for k, v in paths.items()}}

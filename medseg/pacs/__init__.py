@@ -56,8 +56,12 @@ def run_pacs(config: PacsConfig, query: StudyQuery, output: Path, options=None, 
         files = result_files(sid_dir) if sid_dir.is_dir() else []
         summary = send_results(store, files, sendlog, config, **({"sleep": sleep} if sleep else {}))
         failed = failed or summary.failed > 0
-        study = json.loads((sid_dir / "study.json").read_text())["status"] if (sid_dir / "study.json").exists() else "missing"
+        record = json.loads((sid_dir / "study.json").read_text()) if (sid_dir / "study.json").exists() else {}
+        study = record.get("status", "missing")
+        unwritten = [s["series"] for s in record.get("series", []) if s.get("dicom_status") in ("failed", "partial")]
+        failed = failed or bool(unwritten)
         report["studies"][uid] = {"retrieve": "ok", "batch": study, "results": len(files), "sent": summary.sent,
+                                  "dicom_failed_series": unwritten,
                                   "already_sent": summary.already_sent, "send_failed": summary.failed,
                                   "send_log": str(log_path.relative_to(output))}
         log.info("study %s: %s, %d sent, %d already sent, %d failed", uid, study, summary.sent,

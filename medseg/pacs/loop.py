@@ -116,8 +116,14 @@ def send_results(client, files: Sequence[Path], sendlog: SendLog, config: PacsCo
     """STOW-RS each file not yet sent; bounded retries with exponential backoff; all recorded."""
     summary = SendSummary()
     for path in files:
-        ds = pydicom.dcmread(path)
-        sop = str(ds.SOPInstanceUID)
+        try:
+            ds = pydicom.dcmread(path)
+            sop = str(ds.SOPInstanceUID)
+        except Exception as exc:  # an unreadable result: counted as a failure, the others go on
+            log.error("cannot read result %s: %s", path.name, type(exc).__name__)
+            summary.failed += 1
+            summary.errors.append(f"{path.name}: unreadable ({type(exc).__name__})")
+            continue
         if sendlog.sent(sop):
             summary.already_sent += 1
             continue
