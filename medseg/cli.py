@@ -286,7 +286,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          resume=args.resume or args.resume_skip_failed, resume_skip_failed=args.resume_skip_failed,
                          shard=(index, count), max_memory=max_memory,
                          n4=not args.no_n4, skull_strip=not args.no_skullstrip, quiet=args.quiet,
-                         engine=args.engine, dask=_dask_options(args))
+                         engine=args.engine, dask=_dask_options(args), dicom_out=args.dicom_out)
     status, report = run(args.input, args.output, options)
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2))
@@ -343,6 +343,21 @@ def cmd_listen(args: argparse.Namespace) -> int:
                             precision=args.precision, n4=not args.no_n4, skull_strip=not args.no_skullstrip,
                             health_seconds=args.health_seconds)
     return Listener(options).serve()
+
+
+def cmd_pacs(args: argparse.Namespace) -> int:
+    from medseg.batch.run import RunOptions
+    from medseg.pacs import StudyQuery, load_config, run_pacs
+
+    config = load_config(args.config, url=args.url, store_url=args.store_url, attempts=args.attempts)
+    query = StudyQuery(study_uids=tuple(args.study_uid or ()), date=args.date or "", modality=args.modality or "")
+    options = RunOptions(device=args.device, precision=args.precision, quiet=args.quiet,
+                         skull_strip=not args.no_skullstrip)
+    status, report = run_pacs(config, query, args.output, options)
+    studies = report["studies"].values()
+    print(f"{len(report['studies'])} studies; {sum(s.get('sent', 0) for s in studies)} instances sent, "
+          f"{sum(s.get('send_failed', 0) for s in studies)} failed; send logs in {args.output / 'send'}")
+    return status
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -429,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dask: start a cluster (default local:2; slurm/pbs through dask-jobqueue)")
     runner.add_argument("--dask-config", type=Path, metavar="YAML",
                         help="dask: DaskOptions (retries, jobqueue resources: queue, cores, memory, walltime, gpus)")
+    runner.add_argument("--dicom-out", action=argparse.BooleanOptionalAction, default=True,
+                        help="write DICOM SEG, SR and secondary captures for DICOM input (default: on)")
     _add_common(runner, output=True)
     runner.set_defaults(func=cmd_run)
 
@@ -460,6 +477,21 @@ def build_parser() -> argparse.ArgumentParser:
     listen.add_argument("--no-skullstrip", action="store_true", help="leave out the brain masks")
     _add_common(listen, output=True)
     listen.set_defaults(func=cmd_listen)
+
+    pacs = sub.add_parser("pacs", help="query a DICOMweb PACS, run the batch, store the DICOM results back")
+    pacs.add_argument("--url", help="DICOMweb base URL (QIDO-RS/WADO-RS); credentials from "
+                      "MEDSEG_PACS_USERNAME/MEDSEG_PACS_PASSWORD or the config file, never here")
+    pacs.add_argument("--store-url", help="STOW-RS base URL (default: --url)")
+    pacs.add_argument("-c", "--config", type=Path, help="YAML settings (url, store_url, username, password, "
+                      "timeout_s, attempts, backoff_s)")
+    pacs.add_argument("--study-uid", action="append", metavar="UID", help="this study (repeat)")
+    pacs.add_argument("--date", metavar="YYYYMMDD[-YYYYMMDD]", help="StudyDate or range")
+    pacs.add_argument("--modality", help="ModalitiesInStudy, e.g. MR")
+    pacs.add_argument("--attempts", type=int, help="tries per stored instance (default 3)")
+    pacs.add_argument("--no-skullstrip", action="store_true", help="leave out the brain masks")
+    _add_device(pacs)
+    _add_common(pacs, output=True)
+    pacs.set_defaults(func=cmd_pacs)
 
     demo = sub.add_parser("demo", help="generate a demo study and run medseg on it")
     _add_common(demo, output=True)

@@ -14,6 +14,7 @@ NEEDS = {
     "03_onnx_integration.ipynb": ["dicom/siemens-xa30-enhanced"],
     "04_spine_composing.ipynb": ["spine/sct-testing"],
     "05_preprocessing.ipynb": [],  # the XA30 T1 when present, else nilearn's ICBM152
+    "06_dicom_results.ipynb": ["brain/fs-training"],
 }
 MODELS = {"04_spine_composing.ipynb": [], "05_preprocessing.ipynb": ["skullstrip_attention_unet"]}
 

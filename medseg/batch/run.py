@@ -72,6 +72,7 @@ class RunOptions:
     max_memory: int | None = None  # bytes for the whole run; None: MEMORY_FRACTION of the RAM
     engine: str = "local"  # "local" (threads in this process) or "dask" (one task per study)
     dask: "object | None" = None  # medseg.batch.dask_engine.DaskOptions for engine="dask"
+    dicom_out: bool = True  # DICOM SEG, SR and secondary captures (medseg.dicomout) for DICOM input
 
 
 FINISHED = ("ok", "partial", "skipped")
@@ -318,7 +319,7 @@ def series_names(study: Study) -> dict[str, str]:
 
 
 def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: StudyRecord,
-             stripper=None) -> None:
+             stripper=None, dicom_out: bool = True) -> None:
     from medseg.positioning.pipeline import position_volume, write_position_outputs
     from medseg.spine import compose
     from medseg.spine.outputs import write_stitch_outputs
@@ -340,7 +341,8 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             paths = write_position_outputs(result, out / names[ref.key])
             seconds["outputs"] = seconds.get("outputs", 0.0) + time.perf_counter() - t
             final = result.localization.final
-            record.add(series=names[ref.key], key=ref.key, stage="position", status="ok",
+            dicom = _dicom_entry(dicom_out, ref, "write_dicom_results", out, result, ref.files, paths["qc"].parent)
+            record.add(**dicom, series=names[ref.key], key=ref.key, stage="position", status="ok",
                        kind=result.segmentation.kind, final_angle_deg=round(final.angle_deg, 3),
                        box_angle_deg=round(result.localization.box.angle_deg, 3),
                        line_angle_deg=round(result.localization.line.angle_deg, 3),
@@ -360,7 +362,9 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
         try:
             composite = compose(loaded)
             paths = write_stitch_outputs(composite, out / name)
-            record.add(series=name, stage="stitch", status="ok", stations=[m.key for m in members],
+            dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
+                                 members[0].files, out / name)
+            record.add(**dicom, series=name, stage="stitch", status="ok", stations=[m.key for m in members],
                        corrections_mm=[s.correction_mm for s in composite.stations],
                        qc=str(paths["preview"].relative_to(out)), result=str(paths["report"].relative_to(out)))
         except Exception as exc:
@@ -368,8 +372,19 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
         seconds["stitch"] = seconds.get("stitch", 0.0) + time.perf_counter() - t
 
 
+def _dicom_entry(enabled: bool, ref: SeriesRef, writer: str, root: Path, *args) -> dict:
+    """study.json fields of the DICOM results (medseg.dicomout); never raises."""
+    if not enabled:
+        return {}
+    if ref.kind != "dicom":
+        return {"dicom_status": "skipped", "dicom_message": "NIfTI input: no source DICOM to refer to"}
+    import medseg.dicomout as dicomout
+
+    return dicomout.dicom_entry(getattr(dicomout, writer), root, *args)
+
+
 def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, stripper=None, *,
-               sid: str | None = None, key: str | None = None) -> StudyRecord:
+               sid: str | None = None, key: str | None = None, dicom_out: bool = True) -> StudyRecord:
     """Process one prepared study into ``OUT/.partial-<id>``, then rename it into place.
 
     Raises:
@@ -388,7 +403,7 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, strip
                 record.add(series=names[ref.key], key=ref.key, stage="model", status="failed",
                            error_type="ModelError", message="CC model unavailable")
             prepared.brain = []
-        _process(study, prepared, partial, segmenter, record, stripper)
+        _process(study, prepared, partial, segmenter, record, stripper, dicom_out)
     except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
         record.add(**_error_entry("*", "internal", exc))
     record.status = study_status([s["status"] for s in record.series])
@@ -413,7 +428,8 @@ def process_study(study: Study, output: Path, options: RunOptions, segmenter, st
     budget = budget or MemoryBudget(options.max_memory or default_max_memory())
     prepared = _prepare(study, options.n4, budget)
     try:
-        return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key)
+        return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key,
+                          dicom_out=options.dicom_out)
     finally:
         budget.release(prepared.reserved)
 
@@ -585,7 +601,8 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         prepared = None
         try:
             prepared = _prepare(study, options.n4, budget)
-            return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key)
+            return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key,
+                              dicom_out=options.dicom_out)
         except Exception as exc:  # the study folder could not be written, or a bug before it
             log.error("study %s: %s", sid, os_error_message(exc) if isinstance(exc, OSError) else exc)
             return _failed_record(sid, exc, "outputs" if isinstance(exc, OSError) else "internal")

@@ -1,0 +1,128 @@
+"""`medseg pacs` against a real Orthanc: query, retrieve, run, store back; idempotent rerun; a
+PACS that refuses stores gets bounded retries and a recorded failure, nothing lost locally."""
+
+import io
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import highdicom as hd
+import pydicom
+import pytest
+import requests
+
+from medseg.cli import main
+from medseg.dicomout.sr import read_angles
+from medseg.pacs import PacsConfig, PacsError, StudyQuery, load_config, run_pacs
+from tests import orthanc as orthanc_server
+from tests.conftest import REPO
+from tests.dicom_results_helpers import localizer_study
+
+
+def test_credentials_never_in_urls_and_unknown_settings_refused(tmp_path, monkeypatch):
+    with pytest.raises(PacsError, match="must not contain credentials"):
+        PacsConfig(url="http://user:secret@127.0.0.1:1/dicom-web")
+    (tmp_path / "pacs.yaml").write_text("url: http://127.0.0.1:1/dicom-web\npasword: typo\n")
+    with pytest.raises(PacsError, match="unknown settings"):
+        load_config(tmp_path / "pacs.yaml")
+    (tmp_path / "pacs.yaml").write_text("url: http://127.0.0.1:1/dicom-web\nusername: a\npassword: from-file\n")
+    monkeypatch.setenv("MEDSEG_PACS_PASSWORD", "from-env")
+    config = load_config(tmp_path / "pacs.yaml", attempts=2)
+    assert config.auth == ("a", "from-env") and config.attempts == 2 and "from-env" not in repr(config)
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    """A STOW-RS endpoint that refuses every store (503)."""
+
+    posts = 0
+
+    def do_POST(self):  # noqa: N802
+        type(self).posts += 1
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def orthanc(tmp_path):
+    reason = orthanc_server.available()
+    if reason:
+        pytest.skip(reason)
+    server = orthanc_server.start(tmp_path / "orthanc")
+    yield server
+    orthanc_server.stop(server)
+
+
+@pytest.fixture
+def refusing():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/dicom-web"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.skipif(not (REPO / "models" / "cc_attention_unet.json").exists(), reason="no shipped CC model")
+def test_pacs_loop_with_a_real_orthanc(tmp_path, orthanc, refusing, monkeypatch, capsys, caplog):
+    uid = localizer_study(tmp_path / "in")
+    orthanc.upload(sorted((tmp_path / "in" / "loc").iterdir()))
+    monkeypatch.setenv("MEDSEG_PACS_USERNAME", orthanc_server.USER)
+    monkeypatch.setenv("MEDSEG_PACS_PASSWORD", orthanc_server.PASSWORD)
+    out = tmp_path / "out"
+
+    # 1. a PACS that refuses every store: bounded retries with backoff, failures recorded, outputs kept
+    waits = []
+    config = load_config(None, url=orthanc.dicomweb, store_url=refusing, attempts=3, backoff_s=0.5)
+    status, report = run_pacs(config, StudyQuery(study_uids=(uid,)), out, sleep=waits.append)
+    assert status == 1
+    study = report["studies"][uid]
+    assert study["batch"] == "ok" and study["results"] == 3 and study["sent"] == 0 and study["send_failed"] == 3
+    assert _Refusing.posts == 9 and waits == [0.5, 1.0] * 3
+    log = json.loads((out / "send" / f"{uid}.json").read_text())
+    assert all(e["status"] == "failed" and e["attempts"] == 3 and "503" in e["error"]
+               for e in log["instances"].values())
+    local = sorted(p.name for p in (out / "results" / uid).rglob("*.dcm"))
+    assert local == ["sc.dcm", "seg.dcm", "sr.dcm"]
+    before = orthanc.instance_count()
+
+    # 2. the real PACS, through the command line (date and modality filters too)
+    assert main(["pacs", "--url", orthanc.dicomweb, "--date", "20240101-20240131", "--modality", "MR",
+                 "-o", str(out), "-q"]) == 0
+    assert orthanc.instance_count() == before + 3
+    series = orthanc.series_of(uid)
+    modalities = sorted(s["MainDicomTags"].get("Modality") for s in series)
+    assert modalities == ["MR", "OT", "SEG", "SR"]
+    from dicomweb_client import DICOMwebClient
+
+    session = requests.Session()
+    session.auth = orthanc.auth
+    client = DICOMwebClient(orthanc.dicomweb, session=session)
+    stored = {ds.Modality: ds for ds in client.retrieve_study(uid)}
+    assert all(stored[m].StudyInstanceUID == uid for m in ("SEG", "SR", "OT"))
+    seg = hd.seg.Segmentation.from_dataset(stored["SEG"])
+    assert seg.number_of_segments == 2
+    entry = json.loads((out / "results" / uid / "study.json").read_text())["series"][0]
+    result = json.loads((out / "results" / uid / entry["result"]).read_text())
+    buffer = io.BytesIO()
+    stored["SR"].save_as(buffer)
+    buffer.seek(0)
+    angles = read_angles(hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(buffer)))
+    assert angles["final"] == result["angles"]["final"]["angle_deg"]
+    assert angles["box"] == result["angles"]["box"]["angle_deg"] and angles["pitch_deg"] == result["axial_plan"]["pitch_deg"]
+
+    # 3. a rerun sends nothing new
+    assert main(["pacs", "--url", orthanc.dicomweb, "--study-uid", uid, "-o", str(out), "-q"]) == 0
+    assert orthanc.instance_count() == before + 3
+    report = json.loads((out / "pacs.json").read_text())
+    assert report["studies"][uid]["sent"] == 0 and report["studies"][uid]["already_sent"] == 3
+    log = json.loads((out / "send" / f"{uid}.json").read_text())
+    assert all(e["status"] == "sent" for e in log["instances"].values())
+
+    # credentials reach no output and no log line
+    texts = [p.read_text(errors="ignore") for p in out.rglob("*.json")] + [capsys.readouterr().err, caplog.text]
+    assert not any(orthanc_server.PASSWORD in t for t in texts)
