@@ -117,3 +117,13 @@ def test_jobqueue_scripts_carry_the_configured_resources(kind, tmp_path):
     script = job_script(kind, options)
     assert "gpu" in script and "04:00:00" in script and "GPU=1" in script
     assert ("--gres=gpu:1" if kind == "slurm" else "ngpus=1") in script
+
+
+def test_the_shipped_slurm_config_loads_and_builds_a_job_script():
+    pytest.importorskip("dask_jobqueue")
+    from medseg.batch.dask_engine import DaskOptions, job_script
+    from medseg.config import load_config
+
+    options = load_config(REPO / "configs" / "dask_slurm.yaml", DaskOptions)
+    assert options.cluster == "slurm" and options.jobqueue.processes == 2
+    assert "--gres=gpu:1" in job_script("slurm", options)
