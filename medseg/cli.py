@@ -147,12 +147,12 @@ def cmd_stitch(args: argparse.Namespace) -> int:
 
 def _brain_series(result):
     """Series a brain stage can use: 3D volumes and sagittal stacks (3D, one volume)."""
-    from medseg.spine.stations import plane_of
+    from medseg.batch.routing import is_brain_image
 
     for ref in result.series:
         if ref.affine is None or not ref.ok or len(ref.shape) != 3:
             continue
-        if plane_of(ref.affine) == "sag" or min(ref.shape) >= 40:
+        if is_brain_image(ref.affine, ref.shape):
             yield ref
 
 

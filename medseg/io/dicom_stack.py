@@ -43,11 +43,10 @@ class Stack:
 
 
 def plane_name(iop: tuple[float, ...] | None) -> str:
-    """'sag', 'cor' or 'ax' from the slice normal's dominant LPS axis."""
-    if iop is None:
-        return "unknown"
-    normal = np.cross(iop[:3], iop[3:])
-    return ("sag", "cor", "ax")[int(np.argmax(np.abs(normal)))]
+    """'sag', 'cor' or 'ax' from the slice normal's dominant LPS axis (:mod:`medseg.planes`)."""
+    from medseg.planes import plane_of_iop
+
+    return plane_of_iop(iop)
 
 
 def _cluster_orientations(frames: list[Frame]) -> list[list[Frame]]:

@@ -16,6 +16,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from medseg import planes
 from medseg.errors import InputError
 from medseg.spine.blend import BlendMode, feather, multiband
 from medseg.spine.grid import coverage_and_ramp, resample_station, union_grid
@@ -110,8 +111,8 @@ class CompositeResult:
 
 
 def head_foot_axis(volume: Volume) -> int:
-    """The voxel axis closest to the patient's head-foot (z) axis."""
-    return int(np.argmax(np.abs(volume.direction[2])))
+    """The voxel axis closest to the patient's head-foot (z) axis (:mod:`medseg.planes`)."""
+    return planes.head_foot_axis(volume.affine)
 
 
 def _crop_to_z(volume: Volume, lo: float, hi: float) -> Volume | None:
