@@ -56,6 +56,7 @@ LR_PRIOR_SD_MM = 8.0  # how far from the head's left-right centre the midline ma
 SYMMETRY_SEARCH_MM = 6.0
 SYMMETRY_STEP_MM = 1.5
 SYMMETRY_PRIOR_SD_MM = 2.5
+SYMMETRY_FLAG_MM = 2.0  # a plane moved further than this from the symmetry plane is flagged
 MIN_CC_AREA_MM2 = 120.0  # below this no CC is reported
 # Anatomical plausibility of a mid-sagittal CC (adults ~400-1200 mm2, children from ~250 mm2).
 # Elongation = long/short side of the minimum-area box; the box spans the arch's height, so real
@@ -400,7 +401,11 @@ class CCSegmenter:
             warnings.append(f"mid-sagittal plane chosen at the edge of the +-{SYMMETRY_SEARCH_MM:.0f} mm "
                             f"search ({offsets[best]:+.1f} mm from the symmetry plane): the symmetry "
                             "plane and the CC disagree; check the plane")
-            log.warning("%s", warnings[-1])
+        elif abs(offsets[best]) > SYMMETRY_FLAG_MM:
+            warnings.append(f"mid-sagittal plane {offsets[best]:+.1f} mm from the symmetry plane "
+                            f"(on the symmetry plane: {reasons[steps] or 'a less confident CC'})")
+        for warning in warnings:
+            log.warning("%s", warning)
         refined = self.canonical_pass(lookup, plane, probability)
         if refined is not None:
             plane, image, probability = refined
