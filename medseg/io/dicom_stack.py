@@ -105,7 +105,7 @@ def _label_stacks(stacks: list[Stack], groups: list[list[Frame]]) -> None:
     if len(set(planes)) > 1:
         for p, plane in zip(parts, planes):
             p.append(plane)
-    for name, prefix in (("echo", "e"), ("echo_time", "te"), ("stack", "stack")):
+    for name, prefix in (("echo", "e"), ("echo_time", "te"), ("stack", "stack"), ("phase_encoding", "pe_")):
         values = [k.get(name) for k in keys]
         if len(set(values)) > 1:
             for p, value in zip(parts, values):
