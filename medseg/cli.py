@@ -160,12 +160,12 @@ def _one_line(exc: BaseException) -> str:
 
 def _brain_series(result):
     """Series a brain stage can use: 3D volumes and sagittal stacks (3D, one volume)."""
-    from medseg.spine.stations import plane_of
+    from medseg.batch.routing import is_brain_image
 
     for ref in result.series:
         if ref.affine is None or not ref.ok or len(ref.shape) != 3:
             continue
-        if plane_of(ref.affine) == "sag" or min(ref.shape) >= 40:
+        if is_brain_image(ref.affine, ref.shape):
             yield ref
 
 
@@ -391,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="station that keeps its geometry: head, foot or an index (head=0)")
     stitch.add_argument("--no-register", action="store_true", help="skip registration refinement")
     stitch.add_argument("--rigid", action="store_true", help="also search small rotations")
-    stitch.add_argument("--max-shift", type=float, default=10.0, metavar="MM",
-                        help="reject registration corrections larger than this (default 10 mm)")
+    stitch.add_argument("--max-shift", type=float, default=8.0, metavar="MM",
+                        help="the plausible table error: reject registration corrections larger "
+                             "than this (default 8 mm)")
     stitch.add_argument("--intensity", choices=["gain", "linear", "none"], default="gain")
     stitch.add_argument("--blend", choices=["feather", "multiband"], default="feather")
     stitch.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",

@@ -170,6 +170,17 @@ class Volume:
         new_ras = ras @ nio.inv_ornt_aff(transform, self.spatial_shape)
         return Volume(np.ascontiguousarray(array), LPS_TO_RAS @ new_ras, self.meta)
 
+    def permute_axes(self, order: tuple[int, int, int]) -> "Volume":
+        """The same voxels with the array axes reordered: new axis ``n`` is old axis ``order[n]``
+        (a 4th axis stays last). No interpolation; every voxel keeps its world position."""
+        order = tuple(int(a) for a in order)
+        if sorted(order) != [0, 1, 2]:
+            raise ValueError(f"permute_axes needs a permutation of (0, 1, 2), got {order}")
+        array = np.transpose(self.array, order + ((3,) if self.array.ndim == 4 else ()))
+        affine = self.affine.copy()
+        affine[:3, :3] = self.affine[:3, list(order)]
+        return Volume(np.ascontiguousarray(array), affine, self.meta)
+
     def resample_to(
         self,
         reference: "Volume",

@@ -106,8 +106,9 @@ def test_non_overlapping_stations_leave_a_flagged_gap(source):
 
 def test_mixed_orientations_are_rejected(source):
     station = make_stations(source, specs()[:1]).stations[0]
-    coronal = Volume(station.array, station.affine @ np.array(
-        [[1, 0, 0, 0], [0, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 1.0]]), station.meta)
+    # left-right and anterior-posterior exchanged: the thick slices now run anterior-posterior
+    coronal = Volume(station.array, np.array(
+        [[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]]) @ station.affine, station.meta)
     with pytest.raises(InputError, match="mix orientations"):
         compose([station, coronal])
 
@@ -196,3 +197,67 @@ def test_real_pam50_stations_align_within_half_a_millimetre():
     result = compose(truth.stations, StitchOptions(backend="sitk"))
     for station, expected in zip(result.stations, truth.expected_correction_mm):
         assert abs(station.correction_mm[2] - expected[2]) < 0.5
+
+
+@pytest.fixture(scope="module")
+def lumbar():
+    """A real sagittal lumbar T2 (1 mm assumed: the .mat stores no spacing), in LPS."""
+    import scipy.io
+
+    image = scipy.io.loadmat(data_path("spine", "lumbar-t2-vb1", "02.mat"))["I"].astype(np.float32)
+    array = np.transpose(image, (1, 0, 2))  # (A->P, S->I, slices)
+    # the central 32 slices and 2 mm pixels: registration time grows with the overlap's voxels
+    mid = array.shape[2] // 2
+    array = ndimage.zoom(array[:, :, mid - 16:mid + 16], (0.5, 0.5, 1.0), order=1)
+    affine = np.eye(4)
+    affine[:3, :3] = np.column_stack([[0, 2, 0], [0, 0, -2], [1, 0, 0]]).astype(np.float64)
+    affine[:3, 3] = [-array.shape[2] / 2, -array.shape[0], array.shape[1]]
+    return Volume(array, affine, VolumeMeta(modality="MR", description="lumbar T2"))
+
+
+def lumbar_specs(source, errors, gains=(0.8, 1.0, 1.3)):
+    top = source.world_coordinates([[0, 0, 0]])[0][2]
+    bottom = source.world_coordinates([[0, source.shape[1] - 1, 0]])[0][2]
+    size, overlap = (top - bottom + 2 * 40) / 3, 40
+    return [StationSpec(top - i * (size - overlap), top - i * (size - overlap) - size, (1.8, 2.2, 2.0)[i],
+                        2.0, gains[i], 0.2, errors[i], 0.01) for i in range(3)]
+
+
+def test_exact_geometry_on_a_real_lumbar_t2_is_left_alone(lumbar):
+    """Stations whose DICOM geometry is exact: no correction may be applied, whatever the
+    registration proposes; the overlap NCC is never made worse."""
+    truth = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0)] * 3))
+    result = compose(truth.stations, StitchOptions(backend="sitk"))
+    for station in result.stations[1:]:
+        assert station.correction_mm == [0.0, 0.0, 0.0], (station.registration, station.proposed_correction_mm)
+        assert station.registration.startswith("rejected")
+        assert station.ncc_after == station.ncc_before
+
+
+def test_known_table_errors_of_both_signs_on_a_real_lumbar_t2(lumbar):
+    truth = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0), (0, 1.5, -2.0), (0, -1.0, 1.5)]))
+    result = compose(truth.stations, StitchOptions(backend="sitk"))
+    for station, expected in zip(result.stations[1:], truth.expected_correction_mm[1:]):
+        assert station.registration == "accepted", station.registration
+        np.testing.assert_allclose(station.correction_mm, expected, atol=0.5)
+        assert station.ncc_after > station.ncc_before + station.ncc_noise
+
+
+def test_a_correction_that_lowers_the_overlap_ncc_is_rejected(lumbar, monkeypatch):
+    """A registration that proposes a wrong 5 mm shift (as a metric's false optimum would) is
+    rejected and reported; the station keeps its exact DICOM position."""
+    import importlib
+
+    from medseg.spine.register import Registration
+
+    compose_module = importlib.import_module("medseg.spine.compose")
+
+    def wrong(fixed, mask, moving, **kwargs):
+        return Registration(np.array([0.0, 5.0, 1.0]), np.eye(3), np.zeros(3), 0.0, True)
+
+    monkeypatch.setattr(compose_module, "register_overlap", wrong)
+    truth = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0)] * 3))
+    result = compose(truth.stations, StitchOptions(backend="sitk"))
+    for station in result.stations[1:]:
+        assert station.correction_mm == [0.0, 0.0, 0.0]
+        assert "worse" in station.registration and station.ncc_registered < station.ncc_before

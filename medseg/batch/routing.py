@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 from medseg.io.scan import SeriesRef, Study
-from medseg.spine.stations import find_station_sets, plane_of
+from medseg.planes import plane_name
+from medseg.spine.stations import find_station_sets
 
 _SPINE_WORDS = re.compile(r"(spine|spinal|cervical|thoracic|lumbar|sacr|\b[chlbt]?ws\b|\b[ctl]s\b|wirbel|myelon|cord)",
                           re.I)
@@ -23,6 +24,12 @@ _SPINE_PARTS = {"SPINE", "CSPINE", "TSPINE", "LSPINE", "SSPINE", "WHOLESPINE", "
 
 def is_spine(ref: SeriesRef) -> bool:
     return ref.body_part in _SPINE_PARTS or bool(_SPINE_WORDS.search(ref.description))
+
+
+def is_brain_image(affine, shape) -> bool:
+    """A sagittal stack (slices across any array axis, :mod:`medseg.planes`) or a 3D volume
+    (at least 40 voxels along every axis)."""
+    return plane_name(affine, shape) == "sag" or min(shape[:3]) >= 40
 
 
 @dataclass
@@ -54,9 +61,9 @@ def route_study(study: Study) -> Route:
             route.brain.append(ref)  # broken, never "skipped": its load error is recorded as a failure
         elif is_spine(ref):
             route.skipped.append((ref, "spine series without overlapping partner stations"))
-        elif plane_of(ref.affine) == "sag" or min(ref.shape) >= 40:
+        elif is_brain_image(ref.affine, ref.shape):
             route.brain.append(ref)
         else:
-            route.skipped.append((ref, f"{plane_of(ref.affine)} stack of {min(ref.shape)} slices: "
-                                       "neither a sagittal localizer nor a 3D volume"))
+            route.skipped.append((ref, f"{plane_name(ref.affine, ref.shape)} stack of {min(ref.shape)} "
+                                       "slices: neither a sagittal localizer nor a 3D volume"))
     return route

@@ -349,7 +349,7 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
                        consistent=result.localization.consistent,
                        cc_area_mm2=round(result.measurements.area_mm2, 1),
                        brain_volume_ml=round(result.brain.volume_ml, 1) if result.brain else None,
-                       **({"warning": result.brain_error} if result.brain_error else {}),
+                       **({"warning": "; ".join(result.warnings)} if result.warnings else {}),
                        qc=str(paths["qc"].relative_to(out)), result=str(paths["result"].relative_to(out)))
         except Exception as exc:  # a bug too: recorded with its traceback, the next series goes on
             record.add(**_error_entry(names[ref.key], "position", exc), key=ref.key)

@@ -141,16 +141,62 @@ def _component(image_type: Any) -> str:
     return "magnitude"
 
 
-def _philips_scaling(ds: Dataset, slope: float, intercept: float, precise: bool) -> tuple[float, float]:
+def _private_float(element: Any) -> float | None:
+    """A private FL element's value; an implicit-VR or anonymised file keeps it as 4 raw bytes (UN)."""
+    if element is None:
+        return None
+    value = element.value
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) != 4:
+            return None
+        import struct
+
+        value = struct.unpack("<f", bytes(value))[0]
+    return _float(value)
+
+
+def _private_int(element: Any) -> int | None:
+    """A private integer element's value (IS/SS/SL), also when it arrives as raw bytes (UN): an
+    ASCII number, else a little-endian 2- or 4-byte integer."""
+    if element is None:
+        return None
+    value = element.value
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).strip(b" \x00")
+        if text.isdigit():
+            return int(text)
+        if len(value) in (2, 4):
+            return int.from_bytes(bytes(value), "little", signed=True)
+        return None
+    return _int(value)
+
+
+def _philips_private_item(item: Dataset | None) -> Dataset | None:
+    """The first item of a frame's Philips private sequence (2005,140F), if any."""
+    if item is None or (0x2005, 0x140F) not in item:
+        return None
+    sequence = item[(0x2005, 0x140F)].value
+    if isinstance(sequence, (bytes, bytearray)) or not len(sequence):
+        return None  # an undecoded (UN) private sequence: nothing dependable in it
+    return sequence[0]
+
+
+def _philips_scaling(ds: Dataset, slope: float, intercept: float, precise: bool,
+                     frame_item: Dataset | None = None) -> tuple[float, float]:
     """Philips 'precise floating point' values, as dcm2niix writes them by default.
 
     FP = (SV * RS + RI) / (RS * SS), with SS = MRScaleSlope (2005,100E) (Chenevert et al. 2014,
-    PMC3998685). Without the private tag, or with ``precise=False``, the display values are kept.
+    PMC3998685). Enhanced multi-frame files may keep SS only inside each frame's private
+    (2005,140F) item (``frame_item``: the frame's per-frame functional group); the frame's own
+    value wins over a top-level one. Without the private tag, or with ``precise=False``, the
+    display values are kept.
     """
     if not precise or "PHILIPS" not in str(ds.get("Manufacturer", "")).upper():
         return slope, intercept
-    element = ds.get((0x2005, 0x100E))
-    scale_slope = _float(element.value if element is not None else None)
+    private = _philips_private_item(frame_item)
+    scale_slope = _private_float(private.get((0x2005, 0x100E))) if private is not None else None
+    if not scale_slope:
+        scale_slope = _private_float(ds.get((0x2005, 0x100E)))
     if not scale_slope or slope == 0:
         return slope, intercept
     return 1.0 / scale_slope, intercept / (slope * scale_slope)
@@ -397,6 +443,28 @@ def open_dataset(path: str, *, pixels: bool) -> Dataset:
     return ds
 
 
+def _ge_pepolar_direction(ds: Dataset) -> str:
+    """``"rev"`` or ``"fwd"`` for the volumes of a GE ``epi_pepolar`` series that mixes reverse and
+    forward phase-encoding volumes, else ``""`` (as dcm2niix tells them apart: the pulse
+    sequence name, user data 12 (0019,10B3): 2 = reverse then forward, 3 = forward then reverse,
+    alternating by volume, the first volume as the first named; 1 = all reverse, not mixed).
+    The volume index is TemporalPositionIdentifier - 1. Reverse volumes are stored with the
+    phase-encoding axis flipped, so the two kinds must never share one 4D stack."""
+    if "GE" not in str(ds.get("Manufacturer", "")).upper():
+        return ""
+    names = [ds.get((0x0019, 0x109C)), ds.get((0x0019, 0x109E)), ds.get((0x0018, 0x0024))]
+    text = " ".join(str(e.value if hasattr(e, "value") else e) for e in names if e is not None).lower()
+    if "epi_pepolar" not in text:
+        return ""
+    mode = _private_int(ds.get((0x0019, 0x10B3)))
+    volume = (_int(ds.get("TemporalPositionIdentifier")) or 1) - 1
+    if mode == 2:  # reverse, forward, reverse...
+        return "rev" if volume % 2 == 0 else "fwd"
+    if mode == 3:  # forward, reverse, forward...
+        return "fwd" if volume % 2 == 0 else "rev"
+    return ""
+
+
 def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
     slope = _float(ds.get("RescaleSlope"), 1.0) or 1.0
     intercept = _float(ds.get("RescaleIntercept"), 0.0) or 0.0
@@ -406,6 +474,9 @@ def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
         ("echo", _int(ds.get("EchoNumbers")) or 1),
         ("component", _component(image_type)),
     )
+    pepolar = _ge_pepolar_direction(ds)
+    if pepolar:
+        split_key += (("phase_encoding", pepolar),)
     order_key = (
         _int(ds.get("TemporalPositionIdentifier")) or 0,
         _int(ds.get("AcquisitionNumber")) or 0,
@@ -481,11 +552,13 @@ def _enhanced_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
         echo = _group(item, shared, "MREchoSequence")
         frame_type = _group(item, shared, "MRImageFrameTypeSequence")
         diffusion = _group(item, shared, "MRDiffusionSequence")
-        slope = _float(transform.get("RescaleSlope") if transform else ds.get("RescaleSlope"), 1.0)
+        private = _philips_private_item(item)
+        rescale = transform or (private if private is not None and "RescaleSlope" in private else None)
+        slope = _float(rescale.get("RescaleSlope") if rescale else ds.get("RescaleSlope"), 1.0)
         intercept = _float(
-            transform.get("RescaleIntercept") if transform else ds.get("RescaleIntercept"), 0.0
+            rescale.get("RescaleIntercept") if rescale else ds.get("RescaleIntercept"), 0.0
         )
-        slope, intercept = _philips_scaling(ds, slope or 1.0, intercept or 0.0, precise)
+        slope, intercept = _philips_scaling(ds, slope or 1.0, intercept or 0.0, precise, item)
         component = _component(
             (frame_type.get("ComplexImageComponent") if frame_type else None)
             or (frame_type.get("FrameType") if frame_type else None)

@@ -44,11 +44,10 @@ class Stack:
 
 
 def plane_name(iop: tuple[float, ...] | None) -> str:
-    """'sag', 'cor' or 'ax' from the slice normal's dominant LPS axis."""
-    if iop is None:
-        return "unknown"
-    normal = np.cross(iop[:3], iop[3:])
-    return ("sag", "cor", "ax")[int(np.argmax(np.abs(normal)))]
+    """'sag', 'cor' or 'ax' from the slice normal's dominant LPS axis (:mod:`medseg.planes`)."""
+    from medseg.planes import plane_of_iop
+
+    return plane_of_iop(iop)
 
 
 def _cluster_orientations(frames: list[Frame]) -> list[list[Frame]]:
@@ -140,7 +139,7 @@ def _label_stacks(stacks: list[Stack], groups: list[list[Frame]]) -> None:
     if len(set(planes)) > 1:
         for p, plane in zip(parts, planes):
             p.append(plane)
-    for name, prefix in (("echo", "e"), ("echo_time", "te"), ("stack", "stack")):
+    for name, prefix in (("echo", "e"), ("echo_time", "te"), ("stack", "stack"), ("phase_encoding", "pe_")):
         values = [k.get(name) for k in keys]
         if len(set(values)) > 1:
             for p, value in zip(parts, values):

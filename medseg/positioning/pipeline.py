@@ -50,6 +50,12 @@ class PositionResult:
     brain: BrainExtraction | None = None
     brain_error: str | None = None
 
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader must check: a mid-sagittal plane at the edge of its search, a failed
+        skull stripping."""
+        return list(self.segmentation.warnings) + ([self.brain_error] if self.brain_error else [])
+
     def as_dict(self) -> dict:
         seg, meta = self.segmentation, self.volume.meta
         contract = getattr(self, "_contract", {})
@@ -66,7 +72,12 @@ class PositionResult:
                       "providers": getattr(self, "_providers", None)},
             "midsagittal": {"kind": seg.kind, "slice_index": seg.slice_index,
                             "point_mm": [float(v) for v in seg.midsagittal_point],
-                            "normal": [float(v) for v in seg.midsagittal_normal]},
+                            "normal": [float(v) for v in seg.midsagittal_normal],
+                            "symmetry_point_mm": _floats(seg.symmetry_point),
+                            "symmetry_normal": _floats(seg.symmetry_normal),
+                            "symmetry_offset_mm": _rounded(seg.symmetry_offset_mm, 3),
+                            "symmetry_angle_deg": _rounded(seg.symmetry_angle_deg, 3)},
+            "warnings": self.warnings,
             "plane": {"origin_mm": [float(v) for v in seg.plane.origin],
                       "x_vector_mm": [float(v) for v in seg.plane.x_vec],
                       "y_vector_mm": [float(v) for v in seg.plane.y_vec]},
@@ -79,6 +90,14 @@ class PositionResult:
                       {"error": self.brain_error} if self.brain_error else None),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
+
+
+def _floats(values) -> list[float] | None:
+    return None if values is None else [float(v) for v in values]
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
 
 
 def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,

@@ -16,7 +16,12 @@ from medseg.volume import Volume
 
 def midsagittal_plane(volume: Volume, head_mask: np.ndarray, *, working_spacing_mm: float = 3.0
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """(point, unit normal towards +L) of the plane of bilateral symmetry, in LPS mm."""
+    """(point, unit normal towards +L) of the plane of bilateral symmetry, in LPS mm.
+
+    The registration runs on the image reoriented to RAS (axes permuted and flipped, no
+    interpolation), so the plane does not depend on how the array is stored."""
+    volume, head_mask = (volume.reorient("RAS"),
+                         np.asarray(volume.with_array(np.asarray(head_mask, np.uint8)).reorient("RAS").array) > 0)
     image = volume.with_array(np.asarray(volume.array, dtype=np.float32) * head_mask).to_sitk()
     shrink = [max(1, int(round(working_spacing_mm / s))) for s in volume.spacing]
     image = sitk.SmoothingRecursiveGaussian(sitk.Shrink(image, shrink), working_spacing_mm / 2)

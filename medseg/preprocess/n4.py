@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
+from medseg.planes import slice_axis
 from medseg.preprocess.normalize import foreground_mask
 from medseg.volume import Volume
 
@@ -79,16 +80,19 @@ def correct_bias_field(volume: Volume, mask: np.ndarray | None = None,
     if mask is None:
         mask = foreground_mask(volume)
     positive = np.clip(array, 0, None) + 1e-3  # N4 works on the log of the image
-    if volume.spacing[2] > options.thick_slice_gap_mm or array.shape[2] < MIN_SLICES_3D:
+    axis = slice_axis(volume.affine, volume.spatial_shape)  # any array axis order (NIfTI)
+    if volume.spacing[axis] > options.thick_slice_gap_mm or array.shape[axis] < MIN_SLICES_3D:
         log_field = np.zeros_like(positive)
-        for k in range(array.shape[2]):
-            if mask[:, :, k].sum() < 50:
+        in_plane = [a for a in range(3) if a != axis]
+        for k in range(array.shape[axis]):
+            index = tuple(k if a == axis else slice(None) for a in range(3))
+            if mask[index].sum() < 50:
                 continue
-            image = sitk.GetImageFromArray(np.ascontiguousarray(positive[:, :, k].T))
-            image.SetSpacing(tuple(float(s) for s in volume.spacing[:2]))
-            m = sitk.GetImageFromArray(np.ascontiguousarray(mask[:, :, k].T.astype(np.uint8)))
+            image = sitk.GetImageFromArray(np.ascontiguousarray(positive[index].T))
+            image.SetSpacing(tuple(float(volume.spacing[a]) for a in in_plane))
+            m = sitk.GetImageFromArray(np.ascontiguousarray(mask[index].T.astype(np.uint8)))
             m.CopyInformation(image)
-            log_field[:, :, k] = sitk.GetArrayFromImage(_n4(image, m, options, options.iterations_2d)).T
+            log_field[index] = sitk.GetArrayFromImage(_n4(image, m, options, options.iterations_2d)).T
     else:
         image = Volume(positive, volume.affine).to_sitk()
         m = Volume(mask.astype(np.uint8), volume.affine).to_sitk()

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from medseg.errors import InputError
 from medseg.masks import fill_holes_per_plane, largest_component
+from medseg.planes import section_axis
 from medseg.volume import Volume
 
 NORMALIZATION = {
@@ -30,7 +31,8 @@ NORMALIZATION = {
 
 def foreground_mask(volume: Volume) -> np.ndarray:
     """Head/body foreground: Otsu threshold (SimpleITK) on log intensities, largest connected
-    component, closing, holes filled along all three axes.
+    component, closing, holes filled in 3D and plane by plane (along the slice axis of a stack,
+    in sagittal planes for a 3D volume: the same mask whatever the array layout).
 
     Otsu on raw intensities fails on raw T1s whose scalp fat is much brighter than the brain: it
     keeps only the fat. On log intensities the split is between air noise and tissue. Holes are
@@ -51,7 +53,8 @@ def foreground_mask(volume: Volume) -> np.ndarray:
         raise InputError(f"{volume.meta.description or 'image'}: no foreground found")
     mask = largest_component(mask)
     # then slice by slice: cavities open to the outside in 3D (mouth, ear canals)
-    return fill_holes_per_plane(ndimage.binary_closing(mask, iterations=2) | mask, axis=2)
+    return fill_holes_per_plane(ndimage.binary_closing(mask, iterations=2) | mask,
+                                axis=section_axis(volume.affine, volume.spatial_shape))
 
 
 def normalize_intensity(volume: Volume, mask: np.ndarray | None = None) -> Volume:

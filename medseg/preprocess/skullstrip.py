@@ -34,6 +34,7 @@ import numpy as np
 from medseg.errors import InputError, MedsegError
 from medseg.infer.runtime import ModelRuntime, load_runtime
 from medseg.masks import fill_holes_per_plane, largest_component
+from medseg.planes import left_right_axis
 from medseg.positioning.geometry import LEFT
 from medseg.preprocess.normalize import foreground_mask
 from medseg.volume import Volume
@@ -90,10 +91,7 @@ def bridge_single_plane_gaps(probabilities: np.ndarray) -> np.ndarray:
 
 def _left_right_axis(volume: Volume) -> tuple[int, float]:
     """(voxel axis closest to left-right, |cosine| of its angle to left-right)."""
-    directions = volume.affine[:3, :3] / np.linalg.norm(volume.affine[:3, :3], axis=0)
-    cosines = np.abs(directions.T @ LEFT)
-    axis = int(np.argmax(cosines))
-    return axis, float(cosines[axis])
+    return left_right_axis(volume.affine)
 
 
 def _sagittal_axis(volume: Volume) -> int | None:

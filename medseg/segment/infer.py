@@ -5,10 +5,16 @@
   head), all slices run as one batch, and the mid-sagittal slice is chosen from CC confidence
   *and* the slice's distance from the head's left-right centre (never from area alone). The mask
   is mapped back onto that slice's own pixels.
-- **3D volume**: the mid-sagittal plane's orientation comes from bilateral symmetry (mirror
-  registration, :mod:`medseg.preprocess.midsagittal`); the CC then picks the offset along its
-  normal (+-6 mm). Scoring orientations by CC area would favour oblique cuts through the laterally
-  fanning CC. The plane is reported (point + normal) and the mask written into the volume's grid.
+- **Any axis order**: the slices of a localizer may lie across any array axis (a NIfTI stored
+  left-right first), flipped or not (:mod:`medseg.planes`); the stack is viewed with its slice
+  axis last and the mask goes back into the input's own array layout.
+- **3D volume**: the mid-sagittal plane comes from bilateral symmetry (mirror registration,
+  :mod:`medseg.preprocess.midsagittal`); the CC only refines it: planes along its normal (+-6 mm)
+  are scored by CC confidence times a Gaussian of their offset (SD 2.5 mm), never by area (the
+  mask grows off the midline, and an over-segmented mask is the largest), and planes without a
+  plausible CC are out. The offset (mm, deg) from the symmetry plane is reported, and a plane at
+  the edge of the search is flagged in ``warnings``. The plane is reported (point + normal) and
+  the mask written into the volume's grid.
 - **Canonical pose**: once the CC's plane is chosen, the plane is sampled again with its in-plane
   axes turned so that the CC's provisional axis (the positioning ``final`` line) is horizontal,
   and the network runs once more. Whatever the head's pitch, the network then sees the CC in
@@ -32,6 +38,7 @@ from scipy import ndimage
 from medseg.errors import MedsegError
 from medseg.infer.runtime import ModelRuntime, load_runtime
 from medseg.masks import largest_component
+from medseg.planes import left_right_axis, plane_of_normal, slice_axis, slice_normal
 from medseg.positioning.geometry import LEFT, Plane
 from medseg.preprocess.normalize import foreground_mask
 from medseg.segment.data import crop_centre_from_sampler
@@ -41,6 +48,15 @@ from medseg.volume import Volume
 log = logging.getLogger(__name__)
 
 LR_PRIOR_SD_MM = 8.0  # how far from the head's left-right centre the midline may plausibly lie
+# 3D volumes: the CC only refines the symmetry plane. Candidate planes along its normal are scored
+# by CC confidence times a Gaussian of their offset (never by area: the mask grows off the midline
+# and an over-segmented mask is the largest), so a plane 1.5 mm off needs 1.2x the symmetry plane's
+# confidence and one 3 mm off twice it; in practice the CC moves the plane only when the symmetry
+# plane shows no plausible CC.
+SYMMETRY_SEARCH_MM = 6.0
+SYMMETRY_STEP_MM = 1.5
+SYMMETRY_PRIOR_SD_MM = 2.5
+SYMMETRY_FLAG_MM = 2.0  # a plane moved further than this from the symmetry plane is flagged
 MIN_CC_AREA_MM2 = 120.0  # below this no CC is reported
 # Anatomical plausibility of a mid-sagittal CC (adults ~400-1200 mm2, children from ~250 mm2).
 # Elongation = long/short side of the minimum-area box; the box spans the arch's height, so real
@@ -71,6 +87,12 @@ class CCSegmentation:
     area_mm2: float
     confidence: float
     candidates: list[dict] = field(default_factory=list)
+    # 3D volumes: the plane of bilateral symmetry and how far the chosen plane lies from it.
+    symmetry_point: np.ndarray | None = None
+    symmetry_normal: np.ndarray | None = None
+    symmetry_offset_mm: float | None = None
+    symmetry_angle_deg: float | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def network_frame(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -174,6 +196,12 @@ def _canonical_frame(plane: Plane, probability: np.ndarray, spacing: float
     return np.cross(posterior, net_normal), posterior, np.asarray(final.center_mm, dtype=np.float64)
 
 
+def _angle_between_planes(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle (deg) between two planes given by their normals (either sense)."""
+    cosine = abs(float(np.dot(a, b))) / float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.degrees(np.arccos(min(1.0, cosine))))
+
+
 def _score(probability: np.ndarray, spacing: float) -> tuple[float, float]:
     cc = probability > 0.5
     if not cc.any():
@@ -250,15 +278,29 @@ class CCSegmenter:
                 head_mask: np.ndarray | None = None) -> CCSegmentation:
         """Segment ``volume``; ``localizer`` defaults to: sagittal with slices >= 2.5 mm apart or
         fewer than 40 slices. ``head_mask`` (from :func:`foreground_mask`) saves recomputing it."""
+        axis = slice_axis(volume.affine, volume.spatial_shape)  # any array axis order, any flip
+        sagittal = plane_of_normal(slice_normal(volume.affine, axis)) == "sag"
         if localizer is None:
-            normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
-            sagittal = int(np.argmax(np.abs(normal))) == 0
-            localizer = sagittal and (volume.spacing[2] >= 2.5 or volume.shape[2] < 40)
+            localizer = sagittal and (volume.spacing[axis] >= 2.5 or volume.shape[axis] < 40)
         values, head = self.series_values(volume, head_mask)
-        lookup = VolumeLookup(volume, values, head)
-        if localizer:
-            return self._segment_localizer(volume, lookup)
-        return self._segment_volume(volume, lookup)
+        if not localizer:
+            return self._segment_volume(volume, VolumeLookup(volume, values, head))
+        if not sagittal:  # told it is a localizer: its slices are the left-right axis' planes
+            axis = left_right_axis(volume.affine)[0]
+        if axis == 2:
+            return self._segment_localizer(volume, VolumeLookup(volume, values, head))
+        # Slices across another array axis (NIfTI stored LR-first, ...): the same voxels with the
+        # slice axis last, then the mask back into the input's own array layout.
+        order = tuple(a for a in range(3) if a != axis) + (axis,)
+        stacked = volume.permute_axes(order)
+        moved = order + ((3,) if values.ndim == 4 else ())
+        result = self._segment_localizer(stacked, VolumeLookup(
+            stacked, np.ascontiguousarray(np.transpose(values, moved)),
+            np.ascontiguousarray(np.transpose(head, order))))
+        back = tuple(int(a) for a in np.argsort(order))
+        result.mask = volume.with_array(np.ascontiguousarray(np.transpose(result.mask.array, back)),
+                                        description="corpus callosum", is_label=True)
+        return result
 
     # -- localizer -----------------------------------------------------------------------------
     def _segment_localizer(self, volume: Volume, lookup: VolumeLookup) -> CCSegmentation:
@@ -329,24 +371,41 @@ class CCSegmenter:
         from medseg.preprocess.midsagittal import midsagittal_plane
 
         point, normal = midsagittal_plane(volume, lookup.head)
+        symmetry_point, symmetry_normal = point, normal
         candidates = [{"stage": "symmetry", "point": [round(float(v), 2) for v in point],
                        "normal": [round(float(v), 4) for v in normal]}]
-        poses = [(point + o * normal, normal) for o in np.arange(-6, 6.5, 1.5)]
+        steps = int(round(SYMMETRY_SEARCH_MM / SYMMETRY_STEP_MM))
+        offsets = np.arange(-steps, steps + 1) * SYMMETRY_STEP_MM
+        poses = [(point + o * normal, normal) for o in offsets]
         planes, images, probabilities, scores = self._evaluate_planes(lookup, poses)
-        values = []
-        for (c, n), (a, conf) in zip(poses, scores):
-            offset = float(np.dot(c - point, normal))
-            values.append(a * conf * float(np.exp(-0.5 * (offset / LR_PRIOR_SD_MM) ** 2)))
-            candidates.append({"stage": "cc offset", "offset_mm": round(offset, 2),
-                               "cc_area_mm2": round(a, 1), "confidence": round(conf, 4)})
+        values, reasons = [], []
+        for offset, probability_i, (a, conf) in zip(offsets, probabilities, scores):
+            reason = "empty" if a < MIN_CC_AREA_MM2 else implausibility(probability_i > 0.5, self.spacing ** 2)
+            prior = float(np.exp(-0.5 * (offset / SYMMETRY_PRIOR_SD_MM) ** 2))
+            values.append(conf * prior if reason is None else 0.0)
+            reasons.append(reason)
+            candidates.append({"stage": "cc offset", "offset_mm": round(float(offset), 2),
+                               "cc_area_mm2": round(a, 1), "confidence": round(conf, 4),
+                               "score": round(values[-1], 4),
+                               **({"implausible": reason} if reason else {})})
         best = int(np.argmax(values))
         (centre, normal), plane, image, probability = poses[best], planes[best], images[best], probabilities[best]
         area, confidence = scores[best]
-        if area < MIN_CC_AREA_MM2:
-            raise NoCCFoundError(f"no corpus callosum found in the volume (best plane: {area:.0f} mm2)")
-        reason = implausibility(probability > 0.5, self.spacing ** 2)
-        if reason:
-            raise NoCCFoundError(f"no plausible corpus callosum on the mid-sagittal plane ({reason})")
+        if values[best] <= 0:
+            centre_reason = reasons[steps]
+            raise NoCCFoundError("no plausible corpus callosum within "
+                                 f"{SYMMETRY_SEARCH_MM:.0f} mm of the symmetry plane "
+                                 f"(on the symmetry plane: {centre_reason})")
+        warnings = []
+        if best in (0, len(offsets) - 1):
+            warnings.append(f"mid-sagittal plane chosen at the edge of the +-{SYMMETRY_SEARCH_MM:.0f} mm "
+                            f"search ({offsets[best]:+.1f} mm from the symmetry plane): the symmetry "
+                            "plane and the CC disagree; check the plane")
+        elif abs(offsets[best]) > SYMMETRY_FLAG_MM:
+            warnings.append(f"mid-sagittal plane {offsets[best]:+.1f} mm from the symmetry plane "
+                            f"(on the symmetry plane: {reasons[steps] or 'a less confident CC'})")
+        for warning in warnings:
+            log.warning("%s", warning)
         refined = self.canonical_pass(lookup, plane, probability)
         if refined is not None:
             plane, image, probability = refined
@@ -363,4 +422,7 @@ class CCSegmenter:
             mask=volume.with_array(mask, description="corpus callosum", is_label=True),
             plane=plane, image2d=image, mask2d=mask2d, probability2d=probability, kind="volume",
             slice_index=None, midsagittal_point=centre, midsagittal_normal=normal,
-            area_mm2=area, confidence=confidence, candidates=candidates)
+            area_mm2=area, confidence=confidence, candidates=candidates,
+            symmetry_point=symmetry_point, symmetry_normal=symmetry_normal,
+            symmetry_offset_mm=float(np.dot(centre - symmetry_point, symmetry_normal)),
+            symmetry_angle_deg=_angle_between_planes(plane.normal, symmetry_normal), warnings=warnings)

@@ -19,11 +19,12 @@ from typing import Literal, Sequence
 
 import numpy as np
 
+from medseg import planes
 from medseg.errors import InputError
 from medseg.spine.blend import BlendMode, feather, multiband
 from medseg.spine.grid import coverage_and_ramp, resample_station, union_grid
 from medseg.spine.intensity import IntensityMode, fit_intensity, ncc
-from medseg.spine.register import Registration, moved, register_overlap
+from medseg.spine.register import Registration, check_correction, moved, ncc_noise, register_overlap, translated
 from medseg.spine.stations import check_compatible, head_foot_extent, order_head_to_foot
 from medseg.volume import Volume
 
@@ -37,8 +38,10 @@ class StitchOptions:
     Attributes:
         register: refine station positions by registration in the overlaps.
         rigid: also search rotations (default: translation only).
-        max_shift_mm: registration results beyond this are rejected (the station keeps its
-            DICOM position and the report says why).
+        max_shift_mm: the plausible table error: a correction that moves a station further than
+            this from its DICOM position is rejected (the station keeps its DICOM position and the
+            report says why). The correction is relative to the reference station, so it holds
+            two table errors (the station's and the reference's), each up to about 4 mm.
         reference: the station that keeps its geometry: ``"head"``, ``"foot"`` or an index in
             head-to-foot order.
         intensity: ``"gain"`` (robust gain), ``"linear"`` (gain + offset) or ``"none"``.
@@ -57,7 +60,7 @@ class StitchOptions:
 
     register: bool = True
     rigid: bool = False
-    max_shift_mm: float = 10.0
+    max_shift_mm: float = 8.0
     reference: Literal["head", "foot"] | int = "head"
     intensity: IntensityMode = "gain"
     blend: BlendMode = "feather"
@@ -83,7 +86,12 @@ class StationReport:
     gain: float = 1.0
     offset: float = 0.0
     ncc_before: float | None = None
-    ncc_after: float | None = None
+    ncc_after: float | None = None  # of the placement kept (equals ncc_before when rejected)
+    ncc_registered: float | None = None  # of the registration's proposal, kept or not
+    ncc_noise: float | None = None  # the margin a correction had to beat (register.ncc_noise)
+    proposed_correction_mm: list[float] | None = None
+    registration_check: str = ""  # why the proposal was applied or not
+    registration_metric: str = ""  # the metric of the last proposal checked
 
 
 @dataclass
@@ -113,8 +121,8 @@ class CompositeResult:
 
 
 def head_foot_axis(volume: Volume) -> int:
-    """The voxel axis closest to the patient's head-foot (z) axis."""
-    return int(np.argmax(np.abs(volume.direction[2])))
+    """The voxel axis closest to the patient's head-foot (z) axis (:mod:`medseg.planes`)."""
+    return planes.head_foot_axis(volume.affine)
 
 
 def _crop_to_z(volume: Volume, lo: float, hi: float) -> Volume | None:
@@ -167,6 +175,13 @@ def _rotation_angle(rotation: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
 
 
+def _core(inside: np.ndarray, margin: int = 2) -> np.ndarray:
+    """``inside`` without its outer ``margin`` voxels."""
+    from scipy import ndimage
+
+    return ndimage.binary_erosion(inside, iterations=margin)
+
+
 def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[float, float],
                    report: StationReport, options: StitchOptions) -> tuple[Volume, tuple[float, float]]:
     """Register and intensity-match ``station`` to its placed ``neighbour``."""
@@ -187,22 +202,57 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
                                       head_foot_axis(candidate))
         return values, inside
 
-    before, inside_before = overlap_values(station)
-    report.ncc_before = round(ncc(before, fixed_values, inside_before), 4)
+    # The check compares the same voxels before and after: those both placements cover, 2 voxels
+    # in from the overlap's edges (edge voxels are part interpolated from outside the station,
+    # and a 0.2 mm shift alone would change their NCC by far more than any misplacement).
+    before_values, before_inside = overlap_values(station)
+    report.ncc_before = round(ncc(before_values, fixed_values, _core(before_inside)), 4)
     placed = station
     if options.register:
-        registration: Registration = register_overlap(
-            fixed, np.ones(fixed.spatial_shape, bool), station,
-            max_shift_mm=options.max_shift_mm, rigid=options.rigid, metric=options.metric)
-        report.registration = "accepted" if registration.accepted else f"rejected: {registration.reason}"
-        if registration.accepted:
-            placed = moved(station, registration)
-            report.correction_mm = [round(float(v), 4) for v in registration.translation_mm]
-            report.rotation_deg = round(_rotation_angle(registration.rotation), 4)
+        # The configured metric proposes first; a proposal the check refuses gets a second
+        # opinion from global correlation (a local-correlation optimum can lie millimetres off on
+        # real anatomy). Nothing is applied that the check does not accept.
+        metrics = [options.metric] + (["global"] if options.metric != "global" else [])
+        for metric in metrics:
+            registration: Registration = register_overlap(
+                fixed, np.ones(fixed.spatial_shape, bool), station,
+                max_shift_mm=options.max_shift_mm, rigid=options.rigid, metric=metric)
+            report.proposed_correction_mm = [round(float(v), 4) for v in registration.translation_mm]
+            report.registration_metric = metric
+            if not registration.accepted:
+                report.registration = f"rejected: {registration.reason}"
+                report.registration_check = registration.reason
+                continue
+            candidate = moved(station, registration)
+            candidate_values, candidate_inside = overlap_values(candidate)
+            common = _core(before_inside & candidate_inside)
+            before_ncc = ncc(before_values, fixed_values, common)
+            registered_ncc = ncc(candidate_values, fixed_values, common)
+            noise = ncc_noise(lambda shift: ncc(overlap_values(translated(station, shift))[0],
+                                                fixed_values, common))
+            report.ncc_before = round(before_ncc, 4)
+            accepted, reason = check_correction(
+                before_ncc, registered_ncc, noise,
+                float(np.linalg.norm(registration.translation_mm)), max_shift_mm=options.max_shift_mm)
+            report.ncc_registered, report.ncc_noise = round(registered_ncc, 4), round(noise, 5)
+            report.registration = "accepted" if accepted else f"rejected: {reason}"
+            report.registration_check = reason
+            if accepted:
+                placed = candidate
+                report.correction_mm = [round(float(v), 4) for v in registration.translation_mm]
+                report.rotation_deg = round(_rotation_angle(registration.rotation), 4)
+                break
+            if "noise" in reason:
+                break  # the DICOM position is as good as any correction: no second opinion needed
+        if placed is station:
+            log.warning("station %d: registration %s", report.index, report.registration)
     else:
         report.registration = "disabled"
     after, inside = overlap_values(placed)
-    report.ncc_after = round(ncc(after, fixed_values, inside), 4)
+    if report.ncc_registered is None:  # not registered
+        report.ncc_after = round(ncc(after, fixed_values, _core(inside)), 4)
+    else:  # the placement kept, on the voxels the check compared
+        report.ncc_after = report.ncc_registered if placed is not station else report.ncc_before
     gain, offset = fit_intensity(after, fixed_values, inside, mode=options.intensity)
     report.gain, report.offset = round(gain, 6), round(offset, 6)
     return placed, (gain, offset)

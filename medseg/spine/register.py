@@ -1,13 +1,21 @@
-"""Registration refinement in the overlap of two stations (SimpleITK).
+"""Registration refinement in the overlap of two stations (SimpleITK), safe by construction.
 
 Table-position errors shift a station by a few mm. A translation (optionally rigid) is found by
 maximising normalised correlation between the neighbour (already placed) and the station over
 their overlap only; the correlation metric ignores the stations' different intensity scaling.
+
+A found correction is only a proposal (:func:`check_correction`): it is applied when it stays
+within the table's plausible error and raises the overlap's global NCC by more than the metric's
+noise, measured on the spot as the largest NCC change that a shift of ``NOISE_SHIFT_MM`` (well
+below the 0.5 mm that matters) along any axis causes at the DICOM position. A correct geometry
+cannot gain that much from any correction, so it is kept; a correction that lowers the NCC is
+rejected and reported.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
@@ -94,6 +102,41 @@ def register_overlap(fixed: Volume, fixed_mask: np.ndarray, moving: Volume, *,
         return Registration(np.zeros(3), np.eye(3), rot_center, metric, False,
                             f"shift {shift:.1f} mm exceeds the {max_shift_mm:.1f} mm bound")
     return Registration(translation, rotation, rot_center, metric, True)
+
+
+NOISE_SHIFT_MM = 0.2  # the perturbation that measures the overlap NCC's noise
+MIN_NCC_GAIN = 1e-3  # and a floor under it (flat, featureless overlaps)
+
+
+def ncc_noise(ncc_at: Callable[[np.ndarray], float], *, shift_mm: float = NOISE_SHIFT_MM) -> float:
+    """The largest change of the overlap NCC (``ncc_at(translation_mm)``) under a +-``shift_mm``
+    shift along each LPS axis from the DICOM position: what interpolation and a sub-threshold
+    misplacement alone can do to the metric."""
+    base = ncc_at(np.zeros(3))
+    changes = [abs(ncc_at(sign * shift_mm * axis) - base) for axis in np.eye(3) for sign in (-1.0, 1.0)]
+    return float(max(changes))
+
+
+def check_correction(ncc_before: float, ncc_after: float, noise: float, shift_mm: float, *,
+                     max_shift_mm: float, min_gain: float = MIN_NCC_GAIN) -> tuple[bool, str]:
+    """(accepted, reason): a correction is applied only when it is within the table's plausible
+    error and raises the overlap NCC by more than its noise (and ``min_gain``)."""
+    margin = max(noise, min_gain)
+    if not np.isfinite(shift_mm) or shift_mm > max_shift_mm:
+        return False, f"shift {shift_mm:.1f} mm exceeds the {max_shift_mm:.1f} mm table error bound"
+    if not np.isfinite(ncc_after) or ncc_after < ncc_before:
+        return False, f"makes the overlap NCC worse ({ncc_before:.4f} -> {ncc_after:.4f})"
+    if ncc_after - ncc_before <= margin:
+        return False, (f"NCC gain {ncc_after - ncc_before:.4f} within the metric's noise {margin:.4f}: "
+                       "the DICOM geometry is kept")
+    return True, f"NCC {ncc_before:.4f} -> {ncc_after:.4f} (noise {margin:.4f})"
+
+
+def translated(volume: Volume, translation_mm: np.ndarray) -> Volume:
+    """The station with its geometry shifted by ``translation_mm`` (LPS; pixels untouched)."""
+    affine = np.asarray(volume.affine).copy()
+    affine[:3, 3] += translation_mm
+    return Volume(volume.array, affine, volume.meta)
 
 
 def moved(volume: Volume, registration: Registration) -> Volume:

@@ -10,6 +10,7 @@ import numpy as np
 
 from medseg.errors import InputError
 from medseg.io.scan import SeriesRef
+from medseg.planes import plane_name
 from medseg.volume import Volume
 
 # Words and numbers that tell stations apart in series descriptions ("T2 SAG C", "t2_sag_2/3").
@@ -20,10 +21,10 @@ _STATION_TOKENS = re.compile(
 )
 
 
-def plane_of(affine: np.ndarray) -> str:
-    """'sag', 'cor' or 'ax': the patient axis closest to the slice normal."""
-    normal = np.cross(affine[:3, 0], affine[:3, 1])
-    return ("sag", "cor", "ax")[int(np.argmax(np.abs(normal)))]
+def plane_of(affine: np.ndarray, shape: Sequence[int]) -> str:
+    """'sag', 'cor' or 'ax': the plane of the image's slices, in any array axis order
+    (:func:`medseg.planes.plane_name`)."""
+    return plane_name(affine, shape)
 
 
 def contrast_key(description: str) -> str:
@@ -58,7 +59,7 @@ def find_station_sets(series: Sequence[SeriesRef], *, min_overlap_mm: float = 0.
     for ref in series:
         if ref.affine is None or not ref.ok or len(ref.shape) != 3:
             continue
-        plane = plane_of(ref.affine)
+        plane = plane_of(ref.affine, ref.shape)
         if plane == "ax":
             continue
         # Not keyed by FrameOfReferenceUID: some scanners issue a new one after each table move.
@@ -83,7 +84,7 @@ def find_station_sets(series: Sequence[SeriesRef], *, min_overlap_mm: float = 0.
 
 def check_compatible(volumes: Sequence[Volume]) -> str:
     """The shared plane of the stations; a clear error if they mix orientations."""
-    planes = {plane_of(v.affine) for v in volumes}
+    planes = {plane_of(v.affine, v.spatial_shape) for v in volumes}
     if len(planes) != 1:
         raise InputError(f"stations mix orientations ({', '.join(sorted(planes))}); "
                          "a composing set must be all sagittal or all coronal")

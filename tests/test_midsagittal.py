@@ -1,0 +1,58 @@
+"""The 3D mid-sagittal plane: the symmetry plane, refined by the CC, its offset reported and an
+edge-of-search plane flagged (ICBM152 2009a symmetric template: its midline is known, x = 0)."""
+
+import numpy as np
+import pytest
+
+from medseg.volume import Volume
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(not (REPO / "models" / "cc_attention_unet.json").exists(),
+                                reason="no shipped CC model")
+
+
+@pytest.fixture(scope="module")
+def moved_template():
+    """The symmetric template turned 5 deg (yaw) and moved 7 mm left: (Volume, midline point, normal)."""
+    from medseg.examples import icbm152_head
+
+    head = icbm152_head()
+    if head is None:
+        pytest.skip("nilearn (ICBM152 template) not installed")
+    t = np.radians(5.0)
+    move = np.eye(4)
+    move[:3, :3] = [[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]]
+    move[:3, 3] = [7.0, 3.0, -2.0]
+    return Volume(head.array, move @ head.affine, head.meta), move[:3, 3], move[:3, :3] @ [1.0, 0, 0]
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    from medseg.segment.infer import CCSegmenter
+
+    return CCSegmenter()
+
+
+def test_plane_is_the_known_midline_and_its_offset_is_reported(segmenter, moved_template):
+    volume, point, normal = moved_template
+    result = segmenter.segment(volume)
+    assert result.kind == "volume" and not result.warnings
+    assert abs(np.dot(result.midsagittal_point - point, normal)) < 1.0  # mm from the true midline
+    assert np.degrees(np.arccos(abs(np.dot(result.midsagittal_normal, normal)))) < 2.0
+    assert abs(result.symmetry_offset_mm) <= 2.0 and result.symmetry_angle_deg < 1.0
+    np.testing.assert_allclose(result.symmetry_offset_mm,
+                               np.dot(result.midsagittal_point - result.symmetry_point, result.symmetry_normal))
+
+
+def test_a_plane_at_the_edge_of_the_search_is_flagged(segmenter, moved_template, monkeypatch):
+    """A symmetry plane 15 mm off the midline: no plausible CC on it or near it; the CC pulls the
+    plane to the edge of the +-6 mm search, and that is flagged, not silently chosen."""
+    import medseg.preprocess.midsagittal as midsagittal
+
+    volume, point, normal = moved_template
+    monkeypatch.setattr(midsagittal, "midsagittal_plane", lambda v, h, **k: (point + 15.0 * normal, normal))
+    result = segmenter.segment(volume)
+    assert result.symmetry_offset_mm == pytest.approx(-6.0)
+    assert any("edge" in w for w in result.warnings)
+    scores = {c["offset_mm"]: c for c in result.candidates if c.get("stage") == "cc offset"}
+    assert "implausible" in scores[0.0]  # the symmetry plane showed no plausible CC
