@@ -12,7 +12,7 @@ let a ``file://`` page fetch its neighbours), and NiiVue (vendored from npm, see
   yellow plane in an overlay volume.
 
 Query options (for review and tests): ``?layout=sagittal|multiplanar|render`` and
-``?hide=cc,brain,meshes,seams``. The body gets ``data-ready="1"`` once NiiVue has drawn, or
+``?hide=cc,brain,meshes,seams`` and ``?crosshair=0`` (no crosshair, no orientation letters). The body gets ``data-ready="1"`` once NiiVue has drawn, or
 ``data-error`` with the message.
 """
 
@@ -295,6 +295,7 @@ table{font-size:.85em;border-collapse:collapse}th{text-align:left;color:#999;pad
       }
     }
     nv.scene.crosshairPos = nv.mm2frac(data.focus_ras);
+    if (query.get("crosshair") === "0") { nv.setCrosshairWidth(0); nv.opts.isOrientationTextVisible = false; }
     const types = {sagittal: nv.sliceTypeSagittal, axial: nv.sliceTypeAxial, coronal: nv.sliceTypeCoronal,
                    render: nv.sliceTypeRender, multiplanar: nv.sliceTypeMultiplanar};
     nv.setSliceType(types[layout] ?? nv.sliceTypeMultiplanar);
