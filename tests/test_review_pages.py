@@ -220,3 +220,32 @@ def test_triage_page_sorts_filters_and_pages(tmp_path, browser):
                      "document.getElementById('flagged').checked = true;"
                      "document.getElementById('flagged').dispatchEvent(new Event('input'))")
     assert sorted(browser.evaluate(rows_js)) == ["s-big", "s-disagree", "s-fail", "s-steep"]
+
+
+@needs_chromium
+def test_triage_page_pages_a_long_run(tmp_path, browser):
+    studies = _studies() + [{"study_id": f"t{n:03d}", "status": "ok", "series": [
+        {"series": "loc", "stage": "position", "status": "ok", "cc_area_mm2": 600.0 + n % 7}]} for n in range(100)]
+    index = write_index(studies, tmp_path)
+    browser.open(index.as_uri(), ready=READY)
+    rows_js = "[...document.querySelectorAll('#rows tr')].map(r => r.dataset.study)"
+    browser.evaluate("const s = document.getElementById('size'); s.value = '50'; s.dispatchEvent(new Event('input'))")
+    first = browser.evaluate(rows_js)
+    assert len(first) == 50 and first[0] == "s-fail"
+    assert browser.evaluate("document.getElementById('pageinfo').textContent") == "page 1 of 3 (117 rows)"
+    browser.evaluate("document.getElementById('next').click(); document.getElementById('next').click()")
+    last = browser.evaluate(rows_js)
+    assert len(last) == 17 and last[-1] == "s-skip" and not set(first) & set(last)
+
+
+def test_display_image_keeps_values_it_can_round():
+    from medseg.positioning.pipeline import display_image
+    from medseg.volume import Volume
+
+    corrected = Volume(np.linspace(0, 1500.4, 1000, dtype=np.float32).reshape(10, 10, 10), np.eye(4))
+    shown = display_image(corrected)
+    assert shown.array.dtype == np.int16
+    assert np.abs(shown.array - corrected.array).max() <= 0.5
+    small = corrected.with_array(np.asarray(corrected.array) / 1500.0)  # a 0..1 image stays float
+    assert display_image(small).array.dtype == np.float32
+    assert np.array_equal(display_image(small).array, small.array)

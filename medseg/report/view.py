@@ -206,14 +206,14 @@ def seam_positions(stitch: dict) -> list[float]:
 
 
 def _seam_volume(image: nib.Nifti1Image, seams: list[float]) -> nib.Nifti1Image:
-    """A label volume on the composite's grid: 1 on voxels within half a voxel of a seam's z."""
+    """A label volume on the composite's grid: 1 within one and a half voxels of a seam's z (a 3-voxel line)."""
     shape = image.shape[:3]
     ijk = np.indices(shape).reshape(3, -1).T
     z = ijk @ image.affine[2, :3] + image.affine[2, 3]  # RAS z = LPS z
     step = float(np.abs(image.affine[2, :3]).max()) or 1.0
     label = np.zeros(len(z), np.uint8)
     for seam in seams:
-        label[np.abs(z - seam) <= step / 2 + 1e-6] = 1
+        label[np.abs(z - seam) <= 1.5 * step + 1e-6] = 1
     out = nib.Nifti1Image(label.reshape(shape), image.affine)
     out.set_qform(image.affine, code=1)
     out.set_sform(image.affine, code=1)
