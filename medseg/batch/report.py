@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import html
 import io
 import json
 import logging
@@ -79,6 +78,8 @@ def rebuild(output: Path) -> list[dict]:
     with _locked(output):
         studies = collect_studies(output)
         write_summaries(studies, output, collect_runs(output))
+        from medseg.batch.triage import write_index  # the triage page and the review views
+
         write_index(studies, output)
     return studies
 
@@ -100,33 +101,3 @@ def write_summaries(studies: list[dict], output: Path, runs: list[str] = ()) -> 
     summary = {"schema": "medseg.summary/1", "counts": status_counts(studies), "runs": list(runs),
                "studies": studies}
     write_text_atomic(output / "summary.json", json.dumps(summary, indent=2, default=str))
-
-
-def write_index(studies: list[dict], output: Path) -> None:
-    """A static page: one card per study (its study.json) with its QC pictures and figures."""
-    cards = []
-    for study in studies:
-        sid = str(study.get("study_id", ""))
-        items = []
-        for row in study.get("series", []):
-            text = html.escape(f"{row.get('series', '')} [{row.get('stage', '')}] {row.get('status', '')}")
-            detail = ""
-            if "final_angle_deg" in row:
-                detail = (f"final {row['final_angle_deg']:+.1f}&deg; (box {row['box_angle_deg']:+.1f}&deg;, "
-                          f"line {row['line_angle_deg']:+.1f}&deg;), CC {row['cc_area_mm2']:.0f} mm&sup2;"
-                          + ("" if row.get("consistent", True) else " <b>check: box/line disagree</b>"))
-            elif row.get("status") in ("failed", "skipped"):
-                detail = html.escape(f"{row.get('error_type', '')} {row.get('message', '')}")
-            image = (f'<img src="{html.escape(sid)}/{html.escape(row["qc"])}" loading="lazy">'
-                     if row.get("qc") else "")
-            items.append(f"<div class='item'><div>{text}</div><div class='detail'>{detail}</div>{image}</div>")
-        status = html.escape(str(study.get("status", "")))
-        cards.append(f"<section class='{status}'><h2>{html.escape(sid)} "
-                     f"<span>{status}</span></h2>{''.join(items)}</section>")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>medseg run</title><style>
-body{{font-family:sans-serif;background:#111;color:#ddd;margin:1em}} section{{border:1px solid #444;margin:1em 0;padding:.5em}}
-section.failed{{border-color:#c44}} section.partial{{border-color:#c94}} h2 span{{font-size:.7em;color:#aaa}}
-.item{{display:inline-block;vertical-align:top;margin:.5em;max-width:420px}}
-.item img{{max-width:400px;display:block}} .detail{{font-size:.85em;color:#bbb}}</style></head><body>
-<h1>medseg run: {len(studies)} studies</h1>{''.join(cards)}</body></html>"""
-    write_text_atomic(output / "index.html", page)

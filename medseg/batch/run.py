@@ -348,6 +348,7 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
                        line_angle_deg=round(result.localization.line.angle_deg, 3),
                        consistent=result.localization.consistent,
                        cc_area_mm2=round(result.measurements.area_mm2, 1),
+                       confidence=round(float(result.segmentation.confidence), 4),
                        brain_volume_ml=round(result.brain.volume_ml, 1) if result.brain else None,
                        **({"warning": "; ".join(result.warnings)} if result.warnings else {}),
                        qc=str(paths["qc"].relative_to(out)), result=str(paths["result"].relative_to(out)))

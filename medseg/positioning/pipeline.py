@@ -49,6 +49,7 @@ class PositionResult:
     seconds: dict[str, float] = field(default_factory=dict)
     brain: BrainExtraction | None = None
     brain_error: str | None = None
+    corrected: Volume | None = None  # the bias-corrected image the CC network saw
 
     @property
     def warnings(self) -> list[str]:
@@ -129,10 +130,26 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
                            np.array(localization.box.direction_px))
     seconds["angles"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - start
-    result = PositionResult(volume, segmentation, localization, plan, measurements, seconds, brain, brain_error)
+    result = PositionResult(volume, segmentation, localization, plan, measurements, seconds, brain, brain_error,
+                            corrected)
     result._contract = segmenter.runtime.contract  # type: ignore[attr-defined]
     result._providers = segmenter.runtime.providers  # type: ignore[attr-defined]
     return result
+
+
+def display_image(volume: Volume) -> Volume:
+    """The image for review (``image.nii.gz``): int16 when rounding loses nothing visible (an
+    intensity range of at least 256 within int16), else float32; 3D (the first volume of 4D)."""
+    array = np.asarray(volume.array)
+    if array.ndim == 4:
+        array = array[..., 0]
+    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if array.dtype.kind in "iu" and lo >= -32768 and hi <= 32767:
+        return volume.with_array(array.astype(np.int16))
+    if hi - lo >= 256 and lo >= -32768 and hi <= 32767:
+        return volume.with_array(np.rint(np.nan_to_num(array)).astype(np.int16))
+    return volume.with_array(np.nan_to_num(array).astype(np.float32))
 
 
 def write_position_outputs(result: PositionResult, out_dir: Path) -> dict[str, Path]:
@@ -143,6 +160,7 @@ def write_position_outputs(result: PositionResult, out_dir: Path) -> dict[str, P
                         title=result.volume.meta.description[:40])
     paths = {
         "mask": write_nifti(seg.mask, out_dir / "cc_mask.nii.gz"),
+        "image": write_nifti(display_image(result.corrected or result.volume), out_dir / "image.nii.gz"),
         "qc": write_png(picture, out_dir / "qc.png"),
     }
     if result.brain is not None:

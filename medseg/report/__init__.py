@@ -1,0 +1,1 @@
+"""Review pages: interactive NiiVue views of positioned series and spine composites."""
