@@ -48,6 +48,10 @@ from medseg.volume import Volume
 log = logging.getLogger(__name__)
 
 LR_PRIOR_SD_MM = 8.0  # how far from the head's left-right centre the midline may plausibly lie
+# Localizer slices further than this from the head's left-right centre are not run through the
+# network: their prior is below exp(-4.5) = 1 %, so they could only win against slices with
+# 90 times less CC. This keeps a 35-slice localizer to ~12 network planes (the latency budget).
+LR_SEARCH_MM = 3.0 * LR_PRIOR_SD_MM
 # 3D volumes: the CC only refines the symmetry plane. Candidate planes along its normal are scored
 # by CC confidence times a Gaussian of their offset (never by area: the mask grows off the midline
 # and an over-segmented mask is the largest), so a plane 1.5 mm off needs 1.2x the symmetry plane's
@@ -229,12 +233,13 @@ class CCSegmenter:
             values = values[..., 0]
         return values, head
 
-    def slice_planes(self, volume: Volume, head: np.ndarray) -> list[Plane]:
-        """The network plane (grid on the slice's plane, crop centred on the head) of each slice."""
+    def slice_planes(self, volume: Volume, head: np.ndarray, slices: list[int] | None = None) -> list[Plane]:
+        """The network plane (grid on the slice's plane, crop centred on the head) of each slice
+        (or of the given ``slices``)."""
         lookup = VolumeLookup(volume, np.zeros(1, np.float32), head)
         normal = np.cross(volume.affine[:3, 0], volume.affine[:3, 1])
         planes = []
-        for k in range(volume.shape[2]):
+        for k in (range(volume.shape[2]) if slices is None else slices):
             centre = volume.world_coordinates([[(volume.shape[0] - 1) / 2, (volume.shape[1] - 1) / 2, k]])[0]
             planes.append(_network_plane(lookup, centre, normal, self.size, self.spacing))
         return planes
@@ -309,25 +314,32 @@ class CCSegmenter:
         slice_normal /= np.linalg.norm(slice_normal)
         head_centre = volume.world_coordinates(np.argwhere(lookup.head).mean(axis=0)[None])[0]
         head_area = lookup.head.sum(axis=(0, 1))
-        planes = self.slice_planes(volume, lookup.head)
-        images, offsets = [], []
-        for k, plane in enumerate(planes):
+        offsets = []
+        for k in range(n):
             centre = volume.world_coordinates([[(volume.shape[0] - 1) / 2, (volume.shape[1] - 1) / 2, k]])[0]
-            images.append(lookup.image(plane_grid(plane, self.size)))
             offsets.append(float(np.dot(centre - head_centre, slice_normal)))
-        probabilities = self._predict(images)
+        in_head = head_area > 0.05 * head_area.max()
+        run = [k for k in range(n) if in_head[k] and abs(offsets[k]) <= LR_SEARCH_MM]
+        planes: dict[int, Plane] = dict(zip(run, self.slice_planes(volume, lookup.head, run)))
+        predicted = self._predict([lookup.image(plane_grid(planes[k], self.size)) for k in run]) if run else []
+        probabilities = dict(zip(run, predicted))
         candidates, scores = [], []
         for k in range(n):
+            entry = {"slice": k, "offset_from_head_centre_mm": round(offsets[k], 2)}
+            if k not in probabilities:
+                entry["skipped"] = ("no head in this slice" if not in_head[k] else
+                                    f"over {LR_SEARCH_MM:g} mm from the head's left-right centre")
+                candidates.append({**entry, "score": 0.0})
+                scores.append(0.0)
+                continue
             area, confidence = _score(probabilities[k], self.spacing)
             prior = float(np.exp(-0.5 * (offsets[k] / LR_PRIOR_SD_MM) ** 2))
-            in_head = head_area[k] > 0.05 * head_area.max()
-            score = area * confidence * prior if in_head else 0.0
+            score = area * confidence * prior
             scores.append(score)
-            candidates.append({"slice": k, "offset_from_head_centre_mm": round(offsets[k], 2),
-                               "cc_area_mm2": round(area, 1), "confidence": round(confidence, 4),
+            candidates.append({**entry, "cc_area_mm2": round(area, 1), "confidence": round(confidence, 4),
                                "score": round(score, 2)})
         best = int(np.argmax(scores))
-        area, confidence = candidates[best]["cc_area_mm2"], candidates[best]["confidence"]
+        area, confidence = candidates[best].get("cc_area_mm2", 0.0), candidates[best].get("confidence", 0.0)
         if scores[best] <= 0 or area < MIN_CC_AREA_MM2:
             raise NoCCFoundError(f"no corpus callosum found in {n} slices (best: slice {best}, "
                                  f"{area:.0f} mm2, confidence {confidence:.2f})")
