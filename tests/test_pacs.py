@@ -141,7 +141,7 @@ def test_dimse_settings_are_checked():
         load_config(None, dimse={"peer": "ORTHANC@127.0.0.1:4242", "retrieve": "move"})
     with pytest.raises(PacsError, match="not both"):
         load_config(None, dimse={"peer": "ORTHANC@127.0.0.1:4242"}, url="http://127.0.0.1:1/dicom-web")
-    with pytest.raises(PacsError, match="unknown dimse settings"):
+    with pytest.raises(PacsError, match="unknown settings"):
         load_config(None, dimse={"peer": "ORTHANC@127.0.0.1:4242", "calling_aet": "X"})
     with pytest.raises(PacsError, match="bad AE title"):
         load_config(None, dimse={"peer": "ORTHANC@127.0.0.1:4242", "calling_ae": "A" * 17})

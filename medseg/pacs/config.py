@@ -30,6 +30,10 @@ class PacsError(MedsegError):
     stage = "pacs"
 
 
+class PeerError(PacsError, ValueError):
+    """A malformed ``AE_TITLE@HOST:PORT`` or AE title."""
+
+
 @dataclass(frozen=True)
 class Peer:
     """A DICOM application entity: ``AE_TITLE@HOST:PORT``."""
@@ -43,9 +47,10 @@ class Peer:
         try:
             ae_title, address = str(text).split("@", 1)
             host, port = address.rsplit(":", 1)
-            return cls(check_ae_title(ae_title), host, int(port))
+            port = int(port)
         except ValueError:
-            raise PacsError(f"a DICOM peer is AE_TITLE@HOST:PORT, got {text!r}") from None
+            raise PeerError(f"a DICOM peer is AE_TITLE@HOST:PORT, got {text!r}") from None
+        return cls(check_ae_title(ae_title), host, port)
 
     def __str__(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
@@ -53,7 +58,7 @@ class Peer:
 
 def check_ae_title(value: str) -> str:
     if not value or len(value) > 16 or "\\" in value or not value.isprintable() or not value.strip():
-        raise PacsError(f"bad AE title {value!r} (1 to 16 printable characters, no backslash)")
+        raise PeerError(f"bad AE title {value!r} (1 to 16 printable characters, no backslash)")
     return value
 
 
@@ -167,21 +172,12 @@ def load_config(path: Path | None = None, dimse: dict | None = None, **overrides
             values = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise PacsError(f"cannot read the PACS config {path}: {exc}") from exc
-        if not isinstance(values, dict):
-            raise PacsError(f"{path}: expected a mapping of settings")
-        known = {f.name for f in dataclasses.fields(PacsConfig)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise PacsError(f"{path}: unknown settings {unknown} (known: {sorted(known)})")
+        _check_settings(values, PacsConfig, f"{path}: ")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if not isinstance(values.get("dimse") or {}, dict):
-        raise PacsError("'dimse' must be a mapping of settings")
-    block = dict(values.get("dimse") or {}, **{k: v for k, v in (dimse or {}).items() if v is not None})
+    block = _check_settings(values.get("dimse") or {}, DimseConfig, "dimse: ")
+    block = _check_settings(dict(block, **{k: v for k, v in (dimse or {}).items() if v is not None}),
+                            DimseConfig, "dimse: ")
     if block:
-        known = {f.name for f in dataclasses.fields(DimseConfig)}
-        unknown = sorted(set(block) - known)
-        if unknown:
-            raise PacsError(f"unknown dimse settings {unknown} (known: {sorted(known)})")
         if "peer" not in block:
             raise PacsError("the dimse block needs 'peer' (AE_TITLE@HOST:PORT)")
         values["dimse"] = DimseConfig(**block)
@@ -190,3 +186,14 @@ def load_config(path: Path | None = None, dimse: dict | None = None, **overrides
     if os.environ.get(ENV_PASSWORD):
         values["password"] = os.environ[ENV_PASSWORD]
     return PacsConfig(**values)
+
+
+def _check_settings(values, cls, where: str) -> dict:
+    """``values`` as a mapping holding only fields of ``cls`` (a typo is an error, not a default)."""
+    if not isinstance(values, dict):
+        raise PacsError(f"{where}expected a mapping of settings")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise PacsError(f"{where}unknown settings {unknown} (known: {sorted(known)})")
+    return values

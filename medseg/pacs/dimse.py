@@ -165,7 +165,7 @@ class DimseTransport:
         if code is None:  # no answer in time, or the association dropped: open a new one next time
             self.close()
             raise PacsError("C-STORE: no response (timeout or association aborted)")
-        raise PacsError(f"the PACS refused the instance (C-STORE status {_hex(code)})")
+        raise PacsError(f"the PACS refused the instance (C-STORE {_hex(code)})")
 
     def close(self) -> None:
         if self._store_assoc is not None:
