@@ -183,9 +183,13 @@ def refusing_scp(orthanc_dicom):
 
 
 @pytest.mark.skipif(not (REPO / "models" / "cc_attention_unet.json").exists(), reason="no shipped CC model")
-def test_dimse_loop_with_a_real_orthanc(tmp_path, orthanc_dicom, refusing_scp, capsys):
+def test_dimse_loop_with_a_real_orthanc(tmp_path, orthanc_dicom, refusing_scp, caplog):
+    import logging
+
     from medseg.pacs.dimse import DimseTransport
     from medseg.pacs.loop import retrieve_study
+
+    caplog.set_level(logging.DEBUG)
 
     orthanc = orthanc_dicom
     uid = localizer_study(tmp_path / "in")
@@ -228,3 +232,24 @@ def test_dimse_loop_with_a_real_orthanc(tmp_path, orthanc_dicom, refusing_scp, c
     assert orthanc.instance_count() == before + 3
     report = json.loads((out / "pacs.json").read_text())
     assert report["studies"][uid]["sent"] == 0 and report["studies"][uid]["already_sent"] == 3
+    assert "Secret^Person" not in caplog.text  # no patient name in any log line, even at debug level
+
+
+def test_a_silent_dimse_peer_times_out(tmp_path):
+    """A peer that accepts the connection and never answers: every operation ends, as a PacsError."""
+    import socket
+    import time
+
+    from medseg.pacs.dimse import DimseTransport
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        transport = DimseTransport(load_config(None, dimse={"peer": f"SILENT@127.0.0.1:{port}"}, timeout_s=1))
+        start = time.monotonic()
+        with pytest.raises(PacsError, match="association with SILENT@127.0.0.1"):
+            transport.query(StudyQuery(date="20240105"))
+        with pytest.raises(PacsError, match="association"):
+            transport.store(pydicom.Dataset())
+        assert time.monotonic() - start < 10

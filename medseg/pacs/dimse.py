@@ -42,6 +42,10 @@ STORED_WITH_WARNING = (0xB000, 0xB006, 0xB007)  # coercion / elements discarded:
 
 class DimseTransport:
     def __init__(self, config: PacsConfig):
+        # pynetdicom's debug messages can dump identifiers and datasets (patient data): keep them out of
+        # medseg's -v logs unless its logger was set up on purpose
+        if logging.getLogger("pynetdicom").level == logging.NOTSET:
+            logging.getLogger("pynetdicom").setLevel(logging.WARNING)
         self._dimse = config.dimse
         self._timeout = float(config.timeout_s)
         self._source: Peer = self._dimse.source
