@@ -349,7 +349,8 @@ def cmd_pacs(args: argparse.Namespace) -> int:
     from medseg.batch.run import RunOptions
     from medseg.pacs import StudyQuery, load_config, run_pacs
 
-    config = load_config(args.config, url=args.url, store_url=args.store_url, attempts=args.attempts)
+    dimse = {"peer": args.dimse, "retrieve": args.retrieve, "calling_ae": args.calling_ae}
+    config = load_config(args.config, dimse=dimse, url=args.url, store_url=args.store_url, attempts=args.attempts)
     query = StudyQuery(study_uids=tuple(args.study_uid or ()), date=args.date or "", modality=args.modality or "")
     options = RunOptions(device=args.device, precision=args.precision, quiet=args.quiet,
                          skull_strip=not args.no_skullstrip)
@@ -479,12 +480,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(listen, output=True)
     listen.set_defaults(func=cmd_listen)
 
-    pacs = sub.add_parser("pacs", help="query a DICOMweb PACS, run the batch, store the DICOM results back")
+    pacs = sub.add_parser("pacs", help="query a PACS (DICOMweb or DIMSE), run the batch, store the DICOM results back")
     pacs.add_argument("--url", help="DICOMweb base URL (QIDO-RS/WADO-RS); credentials from "
                       "MEDSEG_PACS_USERNAME/MEDSEG_PACS_PASSWORD or the config file, never here")
     pacs.add_argument("--store-url", help="STOW-RS base URL (default: --url)")
+    pacs.add_argument("--dimse", metavar="AE@HOST:PORT", help="a DIMSE peer instead of --url "
+                      "(C-FIND, C-GET/C-MOVE, C-STORE)")
+    pacs.add_argument("--retrieve", choices=("get", "move"), help="DIMSE retrieve: C-GET (default) or "
+                      "C-MOVE to our own Storage SCP (needs move_port in the config's dimse block)")
+    pacs.add_argument("--calling-ae", metavar="AE", help="our AE title for DIMSE (default MEDSEG)")
     pacs.add_argument("-c", "--config", type=Path, help="YAML settings (url, store_url, username, password, "
-                      "timeout_s, attempts, backoff_s)")
+                      "timeout_s, attempts, backoff_s; or a dimse block: peer, calling_ae, retrieve, "
+                      "move_ae, move_port, move_bind, store)")
     pacs.add_argument("--study-uid", action="append", metavar="UID", help="this study (repeat)")
     pacs.add_argument("--date", metavar="YYYYMMDD[-YYYYMMDD]", help="StudyDate or range")
     pacs.add_argument("--modality", help="ModalitiesInStudy, e.g. MR")

@@ -1,7 +1,9 @@
 """A real Orthanc (Debian's ``orthanc`` + ``orthanc-dicomweb``) for the tests, on loopback.
 
-Its own JSON config: storage in a temporary folder, free non-default HTTP port, DICOM server off,
-remote access off, HTTP basic authentication on, the DICOMweb plugin loaded.
+Its own JSON config: storage in a temporary folder, free non-default HTTP port, remote access off,
+HTTP basic authentication on, the DICOMweb plugin loaded. The DICOM server is off unless the test
+registers DICOM modalities: then it listens on a free port (Orthanc 1.10 binds it on every
+interface; only the registered AE titles, from their registered hosts, may use it).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import requests
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 USER, PASSWORD = "medseg", "test-only-password"
+AET = "ORTHANC"
 
 
 @dataclass
@@ -26,6 +29,8 @@ class Orthanc:
     url: str  # REST root
     process: subprocess.Popen
     auth: tuple[str, str] = (USER, PASSWORD)
+    dicom_port: int = 0  # 0: DICOM server off
+    aet: str = AET
 
     @property
     def dicomweb(self) -> str:
@@ -54,19 +59,24 @@ def available() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start(folder: Path, timeout_s: float = 30.0) -> Orthanc:
+def start(folder: Path, timeout_s: float = 30.0, modalities: dict[str, int] | None = None) -> Orthanc:
+    """``modalities``: AE title -> port of DICOM peers on 127.0.0.1 allowed to use Orthanc's DICOM
+    server (C-ECHO, C-FIND, C-GET, C-MOVE to them, C-STORE); none: the DICOM server is off."""
     folder.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port, dicom_port = free_port(), free_port()
     config = {
         "Name": "medseg-test", "StorageDirectory": str(folder / "db"), "IndexDirectory": str(folder / "db"),
         "HttpPort": port, "HttpServerEnabled": True, "RemoteAccessAllowed": False,
-        "DicomServerEnabled": False, "DicomPort": _free_port(),
+        "DicomServerEnabled": bool(modalities), "DicomPort": dicom_port, "DicomAet": AET,
+        "DicomCheckCalledAet": True, "DicomCheckModalityHost": True, "DicomAlwaysAllowStore": False,
+        "DicomAlwaysAllowEcho": False, "DicomScuTimeout": 10, "DicomScpTimeout": 10,
+        "DicomModalities": {ae.lower(): [ae, "127.0.0.1", p] for ae, p in (modalities or {}).items()},
         "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD},
         "Plugins": [str(DICOMWEB_PLUGIN)], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "StorageCompression": False, "ConcurrentJobs": 1, "HttpThreadsCount": 4,
@@ -74,7 +84,7 @@ def start(folder: Path, timeout_s: float = 30.0) -> Orthanc:
     (folder / "orthanc.json").write_text(json.dumps(config))
     log = open(folder / "orthanc.log", "wb")
     process = subprocess.Popen([ORTHANC, str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    server = Orthanc(f"http://127.0.0.1:{port}", process)
+    server = Orthanc(f"http://127.0.0.1:{port}", process, dicom_port=dicom_port if modalities else 0)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -10,6 +10,7 @@ import highdicom as hd
 import pydicom
 import pytest
 import requests
+from dicomweb_client import DICOMwebClient
 
 from medseg.cli import main
 from medseg.dicomout.sr import read_angles
@@ -94,11 +95,26 @@ def test_pacs_loop_with_a_real_orthanc(tmp_path, orthanc, refusing, monkeypatch,
     assert main(["pacs", "--url", orthanc.dicomweb, "--date", "20240101-20240131", "--modality", "MR",
                  "-o", str(out), "-q"]) == 0
     assert orthanc.instance_count() == before + 3
+    _check_results_in_orthanc(orthanc, uid, out)
+
+    # 3. a rerun sends nothing new
+    assert main(["pacs", "--url", orthanc.dicomweb, "--study-uid", uid, "-o", str(out), "-q"]) == 0
+    assert orthanc.instance_count() == before + 3
+    report = json.loads((out / "pacs.json").read_text())
+    assert report["studies"][uid]["sent"] == 0 and report["studies"][uid]["already_sent"] == 3
+    log = json.loads((out / "send" / f"{uid}.json").read_text())
+    assert all(e["status"] == "sent" for e in log["instances"].values())
+
+    # credentials reach no output and no log line
+    texts = [p.read_text(errors="ignore") for p in out.rglob("*.json")] + [capsys.readouterr().err, caplog.text]
+    assert not any(orthanc_server.PASSWORD in t for t in texts)
+
+
+def _check_results_in_orthanc(orthanc, uid, out):
+    """SEG, SR and SC are in the source study in Orthanc and parse back; the SR's angles are result.json's."""
     series = orthanc.series_of(uid)
     modalities = sorted(s["MainDicomTags"].get("Modality") for s in series)
     assert modalities == ["MR", "OT", "SEG", "SR"]
-    from dicomweb_client import DICOMwebClient
-
     session = requests.Session()
     session.auth = orthanc.auth
     client = DICOMwebClient(orthanc.dicomweb, session=session)
@@ -115,14 +131,125 @@ def test_pacs_loop_with_a_real_orthanc(tmp_path, orthanc, refusing, monkeypatch,
     assert angles["final"] == result["angles"]["final"]["angle_deg"]
     assert angles["box"] == result["angles"]["box"]["angle_deg"] and angles["pitch_deg"] == result["axial_plan"]["pitch_deg"]
 
+
+# ---- the DIMSE transport (C-FIND, C-GET / C-MOVE, C-STORE) against the same Orthanc ----
+
+def test_dimse_settings_are_checked():
+    with pytest.raises(PacsError, match="AE_TITLE@HOST:PORT"):
+        load_config(None, dimse={"peer": "ORTHANC-127.0.0.1"})
+    with pytest.raises(PacsError, match="move_port"):
+        load_config(None, dimse={"peer": "ORTHANC@127.0.0.1:4242", "retrieve": "move"})
+    with pytest.raises(PacsError, match="not both"):
+        load_config(None, dimse={"peer": "ORTHANC@127.0.0.1:4242"}, url="http://127.0.0.1:1/dicom-web")
+    with pytest.raises(PacsError, match="unknown settings"):
+        load_config(None, dimse={"peer": "ORTHANC@127.0.0.1:4242", "calling_aet": "X"})
+    with pytest.raises(PacsError, match="bad AE title"):
+        load_config(None, dimse={"peer": "ORTHANC@127.0.0.1:4242", "calling_ae": "A" * 17})
+
+
+@pytest.fixture
+def orthanc_dicom(tmp_path):
+    """Orthanc with its DICOM server on, knowing MEDSEG (us; C-MOVE destination port) and REFUSE."""
+    reason = orthanc_server.available()
+    if reason:
+        pytest.skip(reason)
+    ports = {"MEDSEG": orthanc_server.free_port(), "REFUSE": orthanc_server.free_port()}
+    server = orthanc_server.start(tmp_path / "orthanc", modalities=ports)
+    server.peer_ports = ports
+    yield server
+    orthanc_server.stop(server)
+
+
+@pytest.fixture
+def refusing_scp(orthanc_dicom):
+    """A pynetdicom Storage SCP (AE REFUSE) that answers every C-STORE with 0xA700."""
+    from pynetdicom import AE, evt
+
+    from medseg.pacs.dimse import STORAGE_CLASSES
+
+    received = []
+
+    def on_store(event):
+        received.append(event.request.AffectedSOPInstanceUID)
+        return 0xA700
+
+    ae = AE(ae_title="REFUSE")
+    for uid in STORAGE_CLASSES:
+        ae.add_supported_context(uid)
+    port = orthanc_dicom.peer_ports["REFUSE"]
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    yield f"REFUSE@127.0.0.1:{port}", received
+    server.shutdown()
+
+
+@pytest.mark.skipif(not (REPO / "models" / "cc_attention_unet.json").exists(), reason="no shipped CC model")
+def test_dimse_loop_with_a_real_orthanc(tmp_path, orthanc_dicom, refusing_scp, caplog):
+    import logging
+
+    from medseg.pacs.dimse import DimseTransport
+    from medseg.pacs.loop import retrieve_study
+
+    caplog.set_level(logging.DEBUG)
+
+    orthanc = orthanc_dicom
+    uid = localizer_study(tmp_path / "in")
+    uploaded = sorted((tmp_path / "in" / "loc").iterdir())
+    orthanc.upload(uploaded)
+    peer = f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
+    out = tmp_path / "out"
+
+    # C-MOVE to our own temporary Storage SCP: the same cache layout as C-GET / WADO-RS
+    move = load_config(None, dimse={"peer": peer, "retrieve": "move", "move_port": orthanc.peer_ports["MEDSEG"],
+                                    "move_bind": "127.0.0.1"}, timeout_s=10)
+    moved = retrieve_study(DimseTransport(move), uid, tmp_path / "moved")
+    sops = {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in uploaded}
+    assert {p.stem for p in moved.glob("*.dcm")} == sops and (moved / ".complete").exists()
+
+    # 1. C-FIND + C-GET from Orthanc, results C-STOREd to a peer refusing with 0xA700: retried, recorded
+    store_to, received = refusing_scp
+    waits = []
+    config = load_config(None, dimse={"peer": peer, "store": store_to}, attempts=2, backoff_s=0.5, timeout_s=10)
+    status, report = run_pacs(config, StudyQuery(study_uids=(uid,)), out, sleep=waits.append)
+    study = report["studies"][uid]
+    assert status == 1 and study["batch"] == "ok" and study["results"] == 3
+    assert study["sent"] == 0 and study["send_failed"] == 3 and len(received) == 6 and waits == [0.5] * 3
+    log = json.loads((out / "send" / f"{uid}.json").read_text())
+    assert log["store_url"] == f"dimse://{store_to}"
+    assert all(e["status"] == "failed" and e["attempts"] == 2 and "0xA700" in e["error"]
+               for e in log["instances"].values())
+    assert {p.stem for p in (out / "cache" / uid).glob("*.dcm")} == sops
+    assert sorted(p.name for p in (out / "results" / uid).rglob("*.dcm")) == ["sc.dcm", "seg.dcm", "sr.dcm"]
+    before = orthanc.instance_count()
+
+    # 2. the command line, C-STORE to Orthanc itself (C-FIND by date and modality)
+    assert main(["pacs", "--dimse", peer, "--date", "20240101-20240131", "--modality", "MR",
+                 "-o", str(out), "-q"]) == 0
+    assert orthanc.instance_count() == before + 3
+    _check_results_in_orthanc(orthanc, uid, out)
+
     # 3. a rerun sends nothing new
-    assert main(["pacs", "--url", orthanc.dicomweb, "--study-uid", uid, "-o", str(out), "-q"]) == 0
+    assert main(["pacs", "--dimse", peer, "--study-uid", uid, "-o", str(out), "-q"]) == 0
     assert orthanc.instance_count() == before + 3
     report = json.loads((out / "pacs.json").read_text())
     assert report["studies"][uid]["sent"] == 0 and report["studies"][uid]["already_sent"] == 3
-    log = json.loads((out / "send" / f"{uid}.json").read_text())
-    assert all(e["status"] == "sent" for e in log["instances"].values())
+    assert "Secret^Person" not in caplog.text  # no patient name in any log line, even at debug level
 
-    # credentials reach no output and no log line
-    texts = [p.read_text(errors="ignore") for p in out.rglob("*.json")] + [capsys.readouterr().err, caplog.text]
-    assert not any(orthanc_server.PASSWORD in t for t in texts)
+
+def test_a_silent_dimse_peer_times_out(tmp_path):
+    """A peer that accepts the connection and never answers: every operation ends, as a PacsError."""
+    import socket
+    import time
+
+    from medseg.pacs.dimse import DimseTransport
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        transport = DimseTransport(load_config(None, dimse={"peer": f"SILENT@127.0.0.1:{port}"}, timeout_s=1))
+        start = time.monotonic()
+        with pytest.raises(PacsError, match="association with SILENT@127.0.0.1"):
+            transport.query(StudyQuery(date="20240105"))
+        with pytest.raises(PacsError, match="association"):
+            transport.store(pydicom.Dataset())
+        assert time.monotonic() - start < 10

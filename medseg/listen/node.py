@@ -34,6 +34,7 @@ from pathlib import Path
 
 from medseg.io.atomic import write_text_atomic
 from medseg.listen.spool import CompleteOn, SeriesBatch, Spool
+from medseg.pacs.config import Peer as Destination  # where results are sent: AE_TITLE@HOST:PORT
 
 log = logging.getLogger(__name__)
 
@@ -43,24 +44,6 @@ CANNOT_UNDERSTAND = 0xC210
 _WARM_MODULES = ("medseg.positioning.pipeline", "medseg.positioning.qc", "medseg.preprocess.n4",
                  "medseg.preprocess.normalize", "medseg.preprocess.skullstrip", "medseg.spine",
                  "medseg.spine.outputs", "medseg.batch.routing")
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Where results are sent: ``AE_TITLE@HOST:PORT``."""
-
-    ae_title: str
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> "Destination":
-        try:
-            ae_title, address = text.split("@", 1)
-            host, port = address.rsplit(":", 1)
-            return cls(ae_title, host, int(port))
-        except ValueError:
-            raise ValueError(f"destination must be AE_TITLE@HOST:PORT, got {text!r}") from None
 
 
 @dataclass(frozen=True)

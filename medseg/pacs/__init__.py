@@ -1,4 +1,4 @@
-"""The PACS loop: query, retrieve, run the batch, store the DICOM results back (DICOMweb)."""
+"""The PACS loop: query, retrieve, run the batch, store the DICOM results back (DICOMweb or DIMSE)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,26 @@ import json
 import logging
 from pathlib import Path
 
-from medseg.pacs.config import PacsConfig, PacsError, load_config
-from medseg.pacs.loop import (SendSummary, StudyQuery, make_client, query_studies, result_files,
-                              retrieve_study, send_results)
+from medseg.pacs.config import DimseConfig, PacsConfig, PacsError, load_config
+from medseg.pacs.loop import StudyQuery, Transport, query_studies, result_files, retrieve_study, send_results
 from medseg.pacs.sendlog import SendLog
 
-__all__ = ["PacsConfig", "PacsError", "StudyQuery", "load_config", "run_pacs"]
+__all__ = ["DimseConfig", "PacsConfig", "PacsError", "StudyQuery", "load_config", "open_transports", "run_pacs"]
 
 log = logging.getLogger(__name__)
+
+
+def open_transports(config: PacsConfig) -> tuple[Transport, Transport]:
+    """(where studies come from, where results go): DICOMweb or DIMSE, as configured."""
+    if config.dimse:
+        from medseg.pacs.dimse import DimseTransport
+
+        transport = DimseTransport(config)
+        return transport, transport
+    from medseg.pacs.dicomweb import DicomWebTransport
+
+    source = DicomWebTransport(config.url, config)
+    return source, (source if config.stow_url == config.url else DicomWebTransport(config.stow_url, config))
 
 
 def run_pacs(config: PacsConfig, query: StudyQuery, output: Path, options=None, *, sleep=None
@@ -24,24 +36,36 @@ def run_pacs(config: PacsConfig, query: StudyQuery, output: Path, options=None, 
     store failed (each recorded), 2 no study matched. Local outputs are kept whatever the PACS does.
     """
     import dataclasses
-    import time
 
-    from medseg.batch.run import RunOptions, run
-    from medseg.io.atomic import write_text_atomic
+    from medseg.batch.run import RunOptions
 
     output = Path(output)
     options = dataclasses.replace(options or RunOptions(), resume=True, dicom_out=True)
-    client = make_client(config.url, config)
-    store = client if config.stow_url == config.url else make_client(config.stow_url, config)
-    uids = query_studies(client, query)
+    source, store = open_transports(config)
+    try:
+        return _loop(source, store, config, query, output, options, sleep)
+    finally:
+        for transport in {id(source): source, id(store): store}.values():
+            transport.close()
+
+
+def _loop(source: Transport, store: Transport, config: PacsConfig, query: StudyQuery, output: Path,
+          options, sleep) -> tuple[int, dict]:
+    import time
+
+    from medseg.batch.run import run
+    from medseg.io.atomic import write_text_atomic
+
+    uids = query_studies(source, query)
     log.info("%d studies matched", len(uids))
-    report: dict = {"schema": "medseg.pacs/1", "url": config.url, "store_url": config.stow_url, "studies": {}}
+    report: dict = {"schema": "medseg.pacs/1", "url": config.url or f"dimse://{config.dimse.source}",
+                    "store_url": config.store_name, "studies": {}}
     if not uids:
         return 2, report
     folders, failed = [], False
     for uid in uids:
         try:
-            folders.append(retrieve_study(client, uid, output / "cache"))
+            folders.append(retrieve_study(source, uid, output / "cache"))
         except PacsError as exc:
             log.error("study %s: %s", uid, exc)
             report["studies"][uid] = {"retrieve": "failed", "error": str(exc)}
@@ -52,9 +76,10 @@ def run_pacs(config: PacsConfig, query: StudyQuery, output: Path, options=None, 
         uid = folder.name
         sid_dir = output / "results" / uid
         log_path = output / "send" / f"{uid}.json"
-        sendlog = SendLog.load(log_path, uid, config.stow_url)
+        sendlog = SendLog.load(log_path, uid, config.store_name)
         files = result_files(sid_dir) if sid_dir.is_dir() else []
         summary = send_results(store, files, sendlog, config, **({"sleep": sleep} if sleep else {}))
+        store.close()  # one association (DIMSE) per study send
         failed = failed or summary.failed > 0
         record = json.loads((sid_dir / "study.json").read_text()) if (sid_dir / "study.json").exists() else {}
         study = record.get("status", "missing")

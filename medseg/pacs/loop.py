@@ -1,17 +1,18 @@
-"""``medseg pacs``: query a DICOMweb PACS, retrieve the studies, run the batch, store the results.
+"""The transport-independent stages of ``medseg pacs`` (one loop, two transports).
 
 Stages (plain functions):
-1. :func:`query_studies`: QIDO-RS study search (by StudyDate, ModalitiesInStudy, StudyInstanceUID);
-2. :func:`retrieve_study`: WADO-RS into ``OUT/cache/<study uid>/`` (one file per instance, a
-   ``.complete`` marker when the whole study is there: a rerun does not fetch it again);
+1. ``transport.query``: study search (by StudyDate, ModalitiesInStudy, StudyInstanceUID);
+2. :func:`retrieve_study`: the transport's instances into ``OUT/cache/<study uid>/`` (one file per
+   instance, a ``.complete`` marker when the whole study is there: a rerun does not fetch it again);
 3. :func:`medseg.batch.run.run` on the cached studies with ``resume`` on, into ``OUT/results``
    (a rerun keeps the results, and so their UIDs);
-4. :func:`send_results`: STOW-RS of every DICOM result of the study (``*/dicom/*.dcm`` and the
-   spine composite series), one instance per request, with bounded retries and exponential backoff,
-   recorded in ``OUT/send/<study uid>.json``; instances recorded as sent are not sent again.
+4. :func:`send_results`: every DICOM result of the study (``*/dicom/*.dcm`` and the spine
+   composite series) through ``transport.store``, one instance at a time, with bounded retries and
+   exponential backoff, recorded in ``OUT/send/<study uid>.json``; instances recorded as sent are
+   not sent again.
 
-The DICOMweb protocol is spoken by ``dicomweb-client``; its own retry is turned off so that every
-attempt is counted here.
+A transport (:class:`Transport`) is DICOMweb (:mod:`medseg.pacs.dicomweb`) or DIMSE
+(:mod:`medseg.pacs.dimse`); each raises :class:`PacsError` for anything that went wrong.
 """
 
 from __future__ import annotations
@@ -21,10 +22,9 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import pydicom
-import requests
 
 from medseg.io.atomic import atomic_path
 from medseg.pacs.config import PacsConfig, PacsError
@@ -52,58 +52,62 @@ class SendSummary:
     errors: list[str] = field(default_factory=list)
 
 
-def make_client(url: str, config: PacsConfig):
-    from dicomweb_client import DICOMwebClient
+class Transport(Protocol):
+    """What the loop needs of a PACS connection."""
 
-    session = requests.Session()
-    if config.auth:
-        session.auth = config.auth
-    client = DICOMwebClient(url, session=session, timeout=config.timeout_s)
-    client.set_http_retry_params(retry=False)  # attempts are counted (and logged) by send_results
-    return client
+    name: str  # where it goes, without credentials (send logs, pacs.json)
+
+    def query(self, query: StudyQuery) -> list[str]:
+        """StudyInstanceUIDs (as found; checked by :func:`query_studies`)."""
+
+    def retrieve(self, study_uid: str, save: Callable[[pydicom.Dataset], None]) -> None:
+        """Every instance of the study, each handed to ``save``."""
+
+    def store(self, ds: pydicom.Dataset) -> None:
+        """One instance; returns when the peer accepted it."""
+
+    def close(self) -> None:
+        """Release what is held (associations, sessions)."""
 
 
-def query_studies(client, query: StudyQuery) -> list[str]:
-    """StudyInstanceUIDs matching the query (each checked to be a UID: they name folders)."""
-    filters = {}
-    if query.date:
-        filters["StudyDate"] = query.date
-    if query.modality:
-        filters["ModalitiesInStudy"] = query.modality
+def is_uid(value: str) -> bool:
+    return bool(_UID.match(str(value))) and len(str(value)) <= 64
+
+
+def query_studies(transport: Transport, query: StudyQuery) -> list[str]:
+    """StudyInstanceUIDs matching the query, each checked to be a UID (they name folders)."""
     uids: list[str] = []
-    for uid in query.study_uids or [None]:
-        search = dict(filters, **({"StudyInstanceUID": uid} if uid else {}))
-        try:
-            found = client.search_for_studies(search_filters=search, limit=query.limit)
-        except requests.RequestException as exc:
-            raise PacsError(f"study query failed: {_describe(exc)}") from exc
-        for item in found:
-            value = item.get("0020000D", {}).get("Value", [""])[0]
-            if not _UID.match(str(value)) or len(value) > 64:
-                log.warning("ignoring a study with a malformed StudyInstanceUID")
-                continue
-            if value not in uids:
-                uids.append(value)
-    return uids
+    for value in transport.query(query):
+        if not is_uid(value):
+            log.warning("ignoring a study with a malformed StudyInstanceUID")
+        elif value not in uids:
+            uids.append(value)
+    return uids[:query.limit]
 
 
-def retrieve_study(client, study_uid: str, cache: Path) -> Path:
+def retrieve_study(transport: Transport, study_uid: str, cache: Path) -> Path:
     """The study's instances as files under ``cache/<study_uid>`` (fetched once)."""
     folder = Path(cache) / study_uid
     if (folder / ".complete").exists():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    try:
-        datasets = client.retrieve_study(study_uid)
-    except requests.RequestException as exc:
-        raise PacsError(f"retrieving study failed: {_describe(exc)}") from exc
-    for ds in datasets:
+    count = 0
+
+    def save(ds: pydicom.Dataset) -> None:
+        nonlocal count
         sop = str(ds.SOPInstanceUID)
-        if not _UID.match(sop):
+        if not is_uid(sop):
             raise PacsError("retrieved an instance with a malformed SOPInstanceUID")
+        if str(ds.StudyInstanceUID) != study_uid:
+            raise PacsError("retrieved an instance of another study")
         with atomic_path(folder / f"{sop}.dcm", suffix=".dcm") as temp:
             ds.save_as(temp, enforce_file_format=True)
-    (folder / ".complete").write_text(f"{len(datasets)} instances\n")
+        count += 1
+
+    transport.retrieve(study_uid, save)
+    if not count:
+        raise PacsError("the PACS returned no instance for the study")
+    (folder / ".complete").write_text(f"{count} instances\n")
     return folder
 
 
@@ -111,9 +115,9 @@ def result_files(study_dir: Path) -> list[Path]:
     return sorted({p for pattern in RESULT_GLOBS for p in Path(study_dir).glob(pattern)})
 
 
-def send_results(client, files: Sequence[Path], sendlog: SendLog, config: PacsConfig,
+def send_results(transport: Transport, files: Sequence[Path], sendlog: SendLog, config: PacsConfig,
                  sleep: Callable[[float], None] = time.sleep) -> SendSummary:
-    """STOW-RS each file not yet sent; bounded retries with exponential backoff; all recorded."""
+    """Store each file not yet sent; bounded retries with exponential backoff; all recorded."""
     summary = SendSummary()
     for path in files:
         try:
@@ -130,15 +134,11 @@ def send_results(client, files: Sequence[Path], sendlog: SendLog, config: PacsCo
         error = None
         for attempt in range(1, config.attempts + 1):
             try:
-                response = client.store_instances([ds], study_instance_uid=str(ds.StudyInstanceUID))
-                failed = getattr(response, "FailedSOPSequence", None) if response is not None else None
-                if failed:
-                    reason = failed[0].get("FailureReason", "?")
-                    raise PacsError(f"the PACS refused the instance (failure reason {reason})")
+                transport.store(ds)
                 error = None
                 break
-            except (requests.RequestException, PacsError) as exc:
-                error = _describe(exc)
+            except PacsError as exc:
+                error = str(exc)
                 log.warning("store %s: attempt %d/%d failed: %s", path.name, attempt, config.attempts, error)
                 if attempt < config.attempts:
                     sleep(config.backoff_s * 2 ** (attempt - 1))
@@ -149,11 +149,3 @@ def send_results(client, files: Sequence[Path], sendlog: SendLog, config: PacsCo
         else:
             summary.sent += 1
     return summary
-
-
-def _describe(exc: Exception) -> str:
-    """An error message without URLs' credentials or response bodies (which may hold patient data)."""
-    response = getattr(exc, "response", None)
-    if response is not None:
-        return f"HTTP {response.status_code} {response.reason}"
-    return f"{type(exc).__name__}: {str(exc)[:200]}"

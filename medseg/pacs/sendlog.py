@@ -1,7 +1,8 @@
 """The per-study send log: which result instances reached the PACS (JSON, written atomically).
 
 A rerun reads it and sends only instances not yet recorded as sent, so results are never stored
-twice; failures are recorded with their attempts and last error.
+twice to the same store; failures are recorded with their attempts and last error. Each entry
+names its store (a URL, or ``dimse://AE@HOST:PORT``).
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ class SendLog:
         return cls(path, study_uid, store_url)
 
     def sent(self, sop_uid: str) -> bool:
-        return self.instances.get(sop_uid, {}).get("status") == "sent"
+        """Recorded as sent to this log's store (a result sent elsewhere is sent again here)."""
+        entry = self.instances.get(sop_uid, {})
+        return entry.get("status") == "sent" and entry.get("store", self.store_url) == self.store_url
 
     def record(self, sop_uid: str, file: str, status: str, attempts: int, error: str | None = None) -> None:
         previous = self.instances.get(sop_uid, {})
         self.instances[sop_uid] = {
-            "file": file, "status": status, "attempts": previous.get("attempts", 0) + attempts,
+            "file": file, "status": status, "store": self.store_url,
+            "attempts": previous.get("attempts", 0) + attempts,
             "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **({"error": error} if error else {})}
         self.save()
