@@ -43,16 +43,6 @@ def default_models_dir() -> Path:
     return Path(str(files("medseg") / "models"))
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_contract(contract: dict, onnx_path: Path, expected_sha256: str | None) -> None:
     """Refuse a contract of an unknown major version, or a model file whose sha256 differs from
     the one its contract records (a model swapped or damaged after export).
@@ -66,7 +56,9 @@ def check_contract(contract: dict, onnx_path: Path, expected_sha256: str | None)
                          f"(this medseg reads {SUPPORTED_CONTRACT_MAJOR}.x)")
     if not expected_sha256:
         raise ModelError(f"{onnx_path.name}: its contract records no sha256")
-    actual = _sha256(onnx_path)
+    from medseg.io.atomic import sha256_file
+
+    actual = sha256_file(onnx_path)
     if actual != expected_sha256:
         raise ModelError(f"{onnx_path}: sha256 {actual[:12]}... differs from the contract's "
                          f"{expected_sha256[:12]}...: the model file is not the one the contract describes")

@@ -160,3 +160,14 @@ def check_output_file(path: str | os.PathLike) -> Path:
     except OutputError as exc:
         raise OutputError(f"cannot write {path}: {exc}") from exc
     return path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -7,7 +7,6 @@ damaged files as errors, and a scan never stops on one bad file.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from medseg.errors import CorruptFileError, InputError, MedsegError, NoImagesError
-from medseg.io.atomic import safe_name
+from medseg.io.atomic import safe_name, sha256_file
 from medseg.io.dicom_headers import (DEFAULT_LIMITS, FileHeader, NotDicom, NotImageDicom, ScanLimits,
                                      open_dataset, read_header)
 from medseg.io.dicom_stack import Stack, load_stack, split_series
@@ -323,14 +322,6 @@ def _name_shape(path: str) -> str:
     return _DIGITS.sub("#", os.path.basename(path))
 
 
-def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _same_pixels(a: str, b: str) -> bool:
     try:
         return bool(np.array_equal(open_dataset(a, pixels=True).pixel_array,
@@ -441,7 +432,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
             instance = (header.study_uid, header.sop_instance_uid)
             other = instances.get(instance)
             if other is not None:
-                if _file_digest(other.path) == _file_digest(path) or _same_pixels(other.path, path):
+                if sha256_file(other.path) == sha256_file(path) or _same_pixels(other.path, path):
                     why = f"duplicate of {other.path} (same SOP Instance UID and content)"
                     result.skipped.append((path, why))
                     result.files[path] = ("non-image", why)

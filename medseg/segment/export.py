@@ -7,7 +7,6 @@ any integrator (C++/C#/Node) read the same values from it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from dataclasses import asdict
@@ -18,7 +17,7 @@ import torch
 
 from medseg import __version__
 from medseg.config import from_dict
-from medseg.io.atomic import atomic_path, write_text_atomic
+from medseg.io.atomic import atomic_path, sha256_file, write_text_atomic
 from medseg.preprocess.normalize import NORMALIZATION
 from medseg.segment.data import CROP_TOP_TO_CENTRE_MM
 from medseg.segment.nets import build_model, size_multiple
@@ -54,11 +53,8 @@ def _git_commit() -> str:
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """sha256 of a model file (the value written into model.json)."""
+    return sha256_file(path)
 
 
 def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_attention_unet",
