@@ -34,3 +34,38 @@ def test_a_series_that_reuses_another_series_sop_uids_with_the_same_pixels_is_ke
     assert len(result.series) == 2, result.summary()
     for ref in result.series:
         assert ref.ok and ref.shape[2] == N, (ref.key, ref.shape, ref.problems)
+
+
+def test_listen_series_sent_over_two_associations_is_processed_again_whole(tmp_path):
+    """A console that sends a series over two associations: the first part is processed on the
+    first release; the new instances make the series pending again (all its files), while an
+    instance sent again does not."""
+    import json
+
+    from medseg.listen.node import Listener
+    from medseg.listen.spool import Spool
+
+    spool = Spool(tmp_path / "spool")
+    study, series = generate_uid(), generate_uid()
+    sops = [generate_uid() for _ in range(5)]
+    for sop in sops[:3]:
+        spool.store(study, series, sop, b"x", association=1)
+    (first,) = spool.association_ended(1, released=True)
+    Spool.mark_processed(first.folders[0], {"status": "ok"})
+    spool.store(study, series, sops[0], b"x", association=2)  # sent again: nothing new
+    assert spool.association_ended(2, released=True) == []
+    for sop in sops[3:]:
+        spool.store(study, series, sop, b"x", association=3)
+    (second,) = spool.association_ended(3, released=True)
+    assert second.folders == first.folders and len(list(second.folders[0].glob("*.dcm"))) == 5
+
+    # the earlier result of that series is replaced, not listed beside the new one
+    out = tmp_path / "out"
+    (out / "0001_loc").mkdir(parents=True)
+    (out / "other").mkdir()
+    (out / "study.json").write_text(json.dumps({"series": [
+        {"key": "k1", "status": "ok", "result": "0001_loc/result.json"},
+        {"key": "k2", "status": "ok", "result": "other/result.json"}]}))
+    Listener._drop_replaced(out, {"k1"})
+    assert [s["key"] for s in json.loads((out / "study.json").read_text())["series"]] == ["k2"]
+    assert not (out / "0001_loc").exists() and (out / "other").exists()
