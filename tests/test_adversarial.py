@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pydicom
 from pydicom.uid import generate_uid
 
@@ -69,3 +70,23 @@ def test_listen_series_sent_over_two_associations_is_processed_again_whole(tmp_p
     Listener._drop_replaced(out, {"k1"})
     assert [s["key"] for s in json.loads((out / "study.json").read_text())["series"]] == ["k2"]
     assert not (out / "0001_loc").exists() and (out / "other").exists()
+
+
+def test_dask_shutdown_chatter_is_not_printed_without_verbose(caplog):
+    """distributed logs a CommClosedError traceback at INFO while a LocalCluster stops; with
+    medseg's default level (INFO) or -q it must not reach stderr."""
+    import logging
+
+    pytest.importorskip("distributed")
+    import distributed  # noqa: F401  (sets its loggers' levels on import)
+
+    from medseg.batch.dask_engine import _quiet_dask_logs
+
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.INFO)
+    try:
+        _quiet_dask_logs()
+        assert not logging.getLogger("distributed.batched").isEnabledFor(logging.INFO)
+    finally:
+        root.setLevel(old)
