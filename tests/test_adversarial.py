@@ -90,3 +90,19 @@ def test_dask_shutdown_chatter_is_not_printed_without_verbose(caplog):
         assert not logging.getLogger("distributed.batched").isEnabledFor(logging.INFO)
     finally:
         root.setLevel(old)
+
+
+def test_per_series_commands_report_a_damaged_or_other_modality_series_as_failed(tmp_path, caplog):
+    """`medseg preprocess` (as segment/position) on a good series beside a damaged one and a CT:
+    the others fail by name and the exit status says partial, never 0."""
+    from medseg.cli import main
+
+    study = generate_uid()
+    _series(tmp_path / "in" / "good", study_uid=study, SeriesNumber=1)
+    bad = _series(tmp_path / "in" / "bad", study_uid=study, SeriesNumber=2)
+    bad[3].write_bytes(bad[3].read_bytes()[:-100])
+    _series(tmp_path / "in" / "ct", study_uid=study, SeriesNumber=3, Modality="CT")
+    code = main(["preprocess", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--no-skullstrip", "--fast"])
+    assert code == 1
+    errors = " ".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert "CorruptFileError" in errors and "modality CT" in errors
