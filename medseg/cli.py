@@ -109,6 +109,9 @@ def cmd_stitch(args: argparse.Namespace) -> int:
 
     result = scan(args.inputs, show_progress=not args.quiet)
     refs = result.series
+    broken = [r for r in refs if not r.ok]  # a damaged station is never left out silently
+    for ref in broken:
+        log.error("%s (%s): %s", ref.name, type(ref.error).__name__, _one_line(ref.error))
     if args.series:
         wanted = set(args.series)
         refs = [r for r in refs if {r.key, r.series_uid, str(r.series_number)} & wanted]
@@ -129,7 +132,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
                             intensity=args.intensity, blend=args.blend, device=args.device,
                             backend="auto" if args.device == "auto" else
                             ("sitk" if args.device == "cpu" else "torch"))
-    failures = 0
+    failures, done = len(broken), 0
     for number, members in enumerate(sets, start=1):
         out = args.output if len(sets) == 1 else args.output / f"set{number:02d}"
         try:
@@ -144,7 +147,8 @@ def cmd_stitch(args: argparse.Namespace) -> int:
                      station.description, station.correction_mm, station.gain, station.registration)
         for path in paths.values():
             print(path)
-    return EXIT_FAILED if failures == len(sets) else EXIT_PARTIAL if failures else EXIT_OK
+        done += 1
+    return EXIT_FAILED if not done else EXIT_PARTIAL if failures else EXIT_OK
 
 
 def _one_line(exc: BaseException) -> str:

@@ -106,3 +106,13 @@ def test_per_series_commands_report_a_damaged_or_other_modality_series_as_failed
     assert code == 1
     errors = " ".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     assert "CorruptFileError" in errors and "modality CT" in errors
+
+
+def test_stitch_names_a_damaged_series_instead_of_only_finding_no_set(tmp_path, caplog):
+    from medseg.cli import main
+
+    bad = _series(tmp_path / "in" / "bad")
+    bad[2].write_bytes(bad[2].read_bytes()[:-100])
+    assert main(["stitch", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 2
+    errors = " ".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert "CorruptFileError" in errors, errors
