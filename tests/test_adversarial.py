@@ -116,3 +116,15 @@ def test_stitch_names_a_damaged_series_instead_of_only_finding_no_set(tmp_path, 
     assert main(["stitch", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 2
     errors = " ".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     assert "CorruptFileError" in errors, errors
+
+
+def test_series_without_study_uid_are_not_merged_into_one_study(tmp_path):
+    """Two patients' series that both lack StudyInstanceUID must not become one study."""
+    for name in ("p1", "p2"):
+        for path in _series(tmp_path / name, PatientID=name):
+            ds = pydicom.dcmread(path)
+            del ds.StudyInstanceUID
+            ds.save_as(path)
+    result = scan(tmp_path)
+    assert len(result.studies) == 2 and all(len(s.series) == 1 for s in result.studies)
+    assert all(ref.ok and ref.shape[2] == N for ref in result.series)

@@ -439,6 +439,9 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
             record_damage(path, f"{path}: unreadable DICOM header ({type(exc).__name__})", None)
             continue
         series_uid = header.series_uid or f"no-series-uid:{os.path.dirname(path)}"
+        if not header.study_uid:  # no StudyInstanceUID: a study of its own per series, so that the
+            # series of several patients never meet in one study (nor in one spine set)
+            header.study_uid = "no-study-uid-" + hashlib.sha1(series_uid.encode()).hexdigest()[:16]
         if header.sop_instance_uid:
             instance = (header.study_uid, header.sop_instance_uid)
             other = instances.get(instance)
