@@ -128,3 +128,20 @@ def test_series_without_study_uid_are_not_merged_into_one_study(tmp_path):
     result = scan(tmp_path)
     assert len(result.studies) == 2 and all(len(s.series) == 1 for s in result.studies)
     assert all(ref.ok and ref.shape[2] == N for ref in result.series)
+
+
+def test_two_repeats_of_one_acquisition_are_not_a_spine_set(tmp_path):
+    """Two series with the same geometry (one acquisition sent twice, a repeat) cover no more
+    than one of them: composing them would be a wrong success."""
+    from medseg.spine.stations import find_station_sets
+
+    study = generate_uid()
+    iop, ipps, pixel = oblique_geometry(n=N)
+    rng = np.random.default_rng(3)
+    for number in (1, 2):
+        slices = [rng.integers(0, 3000, size=(24, 20)).astype(np.int16) for _ in range(N)]
+        write_series(tmp_path / str(number), slices, ipps, [0, 1, 0, 0, 0, -1], pixel, study_uid=study,
+                     SeriesNumber=number, SeriesDescription="sag t2")
+    result = scan(tmp_path)
+    assert len(result.series) == 2 and all(r.ok for r in result.series), result.summary()
+    assert find_station_sets(result.series) == []
