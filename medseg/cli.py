@@ -109,6 +109,9 @@ def cmd_stitch(args: argparse.Namespace) -> int:
 
     result = scan(args.inputs, show_progress=not args.quiet)
     refs = result.series
+    broken = [r for r in refs if not r.ok]  # a damaged station is never left out silently
+    for ref in broken:
+        log.error("%s (%s): %s", ref.name, type(ref.error).__name__, _one_line(ref.error))
     if args.series:
         wanted = set(args.series)
         refs = [r for r in refs if {r.key, r.series_uid, str(r.series_number)} & wanted]
@@ -129,7 +132,7 @@ def cmd_stitch(args: argparse.Namespace) -> int:
                             intensity=args.intensity, blend=args.blend, device=args.device,
                             backend="auto" if args.device == "auto" else
                             ("sitk" if args.device == "cpu" else "torch"))
-    failures = 0
+    failures, done = len(broken), 0
     for number, members in enumerate(sets, start=1):
         out = args.output if len(sets) == 1 else args.output / f"set{number:02d}"
         try:
@@ -144,7 +147,8 @@ def cmd_stitch(args: argparse.Namespace) -> int:
                      station.description, station.correction_mm, station.gain, station.registration)
         for path in paths.values():
             print(path)
-    return EXIT_FAILED if failures == len(sets) else EXIT_PARTIAL if failures else EXIT_OK
+        done += 1
+    return EXIT_FAILED if not done else EXIT_PARTIAL if failures else EXIT_OK
 
 
 def _one_line(exc: BaseException) -> str:
@@ -181,23 +185,37 @@ def _run_per_series(args, work, select=_brain_series) -> int:
     from medseg.io import scan
 
     result = scan(args.inputs, show_progress=not args.quiet)
-    refs = list(select(result))
+    # a damaged or invalid series (or another modality) is a failure of its own, never left out
+    # silently; the others still run
+    failures = 0
+    for ref in result.series:
+        if not ref.ok:
+            failures += 1
+            log.error("%s (%s): %s", ref.name, type(ref.error).__name__, _one_line(ref.error))
+    refs = []
+    for ref in select(result):
+        if ref.kind == "dicom" and ref.modality and ref.modality.upper() != "MR":
+            failures += 1
+            log.error("%s: modality %s (medseg handles MR)", ref.name, ref.modality)
+        else:
+            refs.append(ref)
     if not refs:
         log.error("no usable image series found under %s", ", ".join(map(str, args.inputs)))
         return EXIT_FAILED
     from medseg.io.atomic import unique_names
 
-    failures = 0
+    done = 0
     names = unique_names([(ref.name, ref.key) for ref in refs])
     for ref, name in zip(refs, names):
         out = args.output if len(refs) == 1 else args.output / name
         try:
             for path in work(ref, ref.load(), out):
                 print(path)
+            done += 1
         except Exception as exc:  # one series' failure (or bug) is reported; the others go on
             failures += 1
             log.error("%s (%s): %s", name, type(exc).__name__, _one_line(exc))
-    return EXIT_FAILED if failures == len(refs) else EXIT_PARTIAL if failures else EXIT_OK
+    return EXIT_FAILED if failures and not done else EXIT_PARTIAL if failures else EXIT_OK
 
 
 def cmd_segment(args: argparse.Namespace) -> int:

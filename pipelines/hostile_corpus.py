@@ -159,6 +159,15 @@ def build(root: Path) -> dict[str, str]:
     folder.mkdir(parents=True)
     nib.save(nib.Nifti1Image(np.zeros((0, 0, 0), np.float32), np.eye(4)), folder / "empty.nii.gz")
 
+    folder, uid = case("sop_uids_reused_by_second_series", "ok")  # both series must be positioned
+    first = base_localizer(folder / "a", uid, series_number=1)
+    second = base_localizer(folder / "b", uid, series_number=2, description="copy")
+    for a, b in zip(first, second):
+        edit(b, SOPInstanceUID=pydicom.dcmread(a, stop_before_pixels=True).SOPInstanceUID)
+    folder, _ = case("no_study_uid", "ok")
+    for path in base_localizer(folder, generate_uid()):
+        edit(path, StudyInstanceUID=None)
+
     special = root / "special_files"
     special.mkdir()
     os.mkfifo(special / "fifo")
@@ -222,6 +231,8 @@ def main() -> int:
         name = case_of.get(study_json.parent.name, f"unknown:{study_json.parent.name}")
         by_case.setdefault(name, []).append(data.get("status", "?"))
         outputs = [row.get("result") for row in data.get("series", []) if row.get("status") == "ok"]
+        if name == "sop_uids_reused_by_second_series" and len(outputs) != 2:
+            problems.append(f"{name}: {len(outputs)} of 2 series positioned (a series vanished)")
         if len(set(outputs)) != len(outputs):
             problems.append(f"{name}: two series wrote into one output folder (a result was lost)")
     print(f"{'case':40s} {'expected':>9s} {'got':>12s}")

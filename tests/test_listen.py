@@ -184,8 +184,13 @@ def test_series_complete_on_release_or_after_the_quiet_period(tmp_path):
     (batch,) = quiet.due(time.monotonic() + 1.5)
     assert batch.folders[0].parent.parent == tmp_path / "q"  # a malformed UID never becomes a path
     Spool.mark_processed(batch.folders[0], {"status": "ok"})
-    quiet.store("../../evil", "1.2.3.4", "1.2.3.4.2", b"y", association=3)
+    quiet.store("../../evil", "1.2.3.4", "1.2.3.4.1", b"x", association=3)  # sent again
     assert quiet.pending() == 0 and quiet.leftovers() == []
+    quiet.store("../../evil", "1.2.3.4", "1.2.3.4.2", b"y", association=3)  # new: processed again
+    assert quiet.pending() == 1
+    (again,) = quiet.due(time.monotonic() + 1.5)
+    assert again.folders == batch.folders
+    Spool.mark_processed(again.folders[0], {"status": "ok"})
     quiet.store("1.5", "1.5.1", "1.5.1.1", b"x", association=3)
     restarted = Spool(tmp_path / "q", complete_on="quiet")
     assert [b.study_uid for b in restarted.leftovers()] == ["1.5"]

@@ -193,6 +193,15 @@ def job_script(kind: Literal["slurm", "pbs"], options: DaskOptions) -> str:
         cluster.close()
 
 
+def _quiet_dask_logs() -> None:
+    """distributed sets its loggers to INFO when imported, past medseg's -q and default level;
+    its chatter, including the tracebacks of connections closed while a cluster stops
+    (logged at INFO), is shown only with -v."""
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        for name in ("distributed", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, show_progress: bool = True
              ) -> dict:
     """Run ``studies`` ((Study, key, folder id) from the client's header scan) on a Dask cluster.
@@ -211,6 +220,7 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
     from medseg.batch.run import record_engine_failure
     from medseg.progress import progress
 
+    _quiet_dask_logs()
     cluster, address = _make_cluster(dask)
     started = time.perf_counter()
     per_worker: Counter[str] = Counter()

@@ -7,6 +7,7 @@ damaged files as errors, and a scan never stops on one bad file.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -381,6 +382,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     # series (dcm2niix splits those too).
     series: dict[tuple[str, str, int | None], list[FileHeader]] = defaultdict(list)
     instances: dict[tuple[str, str], FileHeader] = {}  # (study, SOP UID) -> first header
+    other_series: dict[tuple[str, str], tuple[str, int | None]] = {}  # (study, SOP UID) -> its series
     conflicts: dict[tuple[str, str], list[str]] = defaultdict(list)  # (study, series) -> reasons
     nifti_refs: list[SeriesRef] = []
     damaged: dict[tuple, list[tuple[str, str]]] = defaultdict(list)  # (study, series) -> (file, SOP UID)
@@ -428,21 +430,29 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
         except Exception as exc:  # a damaged header must not stop the scan
             record_damage(path, f"{path}: unreadable DICOM header ({type(exc).__name__})", None)
             continue
+        series_uid = header.series_uid or f"no-series-uid:{os.path.dirname(path)}"
+        if not header.study_uid:  # no StudyInstanceUID: a study of its own per series, so that the
+            # series of several patients never meet in one study (nor in one spine set)
+            header.study_uid = "no-study-uid-" + hashlib.sha1(series_uid.encode()).hexdigest()[:16]
         if header.sop_instance_uid:
             instance = (header.study_uid, header.sop_instance_uid)
             other = instances.get(instance)
             if other is not None:
-                if sha256_file(other.path) == sha256_file(path) or _same_pixels(other.path, path):
+                identical = sha256_file(other.path) == sha256_file(path) or _same_pixels(other.path, path)
+                same_series = other_series[instance] == (series_uid, header.series_number)
+                if identical and same_series:
                     why = f"duplicate of {other.path} (same SOP Instance UID and content)"
                     result.skipped.append((path, why))
                     result.files[path] = ("non-image", why)
                     continue
-                conflicts[(header.study_uid, header.series_uid)].append(
-                    f"{path} and {other.path} share SOP Instance UID {header.sop_instance_uid} but "
-                    "hold different images")
+                if not identical:
+                    conflicts[(header.study_uid, header.series_uid)].append(
+                        f"{path} and {other.path} share SOP Instance UID {header.sop_instance_uid} but "
+                        "hold different images")
+                # identical pixels in another series of the study (a re-export): kept there too
             else:
                 instances[instance] = header
-        series_uid = header.series_uid or f"no-series-uid:{os.path.dirname(path)}"
+                other_series[instance] = (series_uid, header.series_number)
         series[(header.study_uid, series_uid, header.series_number)].append(header)
 
     by_study: dict[str, list[SeriesRef]] = defaultdict(list)

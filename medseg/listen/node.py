@@ -205,6 +205,7 @@ class Listener:
             record = process_study(study, work, RunOptions(n4=self.options.n4, quiet=True), self.segmenter,
                                    self.stripper)
             sid = study_id(study)
+            self._drop_replaced(self.output / sid, {s.get("key") for s in record.series if s.get("key")})
             series = self._merge(work / sid, self.output / sid)
             latency = time.monotonic() - batch.last_arrival if batch.last_arrival else None
             entry = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": batch.files,
@@ -235,6 +236,24 @@ class Listener:
                 send_results(study, self.output / study_id(study), self.options.send_to,
                              calling_ae=self.options.ae_title)
         return entries
+
+    @staticmethod
+    def _drop_replaced(folder: Path, keys: set[str]) -> None:
+        """Remove the earlier results of series processed again (a series that received new
+        instances after it was processed): their entries in study.json and their output folders."""
+        path = folder / "study.json"
+        if not keys or not path.exists():
+            return
+        data = json.loads(path.read_text())
+        kept = []
+        for entry in data.get("series", []):
+            if entry.get("key") not in keys:
+                kept.append(entry)
+                continue
+            for name in {str(entry.get(k, "")).partition("/")[0] for k in ("qc", "result")} - {""}:
+                shutil.rmtree(folder / name, ignore_errors=True)
+        data["series"] = kept
+        write_text_atomic(path, json.dumps(data, indent=2))
 
     @staticmethod
     def _merge(built: Path, target: Path) -> list[dict]:

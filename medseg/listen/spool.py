@@ -4,7 +4,9 @@ Layout: ``SPOOL/<study>/<series>/<sop instance>.dcm``. Each folder name is the U
 a well-formed UID (digits and dots), else a hash of it: no free DICOM text reaches the file system.
 A file is written to a temporary name beside its target and renamed, so a series folder never
 holds a partial file. A series that has been processed gets a ``.processed`` marker (JSON): it is
-never processed again by accident, neither after late instances nor after a restart.
+never processed again by accident, neither after instances sent again nor after a restart; a new
+instance arriving after it was processed (a series sent over several associations) removes the
+marker, and the series is processed again with all its instances.
 
 Completion (``complete_on``):
 - ``"association"``: the series that an association delivered are complete when it is released;
@@ -98,14 +100,21 @@ class Spool:
     def store(self, study_uid: str, series_uid: str, sop_uid: str, data: bytes, association: int) -> Path:
         """Write one received file (``data``: a whole DICOM file) and note its arrival."""
         folder = self.root / uid_folder(study_uid) / uid_folder(series_uid)
+        resent = (folder / f"{uid_folder(sop_uid)}.dcm").exists()
         target = write_bytes_atomic(folder / f"{uid_folder(sop_uid)}.dcm", data)
         with self._lock:
             if (folder / MARKER).exists():
-                if folder not in self._late:
-                    self._late.add(folder)
-                    log.warning("series %s was already processed: late instances are kept in the spool "
-                                "and not processed again", series_uid)
-                return target
+                if resent:  # an instance it already had: the series is not processed twice
+                    if folder not in self._late:
+                        self._late.add(folder)
+                        log.warning("series %s was already processed: instances sent again are kept in "
+                                    "the spool and not processed again", series_uid)
+                    return target
+                # a new instance: the series was processed incomplete; it is processed again, whole
+                log.warning("series %s received a new instance after it was processed: it will be "
+                            "processed again with all its instances", series_uid)
+                (folder / MARKER).unlink(missing_ok=True)
+                self._late.discard(folder)
             state = self._pending.setdefault(folder, SeriesState(study_uid, series_uid, folder))
             state.files += 1
             state.last_arrival = time.monotonic()

@@ -71,7 +71,10 @@ def find_station_sets(series: Sequence[SeriesRef], *, min_overlap_mm: float = 0.
         current = [members[0]]
         for previous, member in zip(members, members[1:]):
             gap = extents[id(member)][1] - extents[id(previous)][0]  # >0: they overlap
-            if gap >= min_overlap_mm - max_gap_mm and gap > -max_gap_mm:
+            # a station reaches further down than the one above it; a series covering the same
+            # range (a repeat of one acquisition) is no further station
+            extends = extents[id(member)][0] < extents[id(previous)][0] - 1.0
+            if gap >= min_overlap_mm - max_gap_mm and gap > -max_gap_mm and extends:
                 current.append(member)
             else:
                 if len(current) > 1:
