@@ -99,6 +99,13 @@ def build(root: Path) -> dict[str, str]:
     ds.PixelData = array.tobytes()
     ds.save_as(folder / "altered.dcm")
 
+    folder, uid = case("missing_last_slice_declared", "failed")
+    files = base_localizer(folder, uid)
+    for path in files:
+        edit(path, ImagesInAcquisition=str(len(files)), AcquisitionNumber="1")
+    last = max(files, key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber))
+    last.unlink()  # no gap is left: only the declared count shows it
+
     folder, uid = case("missing_slice", "failed")
     files = base_localizer(folder, uid)
     files[2].unlink()

@@ -276,3 +276,33 @@ def test_native_pixels_read_directly_equal_pydicom(tmp_path):
         assert layout is not None
         ours, theirs = layout.read(str(path)), open_dataset(str(path), pixels=True).pixel_array
         assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
+def test_a_series_short_of_its_declared_images_is_incomplete(tmp_path):
+    """ImagesInAcquisition catches what geometry cannot: the last slice missing, or one file of a
+    series given alone."""
+    paths = _series(tmp_path / "s", ImagesInAcquisition=N, AcquisitionNumber=1)
+    _, ref = _only_series(tmp_path / "s")
+    assert ref.ok and ref.shape[2] == N
+    last = max(paths, key=lambda p: pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber)
+    last.unlink()
+    _, ref = _only_series(tmp_path / "s")
+    with pytest.raises(InconsistentSeriesError, match=f"holds {N - 1} of the {N} images"):
+        ref.load()
+    _, ref = _only_series(paths[0])
+    assert not ref.ok
+
+
+def test_real_ge_localizer_without_its_last_sagittal_slice_is_refused(tmp_path):
+    from tests.conftest import data_path
+
+    source = data_path("dicom", "ge-3plane-localizer", "01_3_Plane_Localizer_FF")
+    shutil.copytree(source, tmp_path / "ge")
+    result = scan(tmp_path / "ge")
+    assert all(ref.ok for ref in result.series)
+    sagittal = next(ref for ref in result.series if ref.label == "sag")
+    edge = sagittal._stack.frames[-1].path  # the last slice along the normal: no gap is left
+    os.unlink(edge)
+    result = scan(tmp_path / "ge")
+    assert all(not ref.ok for ref in result.series)
+    assert "ImagesInAcquisition" in str(next(r for r in result.series if r.label == "sag").error)

@@ -90,6 +90,8 @@ class FileHeader:
     frames: list[Frame]
     body_part: str = ""
     study_attributes: dict[str, Any] = field(repr=False, default_factory=dict)
+    acquisition_number: int | None = None
+    images_in_acquisition: int | None = None  # (0020,1002), when the scanner writes it
 
 
 class NotDicom(Exception):
@@ -653,4 +655,6 @@ def read_header(path: str, *, philips_precise: bool = True, limits: ScanLimits =
         frames=frames,
         body_part=str(ds.get("BodyPartExamined", "") or "").upper(),
         study_attributes=study_attributes,
+        acquisition_number=_int(ds.get("AcquisitionNumber")),
+        images_in_acquisition=_int(ds.get("ImagesInAcquisition")),
     )

@@ -456,8 +456,13 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
         series[(header.study_uid, series_uid, header.series_number)].append(header)
 
     by_study: dict[str, list[SeriesRef]] = defaultdict(list)
-    for (study_uid, _, _), headers in series.items():
-        by_study[study_uid].extend(_series_refs(headers, limits))
+    for (study_uid, series_uid, _), headers in series.items():
+        refs = _series_refs(headers, limits)
+        missing = _missing_images(headers)
+        if missing:
+            for ref in refs:
+                _flag_inconsistent(ref, missing)
+        by_study[study_uid].extend(refs)
     # A damaged copy of an instance that is also present intact does not make a series incomplete.
     intact = {key for key in instances}
     all_refs = [ref for refs in by_study.values() for ref in refs]
@@ -526,6 +531,25 @@ def _attribute_orphans(refs: list[SeriesRef], orphans: list[tuple[str, str, bool
             result.files[path] = ("damaged", reason)
         for ref in owners:
             damaged[(ref.study_uid, ref.series_uid)].append((path, ""))
+
+
+def _missing_images(headers: list[FileHeader]) -> str | None:
+    """Why a series holds fewer images than its acquisition declares (ImagesInAcquisition,
+    counted per AcquisitionNumber in frames, so mosaics and multi-frame files count their images),
+    or None. This catches what geometry cannot: a localizer given without its last slices, or a
+    single file of a series."""
+    declared: dict[int | None, set[int]] = defaultdict(set)
+    held: dict[int | None, int] = defaultdict(int)
+    for header in headers:
+        held[header.acquisition_number] += len(header.frames)
+        if header.images_in_acquisition:
+            declared[header.acquisition_number].add(header.images_in_acquisition)
+    for acquisition, values in declared.items():
+        if len(values) == 1 and held[acquisition] < next(iter(values)):
+            return (f"holds {held[acquisition]} of the {next(iter(values))} images its acquisition "
+                    f"{acquisition if acquisition is not None else ''} declares (ImagesInAcquisition): "
+                    "the series is incomplete")
+    return None
 
 
 def _flag_inconsistent(ref: SeriesRef, reason: str) -> None:
