@@ -88,50 +88,26 @@ class MedsegWorkerPlugin(WorkerPlugin):
         self.device, self.precision, self.skull_strip, self.threads = device, precision, skull_strip, threads
 
     def setup(self, worker) -> None:  # noqa: D401 - Dask's hook
-        worker.medseg_models = _load_models(self.device, self.precision, self.skull_strip, self.threads)
+        from medseg.batch.run import load_models
+
+        worker.medseg_models = load_models(self.device, self.precision, self.skull_strip, self.threads)
 
     def teardown(self, worker) -> None:
         worker.medseg_models = None
-
-
-def _load_models(device: str, precision: str, skull_strip: bool, threads: int = 0):
-    """(segmenter, stripper, error): the stripper is None when skull stripping is off or its
-    model fails to load (brain masks left out, as in the local engine). ``threads`` bounds
-    onnxruntime's threads, so that the workers of one node do not oversubscribe its cores."""
-    from medseg.infer.runtime import load_runtime
-    from medseg.segment.infer import CCSegmenter
-
-    try:
-        segmenter = CCSegmenter(load_runtime("cc_attention_unet", device=device, precision=precision,
-                                             threads=threads))
-    except MedsegError as exc:
-        return None, None, str(exc)
-    stripper = None
-    if skull_strip:
-        from medseg.preprocess.skullstrip import SkullStripper
-
-        try:
-            from medseg.preprocess.skullstrip import MODEL_NAME
-
-            stripper = SkullStripper(load_runtime(MODEL_NAME, device=device, precision=precision,
-                                                  threads=threads))
-        except MedsegError as exc:
-            log.error("cannot load the skull-stripping model (brain masks left out): %s", exc)
-    return segmenter, stripper, None
 
 
 def _study_task(item, output: str, options) -> dict:
     """Run one study on a worker; returns its study.json content plus the worker's address."""
     from distributed import get_worker
 
-    from medseg.batch.run import process_study
+    from medseg.batch.run import load_models, process_study
 
     study, key, sid = item
     worker = get_worker()
     models = getattr(worker, "medseg_models", None)
     if models is None:  # the plugin did not run (e.g. an old worker): load once now
-        models = worker.medseg_models = _load_models(options.device, options.precision, options.skull_strip)
-    segmenter, stripper, _ = models
+        models = worker.medseg_models = load_models(options.device, options.precision, options.skull_strip)
+    segmenter, stripper = models
     started = time.perf_counter()
     record = process_study(study, Path(output), options, segmenter, stripper, sid=sid, key=key)
     return {"study_id": record.study_id, "status": record.status, "worker": worker.address,

@@ -216,6 +216,12 @@ class StudyRecord:
     def add(self, **entry) -> None:
         self.series.append(entry)
 
+    @classmethod
+    def from_json(cls, sid: str, data: dict, *, resumed: bool = False) -> "StudyRecord":
+        """The record of a study.json written earlier (by an earlier run or by a worker)."""
+        return cls(sid, status=data["status"], series=data["series"], seconds=data.get("seconds", {}),
+                   resumed=resumed)
+
 
 @dataclass
 class _Prepared:
@@ -408,17 +414,52 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, strip
     except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
         record.add(**_error_entry("*", "internal", exc))
     record.status = study_status([s["status"] for s in record.series])
+    _finish_study(partial, output, record, key)
+    return record
+
+
+def _finish_study(partial: Path, output: Path, record: StudyRecord, key: str) -> None:
+    """Write the record's study.json (fsync) into ``partial``, flush the folder and rename it into
+    ``OUT/<id>``; on any failure the partial folder is removed.
+
+    Raises:
+        OSError: the study folder could not be written.
+    """
     try:
         write_text_atomic(partial / "study.json", json.dumps(
-            {"schema": "medseg.study/1", "study_id": sid, "study_key": key_digest(key),
+            {"schema": "medseg.study/1", "study_id": record.study_id, "study_key": key_digest(key),
              "status": record.status, "series": record.series,
              "seconds": {k: round(v, 3) for k, v in record.seconds.items()}}, indent=2), durable=True)
         fsync_tree(partial)
-        _move_into_place(partial, output / sid)
+        _move_into_place(partial, output / record.study_id)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return record
+
+
+def load_models(device: str, precision: str, skull_strip: bool, threads: int = 0):
+    """(CC segmenter, skull stripper) for a run; either is None when its model cannot be loaded
+    (logged: brain series then fail with ModelError, or get no brain mask). The stripper is None
+    too when skull stripping is off or there is no segmenter. ``threads`` bounds onnxruntime's
+    threads (0: its default), so that several workers of one node do not oversubscribe it."""
+    from medseg.infer.runtime import load_runtime
+    from medseg.preprocess.skullstrip import MODEL_NAME, SkullStripper
+    from medseg.segment.infer import CCSegmenter
+
+    try:
+        segmenter = CCSegmenter(load_runtime("cc_attention_unet", device=device, precision=precision,
+                                             threads=threads))
+    except MedsegError as exc:
+        log.error("cannot load the CC model: %s", exc)
+        return None, None
+    if not skull_strip:
+        return segmenter, None
+    try:
+        return segmenter, SkullStripper(load_runtime(MODEL_NAME, device=device, precision=precision,
+                                                     threads=threads))
+    except MedsegError as exc:
+        log.error("cannot load the skull-stripping model (brain masks left out): %s", exc)
+        return segmenter, None
 
 
 def process_study(study: Study, output: Path, options: RunOptions, segmenter, stripper=None, *,
@@ -445,10 +486,7 @@ def record_engine_failure(study: Study, output: Path, reason: str, *, sid: str, 
     partial = output / f".partial-{sid}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    write_text_atomic(partial / "study.json", json.dumps(
-        {"schema": "medseg.study/1", "study_id": sid, "study_key": key_digest(key), "status": "failed",
-         "series": record.series, "seconds": {}}, indent=2), durable=True)
-    _move_into_place(partial, output / sid)
+    _finish_study(partial, output, record, key)
     return record
 
 
@@ -555,8 +593,7 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
             data = read_study(output / sid / "study.json")
             if data is not None and data.get("study_key") == key_digest(key) and (
                     data["status"] in FINISHED or options.resume_skip_failed):
-                records.append(StudyRecord(sid, status=data["status"], series=data["series"],
-                                           seconds=data.get("seconds", {}), resumed=True))
+                records.append(StudyRecord.from_json(sid, data, resumed=True))
                 continue
         todo.append((study, key, sid))
     engine_report = None
@@ -568,23 +605,12 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         for _, _, sid in todo:
             data = read_study(output / sid / "study.json")
             if data is not None:
-                records.append(StudyRecord(sid, status=data["status"], series=data["series"],
-                                           seconds=data.get("seconds", {})))
+                records.append(StudyRecord.from_json(sid, data))
         todo = []
     # the networks are loaded only when a study has series for them (spine-only runs need none)
-    if stop.signum is None and any(route_study(study).brain for study, _, _ in todo):
-        try:
-            segmenter = CCSegmenter(device=options.device, precision=options.precision)
-        except MedsegError as exc:
-            log.error("cannot load the CC model: %s", exc)
     stripper = None
-    if todo and segmenter is not None and options.skull_strip:
-        from medseg.preprocess.skullstrip import SkullStripper
-
-        try:
-            stripper = SkullStripper(device=options.device, precision=options.precision)
-        except MedsegError as exc:
-            log.error("cannot load the skull-stripping model (brain masks left out): %s", exc)
+    if stop.signum is None and any(route_study(study).brain for study, _, _ in todo):
+        segmenter, stripper = load_models(options.device, options.precision, options.skull_strip)
     batcher = None
     if segmenter is not None and options.jobs > 1:
         from medseg.infer.batching import DynamicBatcher
@@ -599,17 +625,11 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         study, key, sid = item
         if stop.signum is not None:
             return None  # stopped before this study started: left for --resume
-        prepared = None
         try:
-            prepared = _prepare(study, options.n4, budget)
-            return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key,
-                              dicom_out=options.dicom_out)
+            return process_study(study, output, options, segmenter, stripper, sid=sid, key=key, budget=budget)
         except Exception as exc:  # the study folder could not be written, or a bug before it
             log.error("study %s: %s", sid, os_error_message(exc) if isinstance(exc, OSError) else exc)
             return _failed_record(sid, exc, "outputs" if isinstance(exc, OSError) else "internal")
-        finally:
-            if prepared is not None:
-                budget.release(prepared.reserved)
 
     # Each study runs whole (load, N4, networks, outputs) in one of --jobs workers, so decoding and
     # N4 of some studies overlap the network calls of others; with several workers their planes
