@@ -71,12 +71,7 @@ def _write_brain(folder: Path, head: Volume, pitch_deg: float, number: int) -> N
     mask = np.asarray(head.array) > 0.1 * np.percentile(head.array, 99)
     centre = head.world_coordinates(np.argwhere(mask)).mean(axis=0)
     # localizer: 5 slabs of 5 mm, the middle one 1 mm off the midline
-    fine = _scan_pitched(head, (256, 256, 25), (1.0, 1.0, 1.0), centre + [1.0, 0, 0], pitch_deg)
-    slabs = np.asarray(fine.array, dtype=np.float32).reshape(256, 256, 5, 5).mean(axis=3)
-    loc_affine = fine.affine.copy()
-    loc_affine[:3, 2] *= 5
-    loc_affine[:3, 3] = fine.world_coordinates([[0, 0, 2]])[0]
-    localizer = Volume(np.rint(slabs * 4).astype(np.int16), loc_affine, VolumeMeta(modality="MR", dicom=study))
+    localizer = scan_localizer(head, slices=5, thickness_mm=5.0, pitch_deg=pitch_deg, offset_mm=1.0, dicom=study)
     write_dicom_series(localizer, folder / "localizer", series_description=f"localizer sag 5mm pitch {pitch_deg:.0f}",
                        series_number=1)
     t1 = _scan_pitched(head, (150, 150, 110), (1.5, 1.5, 1.5), centre, pitch_deg)

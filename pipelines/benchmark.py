@@ -25,7 +25,7 @@ import numpy as np
 
 
 def make_studies(root: Path, n: int) -> None:
-    from medseg.demo import _scan_pitched
+    from medseg.demo import _scan_pitched, scan_localizer
     from medseg.examples import icbm152_head
     from medseg.io import write_dicom_series
     from medseg.volume import Volume, VolumeMeta
@@ -40,16 +40,13 @@ def make_studies(root: Path, n: int) -> None:
         pitch = -10 + 20 * i / max(n - 1, 1)
         for kind in ("localizer", "t1"):
             study = {"StudyInstanceUID": generate_uid(), "FrameOfReferenceUID": generate_uid()}
-            if kind == "localizer":
-                fine = _scan_pitched(head, (256, 256, 25), (1.0, 1.0, 1.0), centre, pitch)
-                array = np.asarray(fine.array, np.float32).reshape(256, 256, 5, 5).mean(axis=3)
-                affine = fine.affine.copy()
-                affine[:3, 2] *= 5
-                affine[:3, 3] = fine.world_coordinates([[0, 0, 2]])[0]
+            if kind == "localizer":  # 5 slabs of 5 mm centred on the head
+                volume = scan_localizer(head, slices=5, thickness_mm=5.0, pitch_deg=pitch, offset_mm=0.0,
+                                        dicom=study)
             else:
                 t1 = _scan_pitched(head, (176, 176, 150), (1.25, 1.25, 1.25), centre, pitch)
-                array, affine = np.asarray(t1.array), t1.affine
-            volume = Volume(np.rint(array * 4).astype(np.int16), affine, VolumeMeta(modality="MR", dicom=study))
+                volume = Volume(np.rint(np.asarray(t1.array) * 4).astype(np.int16), t1.affine,
+                                VolumeMeta(modality="MR", dicom=study))
             write_dicom_series(volume, root / kind / f"{kind}{i}", series_number=1,
                                series_description=f"{kind} sag")
 

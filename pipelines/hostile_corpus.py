@@ -32,27 +32,18 @@ import pydicom
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless, generate_uid
 
-from medseg.demo import _scan_pitched
+from medseg.demo import scan_localizer
 from medseg.examples import example_head
 from medseg.io import write_dicom_series
-from medseg.volume import Volume, VolumeMeta
 
 PATIENT = "Hostile^Patient^Secret"
 
 
 def base_localizer(folder: Path, study_uid: str, *, series_number: int = 1, description: str = "loc sag",
                    slices: int = 5) -> list[Path]:
-    head = example_head()
-    mask = np.asarray(head.array) > 0.1 * np.percentile(head.array, 99)
-    centre = head.world_coordinates(np.argwhere(mask)).mean(axis=0)
-    fine = _scan_pitched(head, (256, 256, slices * 5), (1.0, 1.0, 1.0), centre + [1.0, 0, 0], 0.0)
-    slabs = np.asarray(fine.array, dtype=np.float32).reshape(256, 256, slices, 5).mean(axis=3)
-    affine = fine.affine.copy()
-    affine[:3, 2] *= 5
-    affine[:3, 3] = fine.world_coordinates([[0, 0, 2]])[0]
     study = {"StudyInstanceUID": study_uid, "FrameOfReferenceUID": generate_uid(), "PatientID": "HOSTILE-1",
              "PatientName": PATIENT, "StudyDescription": "hostile case"}
-    volume = Volume(np.rint(slabs * 4).astype(np.int16), affine, VolumeMeta(modality="MR", dicom=study))
+    volume = scan_localizer(example_head(), slices=slices, thickness_mm=5.0, offset_mm=1.0, dicom=study)
     write_dicom_series(volume, folder, series_description=description, series_number=series_number)
     return sorted(folder.iterdir())
 

@@ -118,20 +118,15 @@ def oblique_series(tmp_path):
     return folder, truth, iop, ipps, pixel
 
 
-def icbm152_localizer(pitch_deg: float = 0.0, *, size: int = 200, slices: int = 5, study: dict | None = None):
-    """nilearn's ICBM152 head scanned as a sagittal localizer of ``slices`` x 5 mm, pitched nose-up
-    by ``pitch_deg`` (a Volume with int16 values); skips when nilearn is absent."""
-    from medseg.demo import _scan_pitched
+def icbm152_localizer(pitch_deg: float = 0.0, *, slices: int = 5, study: dict | None = None):
+    """nilearn's ICBM152 head scanned as a sagittal localizer of ``slices`` x 5 mm slabs
+    (:func:`medseg.demo.scan_localizer`), pitched nose-up by ``pitch_deg``; skips when nilearn is
+    absent."""
+    from medseg.demo import scan_localizer
     from medseg.examples import icbm152_head
-    from medseg.volume import Volume, VolumeMeta
 
     head = icbm152_head()
     if head is None:
         pytest.skip("nilearn (ICBM152 template) not installed")
-    centre = head.world_coordinates(np.argwhere(np.asarray(head.array) > 20)).mean(axis=0)
-    fine = _scan_pitched(head, (size, size, 5 * slices), (1.0, 1.0, 1.0), centre, pitch_deg)
-    slabs = np.asarray(fine.array, np.float32).reshape(size, size, slices, 5).mean(axis=3)
-    affine = fine.affine.copy()
-    affine[:3, 2] *= 5
-    affine[:3, 3] = fine.world_coordinates([[0, 0, 2]])[0]
-    return Volume(np.rint(slabs * 4).astype(np.int16), affine, VolumeMeta(modality="MR", dicom=study or {}))
+    return scan_localizer(head, slices=slices, thickness_mm=5.0, pitch_deg=pitch_deg, offset_mm=0.0,
+                          dicom=study)

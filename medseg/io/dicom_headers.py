@@ -268,16 +268,20 @@ class _PixelElement:
     tag: tuple[int, int] = (0x7FE0, 0x0010)
 
 
-def _damaged(message: str, ds: Dataset | None = None):
-    """A CorruptFileError that carries the UIDs its (partial) header still shows, so the scan can
+def _with_uids(error: Exception, ds: Dataset | None) -> Exception:
+    """``error`` carrying the UIDs the file's (partial) header still shows, so that the scan can
     mark the series it belongs to."""
+    for name, keyword in (("study_uid", "StudyInstanceUID"), ("series_uid", "SeriesInstanceUID"),
+                          ("sop_instance_uid", "SOPInstanceUID")):
+        setattr(error, name, str(ds.get(keyword, "") or "") if ds is not None else "")
+    return error
+
+
+def _damaged(message: str, ds: Dataset | None = None) -> Exception:
+    """A CorruptFileError with the UIDs of the file's header (see :func:`_with_uids`)."""
     from medseg.errors import CorruptFileError
 
-    error = CorruptFileError(message)
-    error.study_uid = str(ds.get("StudyInstanceUID", "") or "") if ds is not None else ""  # type: ignore[attr-defined]
-    error.series_uid = str(ds.get("SeriesInstanceUID", "") or "") if ds is not None else ""  # type: ignore[attr-defined]
-    error.sop_instance_uid = str(ds.get("SOPInstanceUID", "") or "") if ds is not None else ""  # type: ignore[attr-defined]
-    return error
+    return _with_uids(CorruptFileError(message), ds)
 
 
 def _is_image_class(ds: Dataset) -> bool:
@@ -359,12 +363,9 @@ def _check_sizes(ds: Dataset, pixels: _PixelElement, path: str, limits: ScanLimi
     if rows <= 0 or cols <= 0 or frames <= 0:
         raise _damaged(f"{path}: image of {rows} x {cols} pixels and {frames} frame(s)", ds)
     if frames > limits.max_frames or rows * cols * frames > limits.max_voxels:
-        error = ResourceLimitError(
+        raise _with_uids(ResourceLimitError(
             f"{path}: declares {frames} frame(s) of {rows} x {cols} pixels, over the limit of "
-            f"{limits.max_frames} frames / {limits.max_voxels} voxels per file")
-        for name in ("study_uid", "series_uid", "sop_instance_uid"):
-            setattr(error, name, getattr(_damaged("", ds), name))
-        raise error
+            f"{limits.max_frames} frames / {limits.max_voxels} voxels per file"), ds)
     if pixels.offset < 0:
         return None  # deflated: checked by the decoder
     if pixels.length is None:

@@ -463,8 +463,6 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
             for ref in refs:
                 _flag_inconsistent(ref, missing)
         by_study[study_uid].extend(refs)
-    # A damaged copy of an instance that is also present intact does not make a series incomplete.
-    intact = {key for key in instances}
     all_refs = [ref for refs in by_study.values() for ref in refs]
     _attribute_orphans(all_refs, orphans, damaged, result)
     present = {(ref.study_uid, ref.series_uid) for ref in all_refs}
@@ -478,7 +476,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     for study_uid, refs in by_study.items():
         for ref in refs:
             _flag_damaged(ref, [p for p, sop in damaged.get((ref.study_uid, ref.series_uid), [])
-                                if not sop or (ref.study_uid, sop) not in intact])
+                                # a damaged copy of an instance also present intact is no loss
+                                if not sop or (ref.study_uid, sop) not in instances])
             for reason in conflicts.get((ref.study_uid, ref.series_uid), []):
                 _flag_inconsistent(ref, reason)
             for path in ref.files:
