@@ -471,8 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild summary.csv/json and index.html of an output folder")
     report.add_argument("output", type=Path, metavar="OUT", help="output folder of medseg run")
-    report.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    report.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_common(report)
     report.set_defaults(func=cmd_report)
 
     listen = sub.add_parser("listen", help="DICOM node: receive series by C-STORE, position/compose them as they arrive")
