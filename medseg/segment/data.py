@@ -8,6 +8,15 @@ tilt), out-of-plane tilt, offset from the midline and slab thickness (thick loca
 the average of several planes). The target is the CC label on the mid-sagittal plane in the same
 image coordinates; planes far off the midline are negatives with an empty target.
 
+FreeSurfer's CC label is not the CC alone: on many subjects it takes in the fornix hanging under
+the body, the septum and CSF of the ventricles under the body, and a rim of partial-volume
+voxels. The training target is therefore cleaned to the CC alone (:func:`corpus_callosum_alone`,
+hand-written: no library separates the CC from the fornix): voxels darker than the midpoint of
+white matter and CSF go, thin attachments (the fornix columns) are opened away, and where the
+fornix runs under the body and splenium separated from it by a gap, only the uppermost run of
+each column is kept. The cleaning is done once per subject on its mid-sagittal plane and carried
+back to the 3D label slab (a voxel stays when its projection onto the plane is CC alone).
+
 The same sampler trains the skull-stripping network (``target="brain"``): planes anywhere across
 the head, the target being ``brainmask.mgz`` on the sampled plane itself, and the crop taken from
 the mid-sagittal plane for every offset (inference crops all planes of a volume alike).
@@ -44,6 +53,57 @@ def tissue_classes(aseg: np.ndarray) -> np.ndarray:
     classes[np.isin(aseg, _GM)] = TISSUE_CLASSES["grey_matter"]
     classes[np.isin(aseg, _CSF)] = TISSUE_CLASSES["csf"]
     return classes
+
+
+# Cleaning of FreeSurfer's CC label (see the module docstring); lengths in mm on a 1 mm plane grid.
+CC_INTENSITY_FRACTION = 0.6  # of the label's white-matter level: the WM/CSF midpoint in T1.mgz
+CC_OPENING_MM = 2  # thinner attachments (fornix columns, septum strands) are cut
+CC_FRONT_FRACTION = 0.2  # the genu and rostrum (under the genu, behind a gap): every run kept
+CC_EDGE_MM, CC_EDGE_WINDOW_MM = 2, 25  # the body's lower edge (see corpus_callosum_alone)
+CC_BODY = (0.2, 0.8)  # the body's columns, as fractions of the CC's extent from the genu
+_PLANE_MM = 200  # extent of the cleaning grid
+
+
+def corpus_callosum_alone(label: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The CC alone from a FreeSurfer CC label on a 1 mm mid-sagittal plane (rows superior ->
+    inferior, columns anterior -> posterior, ``image`` the T1 on the same plane)."""
+    label = np.asarray(label, bool)
+    if label.sum() < 20:
+        return label
+    wm = float(np.percentile(image[label], 75))
+    mask = label & (image > CC_INTENSITY_FRACTION * wm)
+    cross = ndimage.generate_binary_structure(2, 1)
+    opened = ndimage.binary_opening(mask, structure=cross, iterations=CC_OPENING_MM)
+    mask = ndimage.binary_dilation(opened, structure=cross) & mask  # restore the border
+    cols = np.nonzero(mask.any(axis=0))[0]
+    if cols.size == 0:
+        return mask
+    start = cols.min() + CC_FRONT_FRACTION * (cols.max() - cols.min())
+    for c in cols[cols >= start]:  # body and splenium: the fornix lies below a gap
+        rows = np.nonzero(mask[:, c])[0]
+        gaps = np.nonzero(np.diff(rows) > 1)[0]
+        if gaps.size:
+            mask[rows[gaps[0] + 1]:, c] = False
+    # The body's lower edge is smooth: what hangs more than CC_EDGE_MM below the running median
+    # of that edge (over CC_EDGE_WINDOW_MM) is septum or fornix attached without a gap.
+    extent = cols.max() - cols.min()
+    body = cols[(cols >= cols.min() + CC_BODY[0] * extent) & (cols <= cols.min() + CC_BODY[1] * extent)]
+    if body.size >= 5:
+        bottoms = np.array([np.nonzero(mask[:, c])[0].max() for c in body], float)
+        edge = ndimage.median_filter(bottoms, size=min(CC_EDGE_WINDOW_MM, body.size), mode="nearest")
+        for c, limit in zip(body, edge):
+            mask[int(limit) + CC_EDGE_MM + 1:, c] = False
+    components, n = ndimage.label(mask)
+    if n > 1:
+        mask = components == 1 + int(np.argmax(ndimage.sum(mask, components, range(1, n + 1))))
+    filled = ndimage.binary_fill_holes(mask)
+    holes, n = ndimage.label(filled & ~mask)  # pinholes only: the ventricle between CC and
+    for i in range(1, n + 1):                 # fornix stays out
+        if (holes == i).sum() <= 12:
+            mask |= holes == i
+    return mask
+
+
 CROP_TOP_TO_CENTRE_MM = 105.0  # crop centre lies this far below the top of the head
 
 
@@ -102,8 +162,30 @@ class Subject:
         image = np.asarray(t1.array, dtype=np.float32)
         level = float(np.percentile(image, 99.5)) or 1.0
         head = ndimage.binary_fill_holes(ndimage.binary_opening(image > 0.1 * level, iterations=2))
-        return cls(name, image, cc.astype(np.uint8), np.linalg.inv(t1.affine), centre, normal,
-                   posterior, inferior, head.astype(np.uint8), level, tissue_classes(labels))
+        subject = cls(name, image, cc.astype(np.uint8), np.linalg.inv(t1.affine), centre, normal,
+                      posterior, inferior, head.astype(np.uint8), level, tissue_classes(labels))
+        subject.cc = subject._cc_alone(points, np.argwhere(cc))
+        return subject
+
+    def _cc_alone(self, points: np.ndarray, voxels: np.ndarray) -> np.ndarray:
+        """The 3D label slab reduced to the CC alone (see corpus_callosum_alone)."""
+        steps = np.arange(_PLANE_MM, dtype=np.float64) - (_PLANE_MM - 1) / 2
+        grid = (self.centre + steps[:, None, None] * self.inferior + steps[None, :, None] * self.posterior)
+        label = self._lookup(self.cc, grid, order=0) > 0
+        clean = corpus_callosum_alone(label, self._lookup(self.image, grid))
+        rel = points - self.centre
+        rows = np.rint(rel @ self.inferior + (_PLANE_MM - 1) / 2).astype(int)
+        cols = np.rint(rel @ self.posterior + (_PLANE_MM - 1) / 2).astype(int)
+        inside = (rows >= 0) & (rows < _PLANE_MM) & (cols >= 0) & (cols < _PLANE_MM)
+        keep = np.zeros(len(points), bool)
+        keep[inside] = clean[rows[inside], cols[inside]]
+        # the 3D slab also keeps only voxels bright enough to be CC (the plane saw one cut of it)
+        wm = float(np.percentile(self.image[self.cc > 0], 75))
+        values = self.image[tuple(voxels.T)]
+        keep &= values > CC_INTENSITY_FRACTION * wm
+        out = np.zeros_like(self.cc)
+        out[tuple(voxels[keep].T)] = 1
+        return out
 
     def _frame(self, pose: PlanePose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row_dir, col_dir, normal) of the posed plane in LPS."""

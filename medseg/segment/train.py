@@ -45,6 +45,10 @@ class TrainConfig:
     schedule: Literal["cosine", "constant"] = "cosine"
     loss: Literal["dice_ce", "dice"] = "dice_ce"
     patience: int = 20  # epochs without validation improvement before stopping
+    # "best": the checkpoint of the best validation epoch (the validation subjects then took part
+    # in model selection and are not held out); "last": the weights at the end of the schedule,
+    # validation only monitored, so the validation subjects stay held out for evaluation.
+    select: Literal["best", "last"] = "best"
     max_minutes: float = 60.0
     seed: int = 0
     workers: int = 1
@@ -183,12 +187,16 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
         with open(out / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
         log.info("epoch %d loss %.4f val Dice %.4f (best %.4f)", record["epoch"], record["loss"], score, state["best"])
-        if state["since_best"] >= cfg.patience:
+        if state["since_best"] >= cfg.patience and cfg.select == "best":
             log.info("early stop: no improvement in %d epochs", cfg.patience)
             break
         if state["seconds"] / 60 >= cfg.max_minutes:
             log.info("time budget of %.0f min reached", cfg.max_minutes)
             break
+    if cfg.select == "last":
+        torch.save({"model": model.state_dict(), "config": asdict(config), "epoch": state["epoch"],
+                    "val_dice": score, "selection": "last"}, out / "final.pt")
+        return out / "final.pt"
     return out / "best.pt"
 
 
