@@ -42,7 +42,9 @@ class TrainConfig:
     epochs: int = 200
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    schedule: Literal["cosine", "constant"] = "cosine"
+    # "cosine" over epochs x iterations; "cosine_time": over max_minutes of wall time (a fixed
+    # compute budget: the rate is annealed to zero when the budget ends, however fast the machine)
+    schedule: Literal["cosine", "constant", "cosine_time"] = "cosine"
     loss: Literal["dice_ce", "dice"] = "dice_ce"
     patience: int = 20  # epochs without validation improvement before stopping
     # "best": the checkpoint of the best validation epoch (the validation subjects then took part
@@ -127,8 +129,12 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     def factor(step: int) -> float:  # from the config, not the checkpoint: a resumed run may change it
         if cfg.schedule == "constant":
             return 1.0
+        if cfg.schedule == "cosine_time":
+            elapsed = (time.time() - start) / 60 if "start" in clock else 0.0
+            return 0.5 * (1.0 + float(np.cos(np.pi * min(elapsed / cfg.max_minutes, 1.0))))
         return 0.5 * (1.0 + float(np.cos(np.pi * min(step, total_steps) / total_steps)))
 
+    clock: dict[str, bool] = {}
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
     from monai.losses import DiceCELoss, DiceLoss
 
@@ -155,6 +161,7 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     batches = iter(loader)
     state["validation"] = _validation_signature(config)
     start = time.time() - state["seconds"]
+    clock["start"] = True
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     while state["epoch"] < cfg.epochs:
         losses = []
