@@ -64,9 +64,9 @@ def plausibility_problems(m: "CCMeasurements") -> list[str]:
         n = t.size
         body = float(np.median(t[int(BODY_SPAN[0] * n):int(BODY_SPAN[1] * n)]))
         genu, splenium = float(t[:int(END_SPAN * n)].max()), float(t[-int(END_SPAN * n):].max())
-        if not (genu >= END_TO_BODY * body and splenium >= END_TO_BODY * body):
+        if not (max(genu, splenium) >= END_TO_BODY * body and min(genu, splenium) >= body):
             problems.append(f"CC thickness profile not anatomical (genu {genu:.1f}, body {body:.1f}, "
-                            f"splenium {splenium:.1f} mm: the body should be thinnest)")
+                            f"splenium {splenium:.1f} mm: the body should be the thinnest part)")
     return problems
 
 

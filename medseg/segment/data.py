@@ -14,7 +14,9 @@ voxels. The training target is therefore cleaned to the CC alone (:func:`corpus_
 hand-written: no library separates the CC from the fornix): voxels darker than the midpoint of
 white matter and CSF go, thin attachments (the fornix columns) are opened away, and where the
 fornix runs under the body and splenium separated from it by a gap, only the uppermost run of
-each column is kept. The cleaning is done once per subject on its mid-sagittal plane and carried
+each column is kept; what hangs below the smooth lower edge of the body, or lies more than
+8 mm below the body's upper surface (a fornix fused under it), goes too. On the FreeSurfer
+subjects this takes the mid-sagittal label areas from 730-1,180 to 570-860 mm2. The cleaning is done once per subject on its mid-sagittal plane and carried
 back to the 3D label slab (a voxel stays when its projection onto the plane is CC alone).
 
 The same sampler trains the skull-stripping network (``target="brain"``): planes anywhere across
@@ -61,6 +63,7 @@ CC_OPENING_MM = 2  # thinner attachments (fornix columns, septum strands) are cu
 CC_FRONT_FRACTION = 0.2  # the genu and rostrum (under the genu, behind a gap): every run kept
 CC_EDGE_MM, CC_EDGE_WINDOW_MM = 2, 25  # the body's lower edge (see corpus_callosum_alone)
 CC_BODY = (0.2, 0.8)  # the body's columns, as fractions of the CC's extent from the genu
+CC_BODY_MAX_MM, CC_BODY_CAP = 8, (0.3, 0.75)  # adult body about 5-7 mm, plus the partial-volume rim
 _PLANE_MM = 200  # extent of the cleaning grid
 
 
@@ -78,7 +81,8 @@ def corpus_callosum_alone(label: np.ndarray, image: np.ndarray) -> np.ndarray:
     cols = np.nonzero(mask.any(axis=0))[0]
     if cols.size == 0:
         return mask
-    start = cols.min() + CC_FRONT_FRACTION * (cols.max() - cols.min())
+    extent = cols.max() - cols.min()
+    start = cols.min() + CC_FRONT_FRACTION * extent
     for c in cols[cols >= start]:  # body and splenium: the fornix lies below a gap
         rows = np.nonzero(mask[:, c])[0]
         gaps = np.nonzero(np.diff(rows) > 1)[0]
@@ -86,13 +90,18 @@ def corpus_callosum_alone(label: np.ndarray, image: np.ndarray) -> np.ndarray:
             mask[rows[gaps[0] + 1]:, c] = False
     # The body's lower edge is smooth: what hangs more than CC_EDGE_MM below the running median
     # of that edge (over CC_EDGE_WINDOW_MM) is septum or fornix attached without a gap.
-    extent = cols.max() - cols.min()
     body = cols[(cols >= cols.min() + CC_BODY[0] * extent) & (cols <= cols.min() + CC_BODY[1] * extent)]
     if body.size >= 5:
         bottoms = np.array([np.nonzero(mask[:, c])[0].max() for c in body], float)
         edge = ndimage.median_filter(bottoms, size=min(CC_EDGE_WINDOW_MM, body.size), mode="nearest")
         for c, limit in zip(body, edge):
             mask[int(limit) + CC_EDGE_MM + 1:, c] = False
+    # A fornix fused under the whole body moves that edge too: the body (away from genu and
+    # splenium) is at most CC_BODY_MAX_MM thick, counted down from its upper surface.
+    for c in cols[(cols >= cols.min() + CC_BODY_CAP[0] * extent) & (cols <= cols.min() + CC_BODY_CAP[1] * extent)]:
+        rows = np.nonzero(mask[:, c])[0]
+        if rows.size:
+            mask[rows.min() + CC_BODY_MAX_MM:, c] = False
     components, n = ndimage.label(mask)
     if n > 1:
         mask = components == 1 + int(np.argmax(ndimage.sum(mask, components, range(1, n + 1))))
