@@ -77,3 +77,26 @@ def test_cc_alone_keeps_a_clean_label():
     image = np.where(cc, 110.0, 40.0)
     clean = corpus_callosum_alone(cc, image)
     assert (clean == cc).mean() > 0.995 and abs(int(clean.sum()) - int(cc.sum())) <= 0.02 * cc.sum()
+
+
+def test_freesurfer_labels_cleaned_to_an_adult_cc():
+    """On a real FreeSurfer subject whose label takes in the fornix and the space under the body,
+    the training target is the CC alone: smaller, inside the adult range, body thinnest."""
+    from medseg.io import read_nifti
+    from medseg.positioning.angles import clean_mask
+    from medseg.segment.data import CC_LABELS, PlanePose, Subject
+    from tests.conftest import data_path
+
+    folder = data_path("brain", "fs-training", "sub-09")
+    subject = Subject.load(folder)
+    plane = subject.plane(PlanePose(), 192, 1.25)
+    _, alone = subject.sample(PlanePose(), 192, 1.25)
+    cleaned = subject.cc
+    subject.cc = np.isin(np.asarray(read_nifti(folder / "aseg.mgz").array), CC_LABELS).astype(np.uint8)
+    _, label = subject.sample(PlanePose(), 192, 1.25)
+    subject.cc = cleaned
+    assert alone.sum() < 0.85 * label.sum() and not (alone & ~label).any()
+    raw = measure(clean_mask(label), plane, np.array([1.0, 0.0]))
+    ours = measure(clean_mask(alone), plane, np.array([1.0, 0.0]))
+    assert plausibility_problems(ours) == [], plausibility_problems(ours)
+    assert plausibility_problems(raw), "the gate should fire on the label with the fornix"
