@@ -56,6 +56,9 @@ class TrainConfig:
     workers: int = 1
     threads: int = 0  # torch intra-op threads (0: torch default)
     output_dir: str = "runs/cc"
+    # Start from these weights instead of a random initialisation: a checkpoint (.pt) or a shipped
+    # ONNX model (.onnx, its initialisers by parameter name). Every parameter must be found.
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     val = validation_set(val_subjects, size, spacing, validation_poses(target), target=target)
 
     model = build_model(config.model, size)
+    if cfg.init_from and not (resume and (out / "last.pt").exists()):
+        initialise(model, Path(cfg.init_from))
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * cfg.iterations_per_epoch
 
@@ -205,6 +210,31 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
                     "val_dice": score, "selection": "last"}, out / "final.pt")
         return out / "final.pt"
     return out / "best.pt"
+
+
+def initialise(model: torch.nn.Module, path: Path) -> None:
+    """Load ``model``'s weights from a checkpoint or an exported ONNX file (same architecture)."""
+    if path.suffix == ".onnx":
+        import onnx
+        from onnx import numpy_helper
+
+        weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
+                   for i in onnx.load(str(path)).graph.initializer}
+    else:
+        weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    state = model.state_dict()
+    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} parameters not found (e.g. {missing[:3]}): "
+                         "not the same architecture")
+    for key, value in state.items():
+        if key in weights:
+            if tuple(weights[key].shape) != tuple(value.shape):
+                raise ValueError(f"{path}: {key} has shape {tuple(weights[key].shape)}, "
+                                 f"the model {tuple(value.shape)}")
+            state[key] = weights[key].to(value.dtype)
+    model.load_state_dict(state)
+    log.info("initialised from %s", path)
 
 
 def _validation_signature(config: TrainingConfig) -> str:
