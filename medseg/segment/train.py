@@ -56,8 +56,8 @@ class TrainConfig:
     workers: int = 1
     threads: int = 0  # torch intra-op threads (0: torch default)
     output_dir: str = "runs/cc"
-    # Start from these weights instead of a random initialisation: a checkpoint (.pt) or a shipped
-    # ONNX model (.onnx, its initialisers by parameter name). Every parameter must be found.
+    # Start from a checkpoint's weights (.pt, same architecture) instead of a random
+    # initialisation. Not from the exported ONNX: export folds normalisation into convolutions.
     init_from: str | None = None
 
 
@@ -213,15 +213,8 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
 
 
 def initialise(model: torch.nn.Module, path: Path) -> None:
-    """Load ``model``'s weights from a checkpoint or an exported ONNX file (same architecture)."""
-    if path.suffix == ".onnx":
-        import onnx
-        from onnx import numpy_helper
-
-        weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy())
-                   for i in onnx.load(str(path)).graph.initializer}
-    else:
-        weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    """Load ``model``'s weights from a training checkpoint (same architecture)."""
+    weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
     state = model.state_dict()
     missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
     if missing:
