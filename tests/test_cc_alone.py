@@ -6,7 +6,7 @@ import numpy as np
 
 from medseg.positioning.geometry import Plane
 from medseg.positioning.morphometry import measure, plausibility_problems
-from medseg.segment.data import corpus_callosum_alone
+from medseg.segment.cc_alone import corpus_callosum_alone
 
 SIZE = 160
 

@@ -37,6 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.io import read_nifti
+from medseg.segment.cc_alone import CC_INTENSITY_FRACTION, corpus_callosum_alone
 from medseg.volume import Volume
 
 CC_LABELS = (251, 252, 253, 254, 255)
@@ -57,62 +58,7 @@ def tissue_classes(aseg: np.ndarray) -> np.ndarray:
     return classes
 
 
-# Cleaning of FreeSurfer's CC label (see the module docstring); lengths in mm on a 1 mm plane grid.
-CC_INTENSITY_FRACTION = 0.6  # of the label's white-matter level: the WM/CSF midpoint in T1.mgz
-CC_OPENING_MM = 2  # thinner attachments (fornix columns, septum strands) are cut
-CC_FRONT_FRACTION = 0.2  # the genu and rostrum (under the genu, behind a gap): every run kept
-CC_EDGE_MM, CC_EDGE_WINDOW_MM = 2, 25  # the body's lower edge (see corpus_callosum_alone)
-CC_BODY = (0.2, 0.8)  # the body's columns, as fractions of the CC's extent from the genu
-CC_BODY_MAX_MM, CC_BODY_CAP = 8, (0.3, 0.75)  # adult body about 5-7 mm, plus the partial-volume rim
-_PLANE_MM = 200  # extent of the cleaning grid
-
-
-def corpus_callosum_alone(label: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The CC alone from a FreeSurfer CC label on a 1 mm mid-sagittal plane (rows superior ->
-    inferior, columns anterior -> posterior, ``image`` the T1 on the same plane)."""
-    label = np.asarray(label, bool)
-    if label.sum() < 20:
-        return label
-    wm = float(np.percentile(image[label], 75))
-    mask = label & (image > CC_INTENSITY_FRACTION * wm)
-    cross = ndimage.generate_binary_structure(2, 1)
-    opened = ndimage.binary_opening(mask, structure=cross, iterations=CC_OPENING_MM)
-    mask = ndimage.binary_dilation(opened, structure=cross) & mask  # restore the border
-    cols = np.nonzero(mask.any(axis=0))[0]
-    if cols.size == 0:
-        return mask
-    extent = cols.max() - cols.min()
-    start = cols.min() + CC_FRONT_FRACTION * extent
-    for c in cols[cols >= start]:  # body and splenium: the fornix lies below a gap
-        rows = np.nonzero(mask[:, c])[0]
-        gaps = np.nonzero(np.diff(rows) > 1)[0]
-        if gaps.size:
-            mask[rows[gaps[0] + 1]:, c] = False
-    # The body's lower edge is smooth: what hangs more than CC_EDGE_MM below the running median
-    # of that edge (over CC_EDGE_WINDOW_MM) is septum or fornix attached without a gap.
-    body = cols[(cols >= cols.min() + CC_BODY[0] * extent) & (cols <= cols.min() + CC_BODY[1] * extent)]
-    if body.size >= 5:
-        bottoms = np.array([np.nonzero(mask[:, c])[0].max() for c in body], float)
-        edge = ndimage.median_filter(bottoms, size=min(CC_EDGE_WINDOW_MM, body.size), mode="nearest")
-        for c, limit in zip(body, edge):
-            mask[int(limit) + CC_EDGE_MM + 1:, c] = False
-    # A fornix fused under the whole body moves that edge too: the body (away from genu and
-    # splenium) is at most CC_BODY_MAX_MM thick, counted down from its upper surface.
-    for c in cols[(cols >= cols.min() + CC_BODY_CAP[0] * extent) & (cols <= cols.min() + CC_BODY_CAP[1] * extent)]:
-        rows = np.nonzero(mask[:, c])[0]
-        if rows.size:
-            mask[rows.min() + CC_BODY_MAX_MM:, c] = False
-    components, n = ndimage.label(mask)
-    if n > 1:
-        mask = components == 1 + int(np.argmax(ndimage.sum(mask, components, range(1, n + 1))))
-    filled = ndimage.binary_fill_holes(mask)
-    holes, n = ndimage.label(filled & ~mask)  # pinholes only: the ventricle between CC and
-    for i in range(1, n + 1):                 # fornix stays out
-        if (holes == i).sum() <= 12:
-            mask |= holes == i
-    return mask
-
-
+PLANE_MM = 200  # extent of the 1 mm plane on which a subject's label is cleaned
 CROP_TOP_TO_CENTRE_MM = 105.0  # crop centre lies this far below the top of the head
 
 
@@ -178,14 +124,14 @@ class Subject:
 
     def _cc_alone(self, points: np.ndarray, voxels: np.ndarray) -> np.ndarray:
         """The 3D label slab reduced to the CC alone (see corpus_callosum_alone)."""
-        steps = np.arange(_PLANE_MM, dtype=np.float64) - (_PLANE_MM - 1) / 2
+        steps = np.arange(PLANE_MM, dtype=np.float64) - (PLANE_MM - 1) / 2
         grid = (self.centre + steps[:, None, None] * self.inferior + steps[None, :, None] * self.posterior)
         label = self._lookup(self.cc, grid, order=0) > 0
         clean = corpus_callosum_alone(label, self._lookup(self.image, grid))
         rel = points - self.centre
-        rows = np.rint(rel @ self.inferior + (_PLANE_MM - 1) / 2).astype(int)
-        cols = np.rint(rel @ self.posterior + (_PLANE_MM - 1) / 2).astype(int)
-        inside = (rows >= 0) & (rows < _PLANE_MM) & (cols >= 0) & (cols < _PLANE_MM)
+        rows = np.rint(rel @ self.inferior + (PLANE_MM - 1) / 2).astype(int)
+        cols = np.rint(rel @ self.posterior + (PLANE_MM - 1) / 2).astype(int)
+        inside = (rows >= 0) & (rows < PLANE_MM) & (cols >= 0) & (cols < PLANE_MM)
         keep = np.zeros(len(points), bool)
         keep[inside] = clean[rows[inside], cols[inside]]
         # the 3D slab also keeps only voxels bright enough to be CC (the plane saw one cut of it)

@@ -42,6 +42,7 @@ from medseg.planes import left_right_axis, plane_of_normal, slice_axis, slice_no
 from medseg.positioning.geometry import LEFT, Plane
 from medseg.preprocess.normalize import foreground_mask
 from medseg.segment.data import crop_centre_from_sampler
+from medseg.segment.cc_alone import corpus_callosum_alone
 from medseg.segment.normalize2d import has_anatomy, normalize_slice
 from medseg.volume import Volume
 
@@ -217,8 +218,9 @@ class CCSegmenter:
     """Segment the CC with a shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: ModelRuntime | None = None, *, name: str = "cc_attention_unet",
-                 device: str = "cpu", precision: str = "fp32"):
+                 device: str = "cpu", precision: str = "fp32", cc_alone: bool = True):
         self.runtime = runtime or load_runtime(name, device=device, precision=precision)
+        self.cc_alone = cc_alone  # reduce the prediction to the CC alone (medseg.segment.cc_alone)
         contract = self.runtime.contract
         self.size = int(contract["input"]["default_size"][0])
         self.spacing = float(contract["input"]["spacing_mm"])
@@ -277,6 +279,20 @@ class CCSegmenter:
             log.warning("canonical second pass implausible; keeping the first pass")
             return None
         return canonical, image, second
+
+    def alone(self, image: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        """The probability with what is not the CC alone (fornix, septum, ventricle CSF under the
+        body; :func:`corpus_callosum_alone`) held at or below 0.5; the removed part's rim keeps
+        its soft values for the outline smoothing. ``image``/``probability`` on a network plane
+        (rows inferior, columns posterior)."""
+        if not self.cc_alone:
+            return probability
+        mask = largest_component(probability > 0.5)
+        alone = corpus_callosum_alone(mask, image, self.spacing)
+        if alone.sum() * self.spacing ** 2 < MIN_CC_AREA_MM2:
+            return probability  # nothing CC-like left: the gate that follows decides
+        rim = ndimage.binary_dilation(alone)
+        return np.where(alone, probability, np.minimum(probability, 0.5) * rim).astype(np.float32)
 
     # -- entry point ---------------------------------------------------------------------------
     def segment(self, volume: Volume, *, localizer: bool | None = None,
@@ -344,9 +360,13 @@ class CCSegmenter:
             raise NoCCFoundError(f"no corpus callosum found in {n} slices (best: slice {best}, "
                                  f"{area:.0f} mm2, confidence {confidence:.2f})")
         net, net_probability = planes[best], probabilities[best]
+        net_image = None
         refined = self.canonical_pass(lookup, net, net_probability)
         if refined is not None:
-            net, _, net_probability = refined
+            net, net_image, net_probability = refined
+        if net_image is None:
+            net_image = lookup.image(plane_grid(net, self.size))
+        net_probability = self.alone(net_image, net_probability)
         # Back onto the chosen slice's own pixels.
         native = Plane.from_volume_slice(volume, best)
         xs, ys = np.meshgrid(np.arange(volume.shape[0]), np.arange(volume.shape[1]))
@@ -421,7 +441,8 @@ class CCSegmenter:
         refined = self.canonical_pass(lookup, plane, probability)
         if refined is not None:
             plane, image, probability = refined
-            area, confidence = _score(probability, self.spacing)
+        probability = self.alone(image, probability)
+        area, confidence = _score(probability, self.spacing)
         mask2d = largest_component(probability > 0.5)
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
         rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))
