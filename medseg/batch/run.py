@@ -245,7 +245,11 @@ def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: l
     return None
 
 
-def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None) -> _Prepared:
+def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, skull_strip: bool = True
+             ) -> _Prepared:
+    """Load each series; with ``n4``, bias-correct a brain series (a localizer on its CC-search
+    slab only when no skull stripping follows, see :func:`medseg.positioning.pipeline.n4_slab`)."""
+    from medseg.positioning.pipeline import n4_slab
     from medseg.preprocess.n4 import N4Options, correct_bias_field
     from medseg.preprocess.normalize import foreground_mask
 
@@ -271,7 +275,8 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None) -> _Pre
             t = time.perf_counter()
             head = foreground_mask(volume)
             if n4:
-                volume = correct_bias_field(volume, head, options=N4Options.fast())[0]
+                slab = n4_slab(volume, head, skull_strip=skull_strip)
+                volume = correct_bias_field(volume, head, options=N4Options.fast(), slices=slab)[0]
             seconds["n4"] += time.perf_counter() - t
             brain.append((ref, (volume, head)))
         except Exception as exc:  # recorded per series by the caller
@@ -468,7 +473,7 @@ def process_study(study: Study, output: Path, options: RunOptions, segmenter, st
     engines (and of ``medseg listen``). Errors are recorded in the study, never raised, except an
     OSError writing the study folder."""
     budget = budget or MemoryBudget(options.max_memory or default_max_memory())
-    prepared = _prepare(study, options.n4, budget)
+    prepared = _prepare(study, options.n4, budget, skull_strip=stripper is not None)
     try:
         return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key,
                           dicom_out=options.dicom_out)

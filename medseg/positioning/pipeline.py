@@ -14,6 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -28,7 +29,8 @@ from medseg.positioning.qc import render_qc
 from medseg.preprocess.n4 import N4Options
 from medseg.preprocess.pipeline import preprocess_volume
 from medseg.preprocess.skullstrip import BrainExtraction, SkullStripper
-from medseg.segment.infer import CCSegmentation, CCSegmenter
+from medseg.preprocess.normalize import foreground_mask
+from medseg.segment.infer import CCSegmentation, CCSegmenter, localizer_search_slab
 from medseg.volume import Volume
 
 SCHEMA = "medseg.position/1"
@@ -101,10 +103,25 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+# N4 of a localizer when no brain mask is asked for: "slab" fits the field on the slices the CC
+# search reads only (pipelines/evaluate_rotated_localizers.py --n4 and
+# pipelines/benchmark_latency.py re-measure each choice); "full" fits it on every slice.
+LOCALIZER_N4: Literal["slab", "full"] = "slab"
+
+
+def n4_slab(volume: Volume, head: np.ndarray, *, skull_strip: bool,
+            mode: Literal["slab", "full"] | None = None) -> tuple[int, int] | None:
+    """The slab N4 needs to be fitted on (see :data:`LOCALIZER_N4`), or None for all slices: a
+    3D volume, a skull stripping (it reads every slice) or ``mode`` "full"."""
+    if skull_strip or (mode or LOCALIZER_N4) == "full" or not head.any():
+        return None
+    return localizer_search_slab(volume, head)
+
+
 def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
                     max_difference_deg: float = 10.0, n4_options: N4Options | None = None,
-                    head_mask: np.ndarray | None = None, stripper: SkullStripper | None = None
-                    ) -> PositionResult:
+                    head_mask: np.ndarray | None = None, stripper: SkullStripper | None = None,
+                    n4_mode: Literal["slab", "full"] | None = None) -> PositionResult:
     """Run the positioning pipeline on one image (a localizer series or a 3D volume).
 
     Raises:
@@ -112,8 +129,12 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
         InputError: no foreground.
     """
     start = time.perf_counter()
+    slab = None
+    if n4:
+        head_mask = foreground_mask(volume) if head_mask is None else head_mask
+        slab = n4_slab(volume, head_mask, skull_strip=stripper is not None, mode=n4_mode)
     pre = preprocess_volume(volume, stripper, n4="fast" if n4 else "off", n4_options=n4_options,
-                            head_mask=head_mask)  # one head mask, for N4, skull stripping and the segmenter
+                            head_mask=head_mask, n4_slices=slab)  # one head mask for all stages
     corrected, head, brain, seconds = pre.corrected, pre.head, pre.brain, dict(pre.seconds)
     brain_error = f"{type(pre.error).__name__}: {pre.error}" if pre.error else None
     t = time.perf_counter()

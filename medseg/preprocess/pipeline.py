@@ -58,9 +58,11 @@ class PreprocessResult:
 
 def preprocess_volume(volume: Volume, stripper: SkullStripper | None, *,
                       n4: Literal["default", "fast", "off"] = "default", n4_options: N4Options | None = None,
-                      head_mask: np.ndarray | None = None) -> PreprocessResult:
+                      head_mask: np.ndarray | None = None,
+                      n4_slices: tuple[int, int] | None = None) -> PreprocessResult:
     """Bias-correct and skull-strip one image (``n4_options`` overrides the ``n4`` profile; a
-    given ``head_mask`` is used instead of computing one). Raises InputError for an image without
+    given ``head_mask`` is used instead of computing one; ``n4_slices`` fits the field on that
+    slab only, see :func:`correct_bias_field`). Raises InputError for an image without
     foreground; a failed skull stripping is returned in ``error`` (the N4 outputs stay usable)."""
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -71,7 +73,7 @@ def preprocess_volume(volume: Volume, stripper: SkullStripper | None, *,
     if n4 == "off":
         corrected, bias = volume, None
     else:
-        corrected, bias = correct_bias_field(volume, head, options=options)
+        corrected, bias = correct_bias_field(volume, head, options=options, slices=n4_slices)
     seconds["n4"] = time.perf_counter() - t
     brain, error = None, None
     if stripper is not None:
