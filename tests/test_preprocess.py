@@ -56,3 +56,62 @@ def test_normalisation_uses_the_foreground_of_the_whole_series():
     # percentiles would stretch it over [0, 1] and make it look like tissue.
     assert out.array[:, :, 0].max() < -1.0
     assert 0.3 < np.median(out.array[10:30, 10:30, 2]) < 0.7
+
+
+def test_n4_on_a_slab_fits_those_slices_and_holds_the_field_beyond():
+    from medseg.segment.infer import LR_SEARCH_MM, localizer_search_slab
+
+    shape, affine = (128, 128, 35), sagittal_affine((128, 128, 35), (2.0, 2.0, 4.0))
+    image, labels = HeadPhantom(seed=4).sample(shape, affine, noise=0.01, bias=0.0)
+    log_field = known_log_field(shape, affine)
+    volume = Volume(image * np.exp(log_field) * 1000, affine)
+    head = foreground_mask(volume)
+    first, stop = localizer_search_slab(volume, head)
+    # the slices within the CC search's reach of the head's left-right centre, one more each side
+    assert 0 < first and stop < shape[2] and (stop - first - 2) * 4.0 <= 2 * LR_SEARCH_MM + 4.0
+    corrected, field = correct_bias_field(volume, head, N4Options.fast(), slices=(first, stop))
+    sub = Volume(np.asarray(volume.array)[..., first:stop], affine @ _shift(first))
+    _, alone = correct_bias_field(sub, head[..., first:stop], N4Options.fast())
+    np.testing.assert_allclose(field.array[..., first:stop], alone.array, rtol=1e-5)
+    np.testing.assert_array_equal(field.array[..., 0], field.array[..., first])
+    np.testing.assert_array_equal(field.array[..., -1], field.array[..., stop - 1])
+    brain = (labels >= 4)[..., first:stop]
+    assert np.corrcoef(np.log(field.array[..., first:stop][brain]), log_field[..., first:stop][brain])[0, 1] >= 0.97
+    np.testing.assert_allclose(corrected.array, np.asarray(volume.array) / field.array, rtol=1e-6)
+
+
+def test_the_n4_slab_of_a_localizer_stored_left_right_first_is_the_same_slices():
+    from medseg.segment.infer import localizer_search_slab
+
+    shape, affine = (128, 128, 35), sagittal_affine((128, 128, 35), (2.0, 2.0, 4.0))
+    image, _ = HeadPhantom(seed=4).sample(shape, affine, noise=0.01, bias=0.0)
+    volume = Volume(image * 1000, affine)
+    turned = volume.permute_axes((2, 0, 1))
+    assert localizer_search_slab(turned, foreground_mask(turned)) == localizer_search_slab(
+        volume, foreground_mask(volume))
+    thin = Volume(np.zeros((128, 128, 160)) + np.asarray(volume.array)[..., :1], sagittal_affine(
+        (128, 128, 160), (1.0, 1.0, 1.0)))
+    assert localizer_search_slab(thin, foreground_mask(thin)) is None  # a 3D volume: all slices
+
+
+def _shift(first: int) -> np.ndarray:
+    shift = np.eye(4)
+    shift[2, 3] = first
+    return shift
+
+
+def test_fill_holes_equals_scipy_on_random_masks():
+    from scipy import ndimage
+
+    from medseg.masks import fill_holes
+
+    rng = np.random.default_rng(0)
+    for shape in [(64, 64), (30, 40, 20), (1, 5)]:
+        for density in (0.3, 0.5, 0.7):
+            mask = ndimage.binary_opening(rng.random(shape) < density)
+            filled = fill_holes(mask)
+            np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(mask))
+    ring = np.zeros((9, 9), bool)
+    ring[2:7, 2:7] = True
+    ring[4, 4] = False
+    assert fill_holes(ring)[4, 4] and not fill_holes(ring)[0, 0]

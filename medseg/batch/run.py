@@ -245,9 +245,10 @@ def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: l
     return None
 
 
-def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None) -> _Prepared:
-    from medseg.preprocess.n4 import N4Options, correct_bias_field
-    from medseg.preprocess.normalize import foreground_mask
+def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stripper=None) -> _Prepared:
+    """Load each series; with ``n4``, bias-correct a brain series (a localizer on its CC-search
+    slab only when no skull stripping follows, see :func:`medseg.positioning.pipeline.n4_slab`)."""
+    from medseg.pipeline import Case, Settings, correct_bias, find_foreground, run_stages
 
     seconds = {"load": 0.0, "n4": 0.0}
     route = route_study(study)
@@ -268,12 +269,10 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None) -> _Pre
             volume = ref.load()
             seconds["load"] += time.perf_counter() - t
             stage = "n4"
-            t = time.perf_counter()
-            head = foreground_mask(volume)
-            if n4:
-                volume = correct_bias_field(volume, head, options=N4Options.fast())[0]
-            seconds["n4"] += time.perf_counter() - t
-            brain.append((ref, (volume, head)))
+            case = run_stages(Case(volume, Settings(n4="fast" if n4 else "off", stripper=stripper)),
+                              (("mask", find_foreground), ("n4", correct_bias)))
+            seconds["n4"] += case.seconds["total"]  # the head mask counts as N4 here, as before
+            brain.append((ref, (case.corrected, case.head)))
         except Exception as exc:  # recorded per series by the caller
             brain.append((ref, _at_stage(exc, stage)))
     spine = []
@@ -468,7 +467,7 @@ def process_study(study: Study, output: Path, options: RunOptions, segmenter, st
     engines (and of ``medseg listen``). Errors are recorded in the study, never raised, except an
     OSError writing the study folder."""
     budget = budget or MemoryBudget(options.max_memory or default_max_memory())
-    prepared = _prepare(study, options.n4, budget)
+    prepared = _prepare(study, options.n4, budget, stripper=stripper)
     try:
         return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key,
                           dicom_out=options.dicom_out)

@@ -1,5 +1,6 @@
 """``position``: load -> N4 -> skull stripping -> CC segmentation -> angles -> axial plan ->
-measurements -> QC.
+measurements -> QC. The stages are listed in :data:`medseg.pipeline.POSITION`; this module turns
+their :class:`~medseg.pipeline.Case` into the result and writes the outputs.
 
 Skull stripping is optional (a ``SkullStripper`` passed in): it adds the brain mask and volume to
 the outputs. The CC network works on whole-head images, so a failed skull stripping is recorded
@@ -11,9 +12,9 @@ in ``result.json`` and does not stop the positioning.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -21,14 +22,14 @@ from medseg import __version__
 from medseg.io import write_nifti
 from medseg.io.atomic import write_text_atomic
 from medseg.io.png import write_png
-from medseg.positioning.angles import Localization, localize
-from medseg.positioning.morphometry import CCMeasurements, measure
-from medseg.positioning.plan import AxialPlan, plan_axial
+from medseg.pipeline import POSITION, Case, Settings, run_stages, stages_for
+from medseg.positioning.angles import Localization
+from medseg.positioning.morphometry import CCMeasurements
+from medseg.positioning.plan import AxialPlan
 from medseg.positioning.qc import render_qc
 from medseg.preprocess.n4 import N4Options
-from medseg.preprocess.pipeline import preprocess_volume
 from medseg.preprocess.skullstrip import BrainExtraction, SkullStripper
-from medseg.segment.infer import CCSegmentation, CCSegmenter
+from medseg.segment.infer import CCSegmentation, CCSegmenter, localizer_search_slab
 from medseg.volume import Volume
 
 SCHEMA = "medseg.position/1"
@@ -102,37 +103,46 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+# N4 of a localizer when no brain mask is asked for: "slab" fits the field on the slices the CC
+# search reads only (pipelines/evaluate_rotated_localizers.py --n4 and
+# pipelines/benchmark_latency.py re-measure each choice); "full" fits it on every slice.
+LOCALIZER_N4: Literal["slab", "full"] = "slab"
+
+
+def n4_slab(volume: Volume, head: np.ndarray, *, skull_strip: bool,
+            mode: Literal["slab", "full"] | None = None) -> tuple[int, int] | None:
+    """The slab N4 needs to be fitted on (see :data:`LOCALIZER_N4`), or None for all slices: a
+    3D volume, a skull stripping (it reads every slice) or ``mode`` "full"."""
+    if skull_strip or (mode or LOCALIZER_N4) == "full" or not head.any():
+        return None
+    return localizer_search_slab(volume, head)
+
+
 def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
                     max_difference_deg: float = 10.0, n4_options: N4Options | None = None,
-                    head_mask: np.ndarray | None = None, stripper: SkullStripper | None = None
-                    ) -> PositionResult:
-    """Run the positioning pipeline on one image (a localizer series or a 3D volume).
+                    head_mask: np.ndarray | None = None, stripper: SkullStripper | None = None,
+                    n4_mode: Literal["slab", "full"] | None = None) -> PositionResult:
+    """Run the positioning stages (:data:`medseg.pipeline.POSITION`) on one image (a localizer
+    series or a 3D volume).
 
     Raises:
         NoCCFoundError / NoCorpusCallosumError: no CC in the image (a clear message, per study).
         InputError: no foreground.
     """
-    start = time.perf_counter()
-    pre = preprocess_volume(volume, stripper, n4="fast" if n4 else "off", n4_options=n4_options,
-                            head_mask=head_mask)  # one head mask, for N4, skull stripping and the segmenter
-    corrected, head, brain, seconds = pre.corrected, pre.head, pre.brain, dict(pre.seconds)
-    brain_error = f"{type(pre.error).__name__}: {pre.error}" if pre.error else None
-    t = time.perf_counter()
-    segmentation = segmenter.segment(corrected, head_mask=head)
-    seconds["segment"] = time.perf_counter() - t
-    t = time.perf_counter()
-    localization = localize(segmentation.mask2d, segmentation.plane, max_difference_deg=max_difference_deg,
-                            probability=segmentation.probability2d, smoothing_mm=OUTLINE_SMOOTHING_MM)
-    plan = plan_axial(np.array(localization.final.center_mm), np.array(localization.final.direction_lps),
-                      segmentation.midsagittal_normal)
-    from medseg.positioning.angles import clean_mask
+    settings = Settings(segmenter=segmenter, stripper=stripper, n4="fast" if n4 else "off",
+                        n4_options=n4_options, n4_mode=n4_mode, max_difference_deg=max_difference_deg,
+                        outline_smoothing_mm=OUTLINE_SMOOTHING_MM)
+    case = run_stages(Case(volume, settings, head=head_mask), stages_for(POSITION, settings))
+    return result_of(case)
 
-    measurements = measure(clean_mask(segmentation.mask2d), segmentation.plane,
-                           np.array(localization.box.direction_px))
-    seconds["angles"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - start
-    result = PositionResult(volume, segmentation, localization, plan, measurements, seconds, brain, brain_error,
-                            corrected)
+
+def result_of(case: Case) -> PositionResult:
+    """The :class:`PositionResult` of a Case that ran the positioning stages."""
+    error = case.brain_error
+    result = PositionResult(case.volume, case.segmentation, case.localization, case.plan, case.measurements,
+                            dict(case.seconds), case.brain, f"{type(error).__name__}: {error}" if error else None,
+                            case.corrected)
+    segmenter = case.settings.segmenter
     result._contract = segmenter.runtime.contract  # type: ignore[attr-defined]
     result._providers = segmenter.runtime.providers  # type: ignore[attr-defined]
     return result

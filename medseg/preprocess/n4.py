@@ -36,6 +36,9 @@ class N4Options:
         return cls(iterations=(20, 20, 20), iterations_2d=(20, 20), convergence=1e-4, target_spacing_mm=8.0)
 
 
+# A fit on fewer shrunken voxels than this (a localizer on the fast profile's 8 mm grid: ~17 k)
+# runs on one thread: on 2 cores ITK's per-iteration thread start-up costs more CPU than it saves.
+SMALL_FIT_VOXELS = 100_000
 MIN_SLICES_3D = 4  # fewer slices than this (a 1- or 2-slice localizer): corrected slice by slice
 
 
@@ -58,6 +61,8 @@ def _n4(image: sitk.Image, mask: sitk.Image, options: N4Options, iterations: tup
     small = sitk.Shrink(image, shrink)
     small_mask = sitk.Shrink(mask, shrink)
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
+    if int(np.prod(small.GetSize())) < SMALL_FIT_VOXELS:
+        corrector.SetNumberOfThreads(1)  # threads cost more than they save on a tiny grid
     corrector.SetMaximumNumberOfIterations(list(iterations))
     corrector.SetConvergenceThreshold(options.convergence)
     extent = np.asarray(small.GetSize()) * np.asarray(small.GetSpacing())
@@ -70,15 +75,23 @@ def _n4(image: sitk.Image, mask: sitk.Image, options: N4Options, iterations: tup
 
 
 def correct_bias_field(volume: Volume, mask: np.ndarray | None = None,
-                       options: N4Options = N4Options()) -> tuple[Volume, Volume]:
+                       options: N4Options = N4Options(), *,
+                       slices: tuple[int, int] | None = None) -> tuple[Volume, Volume]:
     """(corrected, bias_field) Volumes; the field is multiplicative (corrected = image / field).
 
     A stack of thick slices (slice step > ``thick_slice_gap_mm``, e.g. a sagittal localizer) or of
     fewer than :data:`MIN_SLICES_3D` slices is corrected slice by slice in 2D; anything else in 3D.
+
+    ``slices`` = (first, stop) along the slice axis: the field is fitted on that slab only (the
+    slices a localizer's CC search reads) and held constant beyond it, from the slab's edge
+    slices. The slab's voxels are corrected exactly as a fit on them alone would; outside it the
+    correction is an extrapolation, good enough to view (the field is smooth on a 200 mm scale).
     """
     array = np.asarray(volume.array, dtype=np.float32)
     if mask is None:
         mask = foreground_mask(volume)
+    if slices is not None:
+        return _correct_slab(volume, array, mask, options, slices)
     positive = np.clip(array, 0, None) + 1e-3  # N4 works on the log of the image
     axis = slice_axis(volume.affine, volume.spatial_shape)  # any array axis order (NIfTI)
     if volume.spacing[axis] > options.thick_slice_gap_mm or array.shape[axis] < MIN_SLICES_3D:
@@ -98,5 +111,25 @@ def correct_bias_field(volume: Volume, mask: np.ndarray | None = None,
         m = Volume(mask.astype(np.uint8), volume.affine).to_sitk()
         log_field = np.transpose(sitk.GetArrayFromImage(_n4(image, m, options, options.iterations)), (2, 1, 0))
     field = np.exp(log_field).astype(np.float32)
+    corrected = volume.with_array(array / field)
+    return corrected, volume.with_array(field, description="bias field")
+
+
+def _correct_slab(volume: Volume, array: np.ndarray, mask: np.ndarray, options: N4Options,
+                  slices: tuple[int, int]) -> tuple[Volume, Volume]:
+    axis = slice_axis(volume.affine, volume.spatial_shape)
+    n = array.shape[axis]
+    first, stop = max(0, int(slices[0])), min(n, int(slices[1]))
+    if stop <= first:
+        raise ValueError(f"empty N4 slab {slices} of {n} slices")
+    if first == 0 and stop == n:
+        return correct_bias_field(volume, mask, options)
+    take = np.arange(first, stop)
+    affine = np.array(volume.affine)
+    affine[:3, 3] = volume.world_coordinates([[first if a == axis else 0 for a in range(3)]])[0]
+    slab = Volume(np.take(array, take, axis=axis), affine, volume.meta)
+    _, slab_field = correct_bias_field(slab, np.take(mask, take, axis=axis), options)
+    nearest = np.clip(np.arange(n), first, stop - 1) - first  # constant beyond the slab
+    field = np.take(np.asarray(slab_field.array), nearest, axis=axis)
     corrected = volume.with_array(array / field)
     return corrected, volume.with_array(field, description="bias field")

@@ -11,7 +11,6 @@ without a brain keeps its N4 outputs and gets the skull-stripping error recorded
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,8 +21,7 @@ from medseg import __version__
 from medseg.errors import MedsegError
 from medseg.io import write_nifti
 from medseg.io.atomic import write_text_atomic
-from medseg.preprocess.n4 import N4Options, correct_bias_field
-from medseg.preprocess.normalize import foreground_mask
+from medseg.preprocess.n4 import N4Options
 from medseg.preprocess.skullstrip import BrainExtraction, SkullStripper
 from medseg.volume import Volume
 
@@ -59,29 +57,18 @@ class PreprocessResult:
 def preprocess_volume(volume: Volume, stripper: SkullStripper | None, *,
                       n4: Literal["default", "fast", "off"] = "default", n4_options: N4Options | None = None,
                       head_mask: np.ndarray | None = None) -> PreprocessResult:
-    """Bias-correct and skull-strip one image (``n4_options`` overrides the ``n4`` profile; a
-    given ``head_mask`` is used instead of computing one). Raises InputError for an image without
+    """Bias-correct and skull-strip one image: the stages :data:`medseg.pipeline.PREPROCESS`
+    (``n4_options`` overrides the ``n4`` profile; a given ``head_mask`` is used instead of
+    computing one; N4 is fitted on every slice). Raises InputError for an image without
     foreground; a failed skull stripping is returned in ``error`` (the N4 outputs stay usable)."""
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    head = foreground_mask(volume) if head_mask is None else head_mask
-    seconds["mask"] = time.perf_counter() - t
+    from medseg.pipeline import PREPROCESS, Case, Settings, run_stages, stages_for
+
+    settings = Settings(stripper=stripper, n4=n4, n4_options=n4_options, n4_mode="full")
+    case = run_stages(Case(volume, settings, head=head_mask), stages_for(PREPROCESS, settings))
+    seconds = {k: v for k, v in case.seconds.items() if k != "total"}
     options = n4_options or (N4Options.fast() if n4 == "fast" else N4Options())
-    t = time.perf_counter()
-    if n4 == "off":
-        corrected, bias = volume, None
-    else:
-        corrected, bias = correct_bias_field(volume, head, options=options)
-    seconds["n4"] = time.perf_counter() - t
-    brain, error = None, None
-    if stripper is not None:
-        t = time.perf_counter()
-        try:
-            brain = stripper.extract(corrected, head_mask=head)
-        except MedsegError as exc:
-            error = exc
-        seconds["skullstrip"] = time.perf_counter() - t
-    return PreprocessResult(volume, head, corrected, bias, brain, options, error, seconds)
+    return PreprocessResult(volume, case.head, case.corrected, case.bias_field, case.brain, options,
+                            case.brain_error, seconds)
 
 
 def write_preprocess_outputs(result: PreprocessResult, out_dir: Path) -> dict[str, Path]:

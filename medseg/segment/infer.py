@@ -72,6 +72,34 @@ MIN_LARGEST_COMPONENT = 0.7
 CANONICAL_SMOOTHING_MM = 3.5  # outline smoothing of the provisional line (as positioning uses)
 
 
+def is_localizer(volume: Volume) -> bool:
+    """What :meth:`CCSegmenter.segment` treats as a localizer by default: sagittal slices >= 2.5 mm
+    apart, or fewer than 40 of them."""
+    axis = slice_axis(volume.affine, volume.spatial_shape)
+    sagittal = plane_of_normal(slice_normal(volume.affine, axis)) == "sag"
+    return sagittal and (volume.spacing[axis] >= 2.5 or volume.shape[axis] < 40)
+
+
+def localizer_search_slab(volume: Volume, head: np.ndarray, margin: int = 1) -> tuple[int, int] | None:
+    """(first, stop) along the slice axis of the slices a localizer's CC search reads (those within
+    :data:`LR_SEARCH_MM` of the head's left-right centre), widened by ``margin`` slices; None for
+    an image segmented as a 3D volume. Earlier stages (N4) may then work on this slab only."""
+    if not is_localizer(volume):
+        return None
+    axis = slice_axis(volume.affine, volume.spatial_shape)
+    normal = slice_normal(volume.affine, axis)
+    head_centre = volume.world_coordinates(np.argwhere(head).mean(axis=0)[None])[0]
+    n = volume.shape[axis]
+    index = np.zeros((n, 3))
+    index[:, :] = [(s - 1) / 2 for s in volume.spatial_shape]
+    index[:, axis] = np.arange(n)
+    offsets = np.abs((volume.world_coordinates(index) - head_centre) @ normal)
+    near = np.flatnonzero(offsets <= LR_SEARCH_MM)
+    if near.size == 0:
+        return None
+    return max(0, int(near[0]) - margin), min(n, int(near[-1]) + 1 + margin)
+
+
 class NoCCFoundError(MedsegError):
     """The model found no corpus callosum in the image."""
 

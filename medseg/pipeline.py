@@ -1,0 +1,163 @@
+"""The processing stages of one image, listed in one place, over a :class:`Case`.
+
+A :class:`Case` holds what is known about one image so far: the input :class:`Volume`, the head
+mask, the bias-corrected image and field, the brain mask (a label Volume), the CC segmentation,
+angles, plan and measurements, what each stage chose (``provenance``) and the seconds each stage
+took. A stage is a plain function ``Case -> Case`` (a new Case, the old one untouched);
+:func:`run_stages` runs a list of them and times each one under its name, so no stage times
+itself. The lists:
+
+- :data:`PREPROCESS` (``medseg preprocess``): foreground mask -> N4 -> skull stripping;
+- :data:`POSITION` (``medseg position``, ``medseg run``, ``medseg listen``): the same, then CC
+  segmentation -> angles, axial plan and measurements. Writing the outputs is the caller's
+  (:func:`medseg.positioning.pipeline.write_position_outputs`).
+
+The timing keys (``mask``, ``n4``, ``skullstrip``, ``segment``, ``angles``, and ``total`` for the
+whole list) are those of ``result.json`` and ``preprocess.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+
+import numpy as np
+
+from medseg.errors import MedsegError
+from medseg.volume import Volume
+
+if TYPE_CHECKING:
+    from medseg.positioning.angles import Localization
+    from medseg.positioning.morphometry import CCMeasurements
+    from medseg.positioning.plan import AxialPlan
+    from medseg.preprocess.n4 import N4Options
+    from medseg.preprocess.skullstrip import BrainExtraction, SkullStripper
+    from medseg.segment.infer import CCSegmentation, CCSegmenter
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the stages are run with (the models and the choices), the same for every case of a run."""
+
+    segmenter: "CCSegmenter | None" = None
+    stripper: "SkullStripper | None" = None  # None: no skull stripping
+    n4: Literal["default", "fast", "off"] = "fast"
+    n4_options: "N4Options | None" = None  # overrides the ``n4`` profile
+    n4_mode: Literal["slab", "full"] | None = None  # None: LOCALIZER_N4 of the positioning
+    max_difference_deg: float = 10.0
+    outline_smoothing_mm: float = 3.5
+
+
+@dataclass(frozen=True)
+class Case:
+    """One image and what the stages found so far (fields are None until their stage ran)."""
+
+    volume: Volume
+    settings: Settings = Settings()
+    head: np.ndarray | None = None  # foreground mask, shared by N4, skull stripping and the segmenter
+    corrected: Volume | None = None  # the image later stages read (the input when N4 is off)
+    bias_field: Volume | None = None
+    brain: "BrainExtraction | None" = None
+    brain_error: MedsegError | None = None  # skull stripping's, when it found no brain
+    segmentation: "CCSegmentation | None" = None
+    localization: "Localization | None" = None
+    plan: "AxialPlan | None" = None
+    measurements: "CCMeasurements | None" = None
+    provenance: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    seconds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def noting(self, **provenance: Any) -> dict[str, Any]:
+        """``provenance`` with entries added (for ``replace(case, provenance=...)``)."""
+        return MappingProxyType({**self.provenance, **provenance})
+
+
+Stage = tuple[str, Callable[[Case], Case]]
+
+
+def run_stages(case: Case, stages: tuple[Stage, ...] | list[Stage]) -> Case:
+    """Run ``stages`` in order; each one's wall seconds under its name, the whole under ``total``.
+    A stage that raises stops the list (a MedsegError of no particular stage gets the stage's
+    name in ``stage``)."""
+    seconds = dict(case.seconds)
+    start = time.perf_counter()
+    for name, stage in stages:
+        t = time.perf_counter()
+        try:
+            case = stage(case)
+        except MedsegError as exc:
+            if exc.stage == MedsegError.stage:
+                exc.stage = name
+            raise
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t
+    seconds["total"] = seconds.get("total", 0.0) + time.perf_counter() - start
+    return replace(case, seconds=MappingProxyType(seconds))
+
+
+# -- stages ------------------------------------------------------------------------------------
+def find_foreground(case: Case) -> Case:
+    """The head mask (kept when the caller gave one)."""
+    if case.head is not None:
+        return case
+    from medseg.preprocess.normalize import foreground_mask
+
+    return replace(case, head=foreground_mask(case.volume))
+
+
+def correct_bias(case: Case) -> Case:
+    """N4 (the ``n4`` profile; a localizer without skull stripping on its CC-search slab only, see
+    :func:`medseg.positioning.pipeline.n4_slab`)."""
+    from medseg.preprocess.n4 import N4Options, correct_bias_field
+
+    s = case.settings
+    options = s.n4_options or (N4Options.fast() if s.n4 == "fast" else N4Options())
+    if s.n4 == "off":
+        return replace(case, corrected=case.volume, bias_field=None, provenance=case.noting(n4=None))
+    from medseg.positioning.pipeline import n4_slab
+
+    slab = n4_slab(case.volume, case.head, skull_strip=s.stripper is not None, mode=s.n4_mode)
+    corrected, bias = correct_bias_field(case.volume, case.head, options=options, slices=slab)
+    return replace(case, corrected=corrected, bias_field=bias, provenance=case.noting(n4=options, n4_slab=slab))
+
+
+def strip_skull(case: Case) -> Case:
+    """The brain mask, when a stripper is set; a study without a brain keeps going with the error
+    recorded (the CC network works on whole-head images)."""
+    if case.settings.stripper is None:
+        return case
+    try:
+        brain = case.settings.stripper.extract(case.corrected, head_mask=case.head)
+    except MedsegError as exc:
+        return replace(case, brain_error=exc)
+    return replace(case, brain=brain)
+
+
+def segment_cc(case: Case) -> Case:
+    """The mid-sagittal plane and the CC mask."""
+    return replace(case, segmentation=case.settings.segmenter.segment(case.corrected, head_mask=case.head))
+
+
+def localize_and_plan(case: Case) -> Case:
+    """Angles of the CC, the axial plan along the final line, and the CC measurements."""
+    from medseg.positioning.angles import clean_mask, localize
+    from medseg.positioning.morphometry import measure
+    from medseg.positioning.plan import plan_axial
+
+    seg, s = case.segmentation, case.settings
+    localization = localize(seg.mask2d, seg.plane, max_difference_deg=s.max_difference_deg,
+                            probability=seg.probability2d, smoothing_mm=s.outline_smoothing_mm)
+    plan = plan_axial(np.array(localization.final.center_mm), np.array(localization.final.direction_lps),
+                      seg.midsagittal_normal)
+    measurements = measure(clean_mask(seg.mask2d), seg.plane, np.array(localization.box.direction_px))
+    return replace(case, localization=localization, plan=plan, measurements=measurements)
+
+
+# -- the lists ---------------------------------------------------------------------------------
+PREPROCESS: tuple[Stage, ...] = (("mask", find_foreground), ("n4", correct_bias), ("skullstrip", strip_skull))
+POSITION: tuple[Stage, ...] = PREPROCESS + (("segment", segment_cc), ("angles", localize_and_plan))
+
+
+def stages_for(stages: tuple[Stage, ...], settings: Settings) -> tuple[Stage, ...]:
+    """``stages`` without skull stripping when no stripper is set (so no ``skullstrip`` timing)."""
+    return tuple(s for s in stages if s[0] != "skullstrip" or settings.stripper is not None)
