@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from medseg.examples import data_root
 from medseg.io import read_nifti, write_nifti
-from medseg.positioning.geometry import physical_angle
+from medseg.geometry import physical_angle
 from medseg.positioning.pipeline import position_volume
 from medseg.segment.data import Subject
 from medseg.segment.infer import CCSegmenter

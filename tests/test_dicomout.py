@@ -186,6 +186,7 @@ def test_a_failing_object_keeps_the_others_and_is_recorded(outputs, tmp_path):
     from types import SimpleNamespace
 
     from medseg.dicomout import dicom_entry, write_dicom_results
+    from medseg.infer.contract import load_contract
     from medseg.io import scan
 
     root, uid, *_ = outputs
@@ -194,7 +195,7 @@ def test_a_failing_object_keeps_the_others_and_is_recorded(outputs, tmp_path):
     shutil.copytree(root / "out" / uid / "0001_localizer_sag", series, ignore=shutil.ignore_patterns("dicom", "qc.png"))
     (ref,) = scan([root / "in" / "loc"]).series
     data = json.loads((series / "result.json").read_text())
-    result = SimpleNamespace(volume=ref.load(), brain=None, _contract={"name": "cc", "sha256": "0" * 64},
+    result = SimpleNamespace(volume=ref.load(), brain=None, model=load_contract(REPO / "models" / "cc_attention_unet.json"),
                              segmentation=SimpleNamespace(mask=load_volume(series / "cc_mask.nii.gz"),
                                                           midsagittal_point=data["midsagittal"]["point_mm"]))
     recorded = dicom_entry(write_dicom_results, tmp_path, result, ref.files, series)
