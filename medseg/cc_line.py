@@ -95,9 +95,9 @@ def _estimate(plane: Plane, center_xy: np.ndarray, dxy: np.ndarray) -> LineEstim
     )
 
 
-def _contour(mask: np.ndarray, probability: np.ndarray | None = None) -> np.ndarray:
-    """Outline points (x, y) of the CC: the sub-pixel 0.5 iso-line of ``probability`` around
-    the mask when given (marching squares, scikit-image), else the pixel outline (OpenCV).
+def _contour(mask: np.ndarray, probability: np.ndarray | None = None, threshold: float = 0.5) -> np.ndarray:
+    """Outline points (x, y) of the CC: the sub-pixel ``threshold`` iso-line of ``probability``
+    around the mask when given (marching squares, scikit-image), else the pixel outline (OpenCV).
 
     Pixel outlines quantise angles: on a 70-pixel CC one row step is ~0.8 deg, and the box and
     line snap to the pixel grid for small tilts; the iso-line keeps the sub-pixel information.
@@ -107,7 +107,7 @@ def _contour(mask: np.ndarray, probability: np.ndarray | None = None) -> np.ndar
 
         region = ndimage.binary_dilation(mask, iterations=2)
         field = np.where(region, probability, 0.0)
-        lines = measure.find_contours(np.pad(field, 1), 0.5)
+        lines = measure.find_contours(np.pad(field, 1), threshold)
         if lines:
             line = max(lines, key=len)
             if len(line) >= 10:
@@ -116,10 +116,10 @@ def _contour(mask: np.ndarray, probability: np.ndarray | None = None) -> np.ndar
     return max(contours, key=cv2.contourArea).reshape(-1, 2).astype(np.float64)
 
 
-def box_estimate(mask: np.ndarray, plane: Plane, probability: np.ndarray | None = None
-                 ) -> tuple[LineEstimate, tuple[float, float]]:
+def box_estimate(mask: np.ndarray, plane: Plane, probability: np.ndarray | None = None, *,
+                 threshold: float = 0.5) -> tuple[LineEstimate, tuple[float, float]]:
     """Minimum-area rectangle (in mm, so anisotropic pixels are handled): centre and long axis."""
-    points = _contour(mask, probability)
+    points = _contour(mask, probability, threshold)
     sx, sy = np.linalg.norm(plane.x_vec), np.linalg.norm(plane.y_vec)
     (cx, cy), (w, h), angle = cv2.minAreaRect((points * [sx, sy]).astype(np.float32))
     t = np.radians(angle)
@@ -130,10 +130,10 @@ def box_estimate(mask: np.ndarray, plane: Plane, probability: np.ndarray | None 
 
 
 def subcallosal_line(mask: np.ndarray, plane: Plane, *, band_mm: float = 1.0,
-                     probability: np.ndarray | None = None
+                     probability: np.ndarray | None = None, threshold: float = 0.5
                      ) -> tuple[LineEstimate, tuple[tuple[float, float], tuple[float, float]]]:
     """The line along the inferior edge of the CC, touching genu and splenium."""
-    points = _contour(mask, probability)
+    points = _contour(mask, probability, threshold)
     sx, sy = np.linalg.norm(plane.x_vec), np.linalg.norm(plane.y_vec)
     mm = points * [sx, sy]  # isotropic working space
     hull = cv2.convexHull(mm.astype(np.float32)).reshape(-1, 2).astype(np.float64)
@@ -191,9 +191,10 @@ def _mean_direction(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return m / np.linalg.norm(m)
 
 
-def smooth_outline(mask: np.ndarray, plane: Plane, probability: np.ndarray | None, smoothing_mm: float
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(mask, probability) of the CC smoothed by a Gaussian of ``smoothing_mm``.
+def smooth_outline(mask: np.ndarray, plane: Plane, probability: np.ndarray | None, smoothing_mm: float,
+                   *, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, probability) of the CC smoothed by a Gaussian of ``smoothing_mm``; the smoothed
+    probability is the CC above ``threshold`` (a smoothed binary mask above 0.5).
 
     Box and line are tangents to the outline, and their contact at the genu jumps between the
     rostrum's thin tip and the genu's knee depending on how a segmentation draws the rostrum
@@ -206,17 +207,19 @@ def smooth_outline(mask: np.ndarray, plane: Plane, probability: np.ndarray | Non
     pixel = float(min(np.linalg.norm(plane.x_vec), np.linalg.norm(plane.y_vec)))
     field = probability if probability is not None else mask.astype(np.float64)
     smoothed = ndimage.gaussian_filter(np.asarray(field, dtype=np.float64), smoothing_mm / pixel)
-    smooth_mask = smoothed > 0.5
+    smooth_mask = smoothed > (threshold if probability is not None else 0.5)
     if smooth_mask.sum() < 0.5 * mask.sum():
         return mask, probability  # too thin to smooth: keep the outline as it is
     return smooth_mask, smoothed
 
 
 def localize(mask: np.ndarray, plane: Plane, *, max_difference_deg: float = 10.0,
-             probability: np.ndarray | None = None, smoothing_mm: float = 0.0) -> Localization:
+             probability: np.ndarray | None = None, smoothing_mm: float = 0.0,
+             threshold: float = 0.5) -> Localization:
     """Box, subcallosal line and final plan from a CC mask (image rows = y, columns = x).
 
-    ``probability`` (the network's CC probability on the same pixels) gives sub-pixel outlines;
+    ``probability`` (the network's CC probability on the same pixels) gives sub-pixel outlines,
+    drawn where it crosses ``threshold`` (the model contract's ``output.threshold``);
     ``smoothing_mm`` > 0 fits box and line to the smoothed outline (:func:`smooth_outline`; the
     positioning pipeline uses 3.5 mm), 0 to the outline exactly as given.
 
@@ -225,12 +228,12 @@ def localize(mask: np.ndarray, plane: Plane, *, max_difference_deg: float = 10.0
     """
     cleaned = clean_mask(mask)
     if smoothing_mm > 0:
-        smoothed, probability = smooth_outline(cleaned, plane, probability, smoothing_mm)
+        smoothed, probability = smooth_outline(cleaned, plane, probability, smoothing_mm, threshold=threshold)
         cleaned = clean_mask(smoothed)
     if probability is not None:
         probability = np.where(ndimage.binary_dilation(cleaned, iterations=2), probability, 0.0)
-    box, size = box_estimate(cleaned, plane, probability)
-    line, ends = subcallosal_line(cleaned, plane, probability=probability)
+    box, size = box_estimate(cleaned, plane, probability, threshold=threshold)
+    line, ends = subcallosal_line(cleaned, plane, probability=probability, threshold=threshold)
     centre = (np.array(box.center_px) + np.array(line.center_px)) / 2
     # Mean angle: the bisector of the two directions in mm space (its physical angle is the
     # mean of the two physical angles when both lie in the sagittal plane).

@@ -192,7 +192,7 @@ def main() -> int:
         def final_angle(picture):  # as the positioning pipeline does it
             seg = segmenter.segment(Volume(picture.T[:, :, None].copy(), affine), localizer=True)
             return localize(seg.mask2d, seg.plane, probability=seg.probability2d,
-                            smoothing_mm=OUTLINE_SMOOTHING_MM).final.angle_deg
+                            smoothing_mm=OUTLINE_SMOOTHING_MM, threshold=segmenter.threshold).final.angle_deg
 
         base = final_angle(image)
         centre = ((size - 1) / 2, (size - 1) / 2)
@@ -236,7 +236,7 @@ def main() -> int:
             try:
                 seg = segmenter.segment(moved, localizer=True)
                 final = localize(seg.mask2d, seg.plane, probability=seg.probability2d,
-                                 smoothing_mm=OUTLINE_SMOOTHING_MM).final
+                                 smoothing_mm=OUTLINE_SMOOTHING_MM, threshold=segmenter.threshold).final
                 found[phi] = (final.angle_deg, np.array(final.direction_lps), motion)
             except (NoCorpusCallosumError, NoCCFoundError):
                 found[phi] = (float("nan"), None, motion)

@@ -155,6 +155,7 @@ def test_seg_on_an_enhanced_multiframe_source(tmp_path):
     and put the mask back where it was."""
     from medseg.dicomout.seg import build_segmentation
     from medseg.dicomout.source import map_frames, read_sources
+    from medseg.infer.contract import load_contract
     from medseg.io import scan
     from tests.conftest import data_path
 
@@ -165,7 +166,8 @@ def test_seg_on_an_enhanced_multiframe_source(tmp_path):
     mask[10, 5, 3] = 1
     cc = volume.with_array(mask)
     frames = map_frames(read_sources(ref.files), volume.affine, volume.shape)
-    seg = build_segmentation(frames, cc, None, {"name": "test", "sha256": "0" * 64})
+    contract = load_contract(REPO / "models" / "cc_attention_unet.json")
+    seg = build_segmentation(frames, cc, None, contract)
     source = pydicom.dcmread(ref.files[0], stop_before_pixels=True)
     inverse = np.linalg.inv(volume.affine)
     back = np.zeros_like(mask)

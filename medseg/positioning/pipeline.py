@@ -123,7 +123,8 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
     seconds["segment"] = time.perf_counter() - t
     t = time.perf_counter()
     localization = localize(segmentation.mask2d, segmentation.plane, max_difference_deg=max_difference_deg,
-                            probability=segmentation.probability2d, smoothing_mm=OUTLINE_SMOOTHING_MM)
+                            probability=segmentation.probability2d, smoothing_mm=OUTLINE_SMOOTHING_MM,
+                            threshold=segmenter.threshold)
     plan = plan_axial(np.array(localization.final.center_mm), np.array(localization.final.direction_lps),
                       segmentation.midsagittal_normal)
     from medseg.positioning.angles import clean_mask

@@ -139,7 +139,8 @@ def _canonical_frame(plane: Plane, probability: np.ndarray, spacing: float, thre
     if mask.sum() * spacing ** 2 < MIN_CC_AREA_MM2:
         return None
     try:
-        final = localize(mask, plane, probability=probability, smoothing_mm=CANONICAL_SMOOTHING_MM).final
+        final = localize(mask, plane, probability=probability, smoothing_mm=CANONICAL_SMOOTHING_MM,
+                         threshold=threshold).final
     except MedsegError:
         return None
     normal = plane.normal / np.linalg.norm(plane.normal)
