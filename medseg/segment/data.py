@@ -46,9 +46,7 @@ def tissue_classes(aseg: np.ndarray) -> np.ndarray:
     classes[np.isin(aseg, _GM)] = TISSUE_CLASSES["grey_matter"]
     classes[np.isin(aseg, _CSF)] = TISSUE_CLASSES["csf"]
     return classes
-# Training's crop: its centre lies this far below the top of the head (export writes it into the
-# contract's input.crop; inference reads it from there).
-CROP_TOP_TO_CENTRE_MM = 105.0
+CROP_TOP_TO_CENTRE_MM = 105.0  # crop centre lies this far below the top of the head
 
 
 @dataclass(frozen=True)
