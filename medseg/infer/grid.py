@@ -38,11 +38,12 @@ class VolumeLookup:
     Points on a slice plane land on integer slice indices only up to rounding, and scipy's
     constant mode returns the fill value for anything beyond the first or last index: indices
     within 1e-4 of an integer are snapped to it, and a single-slice image counts as a slab of its
-    slice thickness."""
+    slice thickness. Points outside the image take ``outside`` (the contract's
+    ``input.normalization.outside_image_value``)."""
 
-    def __init__(self, volume: Volume, values: np.ndarray, head: np.ndarray):
+    def __init__(self, volume: Volume, values: np.ndarray, head: np.ndarray, *, outside: float = 0.0):
         self.inverse = np.linalg.inv(volume.affine)
-        self.values, self.head = values, head.astype(np.uint8)
+        self.values, self.head, self.outside = values, head.astype(np.uint8), float(outside)
         self.single = [n == 1 for n in values.shape[:3]] if values.ndim >= 3 else [False] * 3
 
     def _index(self, points: np.ndarray) -> np.ndarray:
@@ -56,7 +57,8 @@ class VolumeLookup:
         return index
 
     def image(self, points: np.ndarray) -> np.ndarray:
-        out = ndimage.map_coordinates(self.values, self._index(points), order=1, mode="constant", cval=0.0)
+        out = ndimage.map_coordinates(self.values, self._index(points), order=1, mode="constant",
+                                      cval=self.outside)
         return out.reshape(points.shape[:-1])
 
     def mask(self, points: np.ndarray) -> np.ndarray:

@@ -116,6 +116,7 @@ class SkullStripper:
         self.spacing = float(contract.input.spacing_mm)
         self.top_to_centre_mm = float(contract.input.crop.centre_row_mm_below_head_top)
         self.percentiles = contract.input.normalization.percentiles
+        self.outside = float(contract.input.normalization.outside_image_value)
         self.threshold = float(contract.output.threshold)
         self.batch_size = batch_size
 
@@ -139,7 +140,7 @@ class SkullStripper:
         values = np.asarray(volume.array, dtype=np.float32)
         if values.ndim == 4:
             values = values[..., 0]
-        lookup = VolumeLookup(volume, values, head)
+        lookup = VolumeLookup(volume, values, head, outside=self.outside)
         normal, step, first, count, axis = self._plane_stack(volume, head)
         row_dir, col_dir, net_normal = network_frame(normal)
         head_centre = volume.world_coordinates(np.argwhere(head).mean(axis=0)[None])[0]

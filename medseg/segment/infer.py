@@ -175,6 +175,7 @@ class CCSegmenter:
         self.spacing = float(contract.input.spacing_mm)
         self.top_to_centre_mm = float(contract.input.crop.centre_row_mm_below_head_top)
         self.percentiles = contract.input.normalization.percentiles
+        self.outside = float(contract.input.normalization.outside_image_value)
         self.threshold = float(contract.output.threshold)
 
     # -- shared --------------------------------------------------------------------------------
@@ -243,11 +244,11 @@ class CCSegmenter:
             localizer = sagittal and (volume.spacing[axis] >= 2.5 or volume.shape[axis] < 40)
         values, head = self.series_values(volume, head_mask)
         if not localizer:
-            return self._segment_volume(volume, VolumeLookup(volume, values, head))
+            return self._segment_volume(volume, VolumeLookup(volume, values, head, outside=self.outside))
         if not sagittal:  # told it is a localizer: its slices are the left-right axis' planes
             axis = left_right_axis(volume.affine)[0]
         if axis == 2:
-            return self._segment_localizer(volume, VolumeLookup(volume, values, head))
+            return self._segment_localizer(volume, VolumeLookup(volume, values, head, outside=self.outside))
         # Slices across another array axis (NIfTI stored LR-first, ...): the same voxels with the
         # slice axis last, then the mask back into the input's own array layout.
         order = tuple(a for a in range(3) if a != axis) + (axis,)
@@ -255,7 +256,7 @@ class CCSegmenter:
         moved = order + ((3,) if values.ndim == 4 else ())
         result = self._segment_localizer(stacked, VolumeLookup(
             stacked, np.ascontiguousarray(np.transpose(values, moved)),
-            np.ascontiguousarray(np.transpose(head, order))))
+            np.ascontiguousarray(np.transpose(head, order)), outside=self.outside))
         back = tuple(int(a) for a in np.argsort(order))
         result.mask = volume.with_array(np.ascontiguousarray(np.transpose(result.mask.array, back)),
                                         description="corpus callosum", is_label=True)
