@@ -205,3 +205,24 @@ def test_a_failing_object_keeps_the_others_and_is_recorded(outputs, tmp_path):
     assert set(recorded["dicom_errors"]) == {"sc"} and "qc.png" in recorded["dicom_errors"]["sc"]
     assert read_angles(series / "dicom" / "sr.dcm")["final"] == data["angles"]["final"]["angle_deg"]
     assert not (series / "dicom" / "sc.dcm").exists() and entry["dicom_status"] == "ok"
+
+
+def test_a_source_without_its_uids_is_a_clear_dicom_out_error(tmp_path):
+    """A source file lacking SOPInstanceUID (or another reference UID) cannot be referenced by a
+    SEG/SR/SC: a DicomOutputError names the missing attribute, instead of failing deep inside."""
+    from pydicom.dataset import FileMetaDataset
+
+    from medseg.dicomout.source import DicomOutputError, read_sources
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.MRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()  # the dataset lacks its own
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    ds.SOPClassUID = pydicom.uid.MRImageStorage
+    ds.Modality = "MR"
+    path = tmp_path / "no_sop_uid.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(DicomOutputError, match="SOPInstanceUID"):
+        read_sources([path])

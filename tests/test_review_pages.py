@@ -191,7 +191,8 @@ def test_triage_rows_flag_and_order_outliers_first():
     assert order[0] == "s-fail"
     assert set(order[1:4]) == {"s-big", "s-steep", "s-disagree"} and order[-1] == "s-skip"
     by_id = {r["study_id"]: r for r in rows}
-    assert by_id["s-big"]["flags"] == ["cc-area-outlier"] and by_id["s-big"]["cc_area_z"] > 2.5
+    # 1,900 mm2 is outside the adult range and far from the batch: both flags
+    assert by_id["s-big"]["flags"] == ["implausible", "cc-area-outlier"] and by_id["s-big"]["cc_area_z"] > 2.5
     assert by_id["s-steep"]["flags"] == ["implausible"]
     assert by_id["s-disagree"]["flags"] == ["inconsistent"] and by_id["s-disagree"]["box_line_deg"] == 17.0
     assert all(not by_id[f"s{n:02d}"]["flags"] for n in range(12))

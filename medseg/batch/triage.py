@@ -19,13 +19,14 @@ import math
 from pathlib import Path, PurePosixPath
 
 from medseg.io.atomic import write_text_atomic
+from medseg.positioning.adult_range import ADULT_AREA_MM2
 
 log = logging.getLogger(__name__)
 
 Z_OUTLIER = 2.5
 MIN_CONFIDENCE = 0.5
 MAX_ABS_ANGLE_DEG = 45.0  # a subcallosal line steeper than this is not a head in a scanner
-CC_AREA_MM2 = (200.0, 2000.0)
+CC_AREA_MM2 = ADULT_AREA_MM2
 BRAIN_ML = (700.0, 2500.0)  # whole brain, 3D volumes only (a localizer covers part of it)
 RANK = {"failed": 0, "implausible": 1, "inconsistent": 1, "cc-area-outlier": 1, "warning": 2}
 COLUMNS = ["study_id", "series", "stage", "status", "kind", "flags", "final_angle_deg", "box_line_deg",

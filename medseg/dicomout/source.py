@@ -39,6 +39,10 @@ TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "S
                 "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
+# What a SEG/SR/SC needs from each source to reference it (study, series, instance, class).
+REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
 def read_sources(files: Sequence[str | Path]) -> list[Dataset]:
     """The source datasets (pixel data left out: only headers are needed; files are not changed)."""
     if not files:
@@ -49,6 +53,10 @@ def read_sources(files: Sequence[str | Path]) -> list[Dataset]:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
         except Exception as exc:
             raise DicomOutputError(f"cannot read source file {Path(path).name}: {exc}") from exc
+        missing = [k for k in REQUIRED_UIDS if not str(ds.get(k, "") or "").strip()]
+        if missing:  # the derived objects reference the source by these: nothing can stand in
+            raise DicomOutputError(f"source file {Path(path).name} lacks {', '.join(missing)}: "
+                                   "a DICOM result cannot reference it")
         _share_constant_groups(ds)
         for keyword in TYPE2_COPIED:
             if keyword not in ds:

@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import shortest_path
 from scipy.sparse import coo_matrix
 
 from medseg.geometry import Plane, anterior_pointing
+from medseg.positioning.adult_range import ADULT_AREA_MM2, ADULT_MEAN_THICKNESS_MM, BODY_SPAN, END_SPAN, END_TO_BODY
 
 HOFER_FRAHM = ((1 / 6, "I"), (1 / 2, "II"), (2 / 3, "III"), (3 / 4, "IV"), (1.0, "V"))
 WITELSON = ((1 / 3, "anterior_third"), (1 / 2, "anterior_midbody"), (2 / 3, "posterior_midbody"),
@@ -39,7 +40,34 @@ class CCMeasurements:
     witelson_mm2: dict[str, float]
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "implausible": self.implausible}
+
+    @property
+    def implausible(self) -> list[str]:
+        """Why these measurements are outside the adult range (empty when plausible)."""
+        return plausibility_problems(self)
+
+
+
+def plausibility_problems(m: "CCMeasurements") -> list[str]:
+    """The adult-range gate: area, mean thickness, and the profile (genu and splenium thicker
+    than the body). Each problem is a readable reason."""
+    problems = []
+    if not ADULT_AREA_MM2[0] <= m.area_mm2 <= ADULT_AREA_MM2[1]:
+        problems.append(f"CC area {m.area_mm2:.0f} mm2 outside the adult range "
+                        f"{ADULT_AREA_MM2[0]:.0f}-{ADULT_AREA_MM2[1]:.0f}")
+    if not ADULT_MEAN_THICKNESS_MM[0] <= m.mean_thickness_mm <= ADULT_MEAN_THICKNESS_MM[1]:
+        problems.append(f"CC mean thickness {m.mean_thickness_mm:.1f} mm outside the adult range "
+                        f"{ADULT_MEAN_THICKNESS_MM[0]:.1f}-{ADULT_MEAN_THICKNESS_MM[1]:.1f}")
+    t = np.asarray(m.thickness_mm, dtype=np.float64)
+    if t.size >= 10:
+        n = t.size
+        body = float(np.median(t[int(BODY_SPAN[0] * n):int(BODY_SPAN[1] * n)]))
+        genu, splenium = float(t[:int(END_SPAN * n)].max()), float(t[-int(END_SPAN * n):].max())
+        if not (max(genu, splenium) >= END_TO_BODY * body and min(genu, splenium) >= body):
+            problems.append(f"CC thickness profile not anatomical (genu {genu:.1f}, body {body:.1f}, "
+                            f"splenium {splenium:.1f} mm: the body should be the thinnest part)")
+    return problems
 
 
 def _longest_skeleton_path(skeleton: np.ndarray) -> np.ndarray:

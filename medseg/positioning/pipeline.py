@@ -58,7 +58,8 @@ class PositionResult:
     def warnings(self) -> list[str]:
         """What a reader must check: a mid-sagittal plane at the edge of its search, a failed
         skull stripping."""
-        return list(self.segmentation.warnings) + ([self.brain_error] if self.brain_error else [])
+        return (list(self.segmentation.warnings) + self.measurements.implausible
+                + ([self.brain_error] if self.brain_error else []))
 
     def as_dict(self) -> dict:
         seg, meta = self.segmentation, self.volume.meta

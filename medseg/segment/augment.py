@@ -35,6 +35,10 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.6, 1.6)
     noise: tuple[float, float] = (0.0, 0.06)
     blur_px: tuple[float, float] = (0.0, 1.0)
+    # Lower acquired resolution (templates, 2-3 mm scans, thick localizers): the plane is reduced
+    # by a factor drawn per axis in this range and brought back (linear), in this share of samples.
+    resolution: tuple[float, float] = (1.0, 1.0)
+    resolution_fraction: float = 0.0
     # SynthSeg-style tissue contrast: non-brain tissue (scalp, fat, skull marrow) relative to brain,
     # raw scanner T1s often have a much brighter scalp than FreeSurfer's normalised T1.
     outside_brain_gain: tuple[float, float] = (0.4, 2.5)
@@ -52,6 +56,7 @@ class IntensityParams:
     noise: float
     blur_px: float
     scale_jitter: float
+    resolution: tuple[float, float] = (1.0, 1.0)  # reduction factor (rows, columns)
 
 
 def draw_pose(rng: np.random.Generator, cfg: AugmentConfig) -> tuple[PlanePose, bool]:
@@ -83,6 +88,8 @@ def draw_intensity(rng: np.random.Generator, cfg: AugmentConfig) -> IntensityPar
         noise=float(rng.uniform(*cfg.noise)),
         blur_px=float(rng.uniform(*cfg.blur_px)),
         scale_jitter=float(rng.uniform(0.9, 1.1)),
+        resolution=((float(rng.uniform(*cfg.resolution)), float(rng.uniform(*cfg.resolution)))
+                    if rng.random() < cfg.resolution_fraction else (1.0, 1.0)),
     )
 
 
@@ -110,6 +117,9 @@ def apply_intensity(image: np.ndarray, params: IntensityParams, rng: np.random.G
     out = np.clip(image, 0, None) ** params.gamma * np.exp(log_field)
     if params.blur_px > 0.2:
         out = ndimage.gaussian_filter(out, params.blur_px)
+    if max(params.resolution) > 1.05:
+        small = ndimage.zoom(out, (1 / params.resolution[0], 1 / params.resolution[1]), order=1)
+        out = ndimage.zoom(small, (h / small.shape[0], w / small.shape[1]), order=1)
     if params.noise > 0:
         out = np.hypot(out + rng.normal(0, params.noise, out.shape), rng.normal(0, params.noise, out.shape))
     return out.astype(np.float32)

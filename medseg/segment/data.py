@@ -8,6 +8,17 @@ tilt), out-of-plane tilt, offset from the midline and slab thickness (thick loca
 the average of several planes). The target is the CC label on the mid-sagittal plane in the same
 image coordinates; planes far off the midline are negatives with an empty target.
 
+FreeSurfer's CC label is not the CC alone: on many subjects it takes in the fornix hanging under
+the body, the septum and CSF of the ventricles under the body, and a rim of partial-volume
+voxels. The training target is therefore cleaned to the CC alone (:func:`corpus_callosum_alone`,
+hand-written: no library separates the CC from the fornix): voxels darker than the midpoint of
+white matter and CSF go, thin attachments (the fornix columns) are opened away, and where the
+fornix runs under the body and splenium separated from it by a gap, only the uppermost run of
+each column is kept; what hangs below the smooth lower edge of the body, or lies more than
+8 mm below the body's upper surface (a fornix fused under it), goes too. On the FreeSurfer
+subjects this takes the mid-sagittal label areas from 730-1,180 to 570-860 mm2. The cleaning is done once per subject on its mid-sagittal plane and carried
+back to the 3D label slab (a voxel stays when its projection onto the plane is CC alone).
+
 The same sampler trains the skull-stripping network (``target="brain"``): planes anywhere across
 the head, the target being ``brainmask.mgz`` on the sampled plane itself, and the crop taken from
 the mid-sagittal plane for every offset (inference crops all planes of a volume alike).
@@ -28,6 +39,7 @@ from scipy import ndimage
 from medseg.geometry import Plane
 from medseg.infer.grid import crop_centre_from_sampler
 from medseg.io import read_nifti
+from medseg.segment.cc_alone import CC_INTENSITY_FRACTION, corpus_callosum_alone
 from medseg.volume import Volume
 
 CC_LABELS = (251, 252, 253, 254, 255)
@@ -46,6 +58,9 @@ def tissue_classes(aseg: np.ndarray) -> np.ndarray:
     classes[np.isin(aseg, _GM)] = TISSUE_CLASSES["grey_matter"]
     classes[np.isin(aseg, _CSF)] = TISSUE_CLASSES["csf"]
     return classes
+
+
+PLANE_MM = 200  # extent of the 1 mm plane on which a subject's label is cleaned
 CROP_TOP_TO_CENTRE_MM = 105.0  # crop centre lies this far below the top of the head
 
 
@@ -104,8 +119,30 @@ class Subject:
         image = np.asarray(t1.array, dtype=np.float32)
         level = float(np.percentile(image, 99.5)) or 1.0
         head = ndimage.binary_fill_holes(ndimage.binary_opening(image > 0.1 * level, iterations=2))
-        return cls(name, image, cc.astype(np.uint8), np.linalg.inv(t1.affine), centre, normal,
-                   posterior, inferior, head.astype(np.uint8), level, tissue_classes(labels))
+        subject = cls(name, image, cc.astype(np.uint8), np.linalg.inv(t1.affine), centre, normal,
+                      posterior, inferior, head.astype(np.uint8), level, tissue_classes(labels))
+        subject.cc = subject._cc_alone(points, np.argwhere(cc))
+        return subject
+
+    def _cc_alone(self, points: np.ndarray, voxels: np.ndarray) -> np.ndarray:
+        """The 3D label slab reduced to the CC alone (see corpus_callosum_alone)."""
+        steps = np.arange(PLANE_MM, dtype=np.float64) - (PLANE_MM - 1) / 2
+        grid = (self.centre + steps[:, None, None] * self.inferior + steps[None, :, None] * self.posterior)
+        label = self._lookup(self.cc, grid, order=0) > 0
+        clean = corpus_callosum_alone(label, self._lookup(self.image, grid))
+        rel = points - self.centre
+        rows = np.rint(rel @ self.inferior + (PLANE_MM - 1) / 2).astype(int)
+        cols = np.rint(rel @ self.posterior + (PLANE_MM - 1) / 2).astype(int)
+        inside = (rows >= 0) & (rows < PLANE_MM) & (cols >= 0) & (cols < PLANE_MM)
+        keep = np.zeros(len(points), bool)
+        keep[inside] = clean[rows[inside], cols[inside]]
+        # the 3D slab also keeps only voxels bright enough to be CC (the plane saw one cut of it)
+        wm = float(np.percentile(self.image[self.cc > 0], 75))
+        values = self.image[tuple(voxels.T)]
+        keep &= values > CC_INTENSITY_FRACTION * wm
+        out = np.zeros_like(self.cc)
+        out[tuple(voxels[keep].T)] = 1
+        return out
 
     def _frame(self, pose: PlanePose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row_dir, col_dir, normal) of the posed plane in LPS."""

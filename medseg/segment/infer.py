@@ -47,6 +47,7 @@ from medseg.masks import largest_component
 from medseg.planes import left_right_axis, plane_of_normal, slice_axis, slice_normal
 from medseg.preprocess.midsagittal import midsagittal_plane
 from medseg.preprocess.normalize import foreground_mask
+from medseg.segment.cc_alone import corpus_callosum_alone
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,9 @@ class CCSegmenter:
     """Segment the CC with a shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: Predictor | None = None, *, name: str = "cc_attention_unet",
-                 device: str = "cpu", precision: str = "fp32"):
+                 device: str = "cpu", precision: str = "fp32", cc_alone: bool = True):
         self.runtime: Predictor = runtime or load_runtime(name, device=device, precision=precision)
+        self.cc_alone = cc_alone  # reduce the prediction to the CC alone (medseg.segment.cc_alone)
         contract = self.runtime.contract  # every value below is the model's, never a copy
         self.size = contract.input.size
         self.spacing = float(contract.input.spacing_mm)
@@ -232,6 +234,20 @@ class CCSegmenter:
             log.warning("canonical second pass implausible; keeping the first pass")
             return None
         return canonical, image, second
+
+    def alone(self, image: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        """The probability with what is not the CC alone (fornix, septum, ventricle CSF under the
+        body; :func:`corpus_callosum_alone`) held at or below the threshold; the removed part's rim keeps
+        its soft values for the outline smoothing. ``image``/``probability`` on a network plane
+        (rows inferior, columns posterior)."""
+        if not self.cc_alone:
+            return probability
+        mask = largest_component(probability > self.threshold)
+        alone = corpus_callosum_alone(mask, image, self.spacing)
+        if alone.sum() * self.spacing ** 2 < MIN_CC_AREA_MM2:
+            return probability  # nothing CC-like left: the gate that follows decides
+        rim = ndimage.binary_dilation(alone)
+        return np.where(alone, probability, np.minimum(probability, self.threshold) * rim).astype(np.float32)
 
     # -- entry point ---------------------------------------------------------------------------
     def segment(self, volume: Volume, *, localizer: bool | None = None,
@@ -299,9 +315,13 @@ class CCSegmenter:
             raise NoCCFoundError(f"no corpus callosum found in {n} slices (best: slice {best}, "
                                  f"{area:.0f} mm2, confidence {confidence:.2f})")
         net, net_probability = planes[best], probabilities[best]
+        net_image = None
         refined = self.canonical_pass(lookup, net, net_probability)
         if refined is not None:
-            net, _, net_probability = refined
+            net, net_image, net_probability = refined
+        if net_image is None:
+            net_image = lookup.image(plane_grid(net, self.size))
+        net_probability = self.alone(net_image, net_probability)
         # Back onto the chosen slice's own pixels.
         native = Plane.from_volume_slice(volume, best)
         xs, ys = np.meshgrid(np.arange(volume.shape[0]), np.arange(volume.shape[1]))
@@ -375,7 +395,8 @@ class CCSegmenter:
         refined = self.canonical_pass(lookup, plane, probability)
         if refined is not None:
             plane, image, probability = refined
-            area, confidence = _score(probability, self.spacing, self.threshold)
+        probability = self.alone(image, probability)
+        area, confidence = _score(probability, self.spacing, self.threshold)
         mask2d = largest_component(probability > self.threshold)
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
         rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))

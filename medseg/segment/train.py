@@ -42,14 +42,23 @@ class TrainConfig:
     epochs: int = 200
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
-    schedule: Literal["cosine", "constant"] = "cosine"
+    # "cosine" over epochs x iterations; "cosine_time": over max_minutes of wall time (a fixed
+    # compute budget: the rate is annealed to zero when the budget ends, however fast the machine)
+    schedule: Literal["cosine", "constant", "cosine_time"] = "cosine"
     loss: Literal["dice_ce", "dice"] = "dice_ce"
     patience: int = 20  # epochs without validation improvement before stopping
+    # "best": the checkpoint of the best validation epoch (the validation subjects then took part
+    # in model selection and are not held out); "last": the weights at the end of the schedule,
+    # validation only monitored, so the validation subjects stay held out for evaluation.
+    select: Literal["best", "last"] = "best"
     max_minutes: float = 60.0
     seed: int = 0
     workers: int = 1
     threads: int = 0  # torch intra-op threads (0: torch default)
     output_dir: str = "runs/cc"
+    # Start from a checkpoint's weights (.pt, same architecture) instead of a random
+    # initialisation. Not from the exported ONNX: export folds normalisation into convolutions.
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,14 +126,20 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     val = validation_set(val_subjects, size, spacing, validation_poses(target), target=target)
 
     model = build_model(config.model, size)
+    if cfg.init_from and not (resume and (out / "last.pt").exists()):
+        initialise(model, Path(cfg.init_from))
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * cfg.iterations_per_epoch
 
     def factor(step: int) -> float:  # from the config, not the checkpoint: a resumed run may change it
         if cfg.schedule == "constant":
             return 1.0
+        if cfg.schedule == "cosine_time":
+            elapsed = (time.time() - start) / 60 if "start" in clock else 0.0
+            return 0.5 * (1.0 + float(np.cos(np.pi * min(elapsed / cfg.max_minutes, 1.0))))
         return 0.5 * (1.0 + float(np.cos(np.pi * min(step, total_steps) / total_steps)))
 
+    clock: dict[str, bool] = {}
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, factor)
     from monai.losses import DiceCELoss, DiceLoss
 
@@ -151,6 +166,7 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     batches = iter(loader)
     state["validation"] = _validation_signature(config)
     start = time.time() - state["seconds"]
+    clock["start"] = True
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     while state["epoch"] < cfg.epochs:
         losses = []
@@ -183,13 +199,35 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
         with open(out / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
         log.info("epoch %d loss %.4f val Dice %.4f (best %.4f)", record["epoch"], record["loss"], score, state["best"])
-        if state["since_best"] >= cfg.patience:
+        if state["since_best"] >= cfg.patience and cfg.select == "best":
             log.info("early stop: no improvement in %d epochs", cfg.patience)
             break
         if state["seconds"] / 60 >= cfg.max_minutes:
             log.info("time budget of %.0f min reached", cfg.max_minutes)
             break
+    if cfg.select == "last":
+        torch.save({"model": model.state_dict(), "config": asdict(config), "epoch": state["epoch"],
+                    "val_dice": score, "selection": "last"}, out / "final.pt")
+        return out / "final.pt"
     return out / "best.pt"
+
+
+def initialise(model: torch.nn.Module, path: Path) -> None:
+    """Load ``model``'s weights from a training checkpoint (same architecture)."""
+    weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    state = model.state_dict()
+    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} parameters not found (e.g. {missing[:3]}): "
+                         "not the same architecture")
+    for key, value in state.items():
+        if key in weights:
+            if tuple(weights[key].shape) != tuple(value.shape):
+                raise ValueError(f"{path}: {key} has shape {tuple(weights[key].shape)}, "
+                                 f"the model {tuple(value.shape)}")
+            state[key] = weights[key].to(value.dtype)
+    model.load_state_dict(state)
+    log.info("initialised from %s", path)
 
 
 def _validation_signature(config: TrainingConfig) -> str:
