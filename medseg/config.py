@@ -51,6 +51,8 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         return tuple(converted) if origin is tuple else converted
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if kind is float:
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
     if kind in (int, str, bool) and not isinstance(value, kind):
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
     return value

@@ -146,7 +146,8 @@ def localize_and_plan(case: Case) -> Case:
 
     seg, s = case.segmentation, case.settings
     localization = localize(seg.mask2d, seg.plane, max_difference_deg=s.max_difference_deg,
-                            probability=seg.probability2d, smoothing_mm=s.outline_smoothing_mm)
+                            probability=seg.probability2d, smoothing_mm=s.outline_smoothing_mm,
+                            threshold=s.segmenter.threshold)
     plan = plan_axial(np.array(localization.final.center_mm), np.array(localization.final.direction_lps),
                       seg.midsagittal_normal)
     measurements = measure(clean_mask(seg.mask2d), seg.plane, np.array(localization.box.direction_px))

@@ -111,4 +111,5 @@ def is_sagittal_stack(affine: np.ndarray, shape: Sequence[int]) -> bool:
 def slices_last_order(affine: np.ndarray, shape: Sequence[int]) -> tuple[int, int, int]:
     """The axis order that puts the slice axis last (the other two keep their order)."""
     axis = slice_axis(affine, shape)
-    return tuple(a for a in range(3) if a != axis) + (axis,)  # type: ignore[return-value]
+    first, second = (a for a in range(3) if a != axis)
+    return first, second, axis

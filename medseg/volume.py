@@ -105,7 +105,8 @@ class Volume:
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
-        return tuple(self.array.shape[:3])  # type: ignore[return-value]
+        i, j, k = self.array.shape[:3]  # the array is 3D or 4D (see __post_init__)
+        return i, j, k
 
     @property
     def spacing(self) -> np.ndarray:

@@ -53,7 +53,7 @@ def make_studies(root: Path, n: int) -> None:
 
 def random_batch(runtime, batch: int) -> np.ndarray:
     """A random (batch, 1, H, W) input at the model's default size (same seed every time)."""
-    size = int(runtime.contract["input"]["default_size"][0])
+    size = runtime.contract.input.size
     return np.random.default_rng(0).normal(size=(batch, 1, size, size)).astype(np.float32)
 
 

@@ -12,6 +12,9 @@
    scanner; the final angle must follow the head (error against the known motion).
 5. Latency per slice: onnxruntime vs torch eager on the same model (CPU), same run.
 
+``evaluation.json`` holds every figure and, under ``validation``, the block that
+``pipelines/export.py`` writes into the contract.
+
 Usage: python pipelines/evaluate_cc.py [--model-dir models] [--checkpoint runs/.../best.pt] [--out eval_out]
 """
 
@@ -57,6 +60,23 @@ def plot(path: Path, xs, series: dict[str, list[float]], xlabel: str, ylabel: st
     plt.close(fig)
 
 
+def validation_block(report: dict, subjects: list[str]) -> dict:
+    """The contract's ``validation`` block from this evaluation's figures (what
+    ``pipelines/export.py`` copies into ``model.json``)."""
+    block = {
+        "held_out_subjects": list(subjects),
+        "midsagittal": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                        for row in report["midsagittal"]],
+        "dice_vs_tilt": report["dice_vs_tilt"],
+        "dice_vs_slab": report["dice_vs_slab"],
+        "simulated_localizers_dice": [round(r["dice"], 4) for r in report["simulated_localizers"] if "dice" in r],
+    }
+    if "dice" in report.get("mni152", {}):
+        block["mni152_2mm_template_dice"] = round(report["mni152"]["dice"], 4)
+    block["evaluated_by"] = "pipelines/evaluate_cc.py"
+    return block
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=None)
@@ -66,10 +86,10 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runtime = load_runtime(models_dir=args.model_dir)
-    size = int(runtime.contract["input"]["default_size"][0])
-    spacing = float(runtime.contract["input"]["spacing_mm"])
+    size = runtime.contract.input.size
+    spacing = float(runtime.contract.input.spacing_mm)
     subjects = [Subject.load(DATA / "brain" / "fs-training" / s) for s in args.subjects]
-    report: dict = {"model": runtime.contract["name"], "sha256": runtime.contract["sha256"],
+    report: dict = {"model": runtime.contract.name, "sha256": runtime.contract.sha256,
                     "providers": runtime.providers}
 
     # 1. mid-sagittal plane
@@ -145,7 +165,8 @@ def main() -> int:
             rel = world - seg.plane.origin
             cols = rel @ seg.plane.x_vec / np.dot(seg.plane.x_vec, seg.plane.x_vec)
             rows = rel @ seg.plane.y_vec / np.dot(seg.plane.y_vec, seg.plane.y_vec)
-            pred = ndi.map_coordinates(seg.probability2d, np.vstack([rows, cols]), order=1).reshape(jj.shape) > 0.5
+            pred = ndi.map_coordinates(seg.probability2d, np.vstack([rows, cols]), order=1).reshape(jj.shape) \
+                > runtime.contract.output.threshold
             report["mni152"] = {"dice": dice(pred, truth), "area_mm2": seg.area_mm2,
                                 "plane_normal": [float(v) for v in seg.midsagittal_normal],
                                 "plane_point_mm": [float(v) for v in seg.midsagittal_point]}
@@ -171,7 +192,7 @@ def main() -> int:
         def final_angle(picture):  # as the positioning pipeline does it
             seg = segmenter.segment(Volume(picture.T[:, :, None].copy(), affine), localizer=True)
             return localize(seg.mask2d, seg.plane, probability=seg.probability2d,
-                            smoothing_mm=OUTLINE_SMOOTHING_MM).final.angle_deg
+                            smoothing_mm=OUTLINE_SMOOTHING_MM, threshold=segmenter.threshold).final.angle_deg
 
         base = final_angle(image)
         centre = ((size - 1) / 2, (size - 1) / 2)
@@ -201,7 +222,7 @@ def main() -> int:
     # sampling axes turned by phi, then labelled with the unturned axes (the scanner's): the head
     # appears pitched in the scanner. M = A_0 A_phi^-1 moves the head from pose 0 to pose phi, so
     # the expected final direction is M d_0 (d_0: the final direction found at phi = 0).
-    from medseg.positioning.geometry import physical_angle
+    from medseg.geometry import physical_angle
 
     pitches = list(range(-30, 31, 10))
     position_rows = []
@@ -215,7 +236,7 @@ def main() -> int:
             try:
                 seg = segmenter.segment(moved, localizer=True)
                 final = localize(seg.mask2d, seg.plane, probability=seg.probability2d,
-                                 smoothing_mm=OUTLINE_SMOOTHING_MM).final
+                                 smoothing_mm=OUTLINE_SMOOTHING_MM, threshold=segmenter.threshold).final
                 found[phi] = (final.angle_deg, np.array(final.direction_lps), motion)
             except (NoCorpusCallosumError, NoCCFoundError):
                 found[phi] = (float("nan"), None, motion)
@@ -263,6 +284,7 @@ def main() -> int:
         report["latency_ms_per_slice"]["torch_eager_cpu"] = torch_ms
         report["latency_ms_per_slice"]["speedup_ort_over_torch"] = torch_ms / ort_ms
     print("Latency per slice:", {k: round(v, 2) for k, v in report["latency_ms_per_slice"].items()})
+    report["validation"] = validation_block(report, args.subjects)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out / 'evaluation.json'} and plots")
     return 0

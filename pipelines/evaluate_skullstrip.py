@@ -10,6 +10,9 @@
 6. Bad input: noise, a constant image and a uniform cylinder (bottle phantom) must raise
    NoBrainFoundError; a real spine image (PAM50 T2 template) too, when the shared data is there.
 
+``evaluation.json`` holds every figure and, under ``validation``, the block that
+``pipelines/export.py`` (or ``--update-contract``) writes into the contract.
+
 Usage: python pipelines/evaluate_skullstrip.py [--model-dir models] [--out eval_skullstrip]
 """
 
@@ -81,6 +84,20 @@ def save_qc(path: Path, volume: Volume, mask: np.ndarray, title: str) -> None:
     plt.close(fig)
 
 
+def validation_block(report: dict, subjects: list[str]) -> dict:
+    """The contract's ``validation`` block from this evaluation's figures (what
+    ``pipelines/export.py`` and ``--update-contract`` write into ``model.json``)."""
+    def rounded(row: dict) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+
+    block = {"held_out_subjects": list(subjects), "volumes": [rounded(r) for r in report["volumes"]],
+             "localizers_15x5mm": [rounded(r) for r in report["localizers"]]}
+    if "dice" in report.get("mni152_2mm", {}):
+        block["mni152_2mm_dice"] = round(report["mni152_2mm"]["dice"], 4)
+    block["evaluated_by"] = "pipelines/evaluate_skullstrip.py"
+    return block
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=None)
@@ -92,7 +109,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runtime = load_runtime(MODEL_NAME, models_dir=args.model_dir)
     stripper = SkullStripper(runtime)
-    report: dict = {"model": runtime.contract["name"], "sha256": runtime.contract["sha256"],
+    report: dict = {"model": runtime.contract.name, "sha256": runtime.contract.sha256,
                     "providers": runtime.providers}
     root = freesurfer_subjects_root()
     rng = np.random.default_rng(0)
@@ -184,23 +201,19 @@ def main() -> int:
         bad["spine (PAM50 T2)"] = f"not run: {exc}"
     report["bad_input"] = bad
     print("  bad input:", bad)
+    report["validation"] = validation_block(report, args.subjects)
     (args.out / "evaluation.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out / 'evaluation.json'}")
     if args.update_contract:
+        import dataclasses
+
+        from medseg.infer.contract import ModelContract, load_contract
         from medseg.io.atomic import write_text_atomic
 
         contract_path = runtime.path.parent / f"{MODEL_NAME}.json"
-        contract = json.loads(contract_path.read_text())
-        contract["validation"] = {
-            "held_out_subjects": args.subjects,
-            "volumes": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-                        for row in rows],
-            "localizers_15x5mm": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-                                  for row in localizers],
-            "mni152_2mm_dice": round(report.get("mni152_2mm", {}).get("dice", float("nan")), 4),
-            "evaluated_by": "pipelines/evaluate_skullstrip.py",
-        }
-        write_text_atomic(contract_path, json.dumps(contract, indent=2))
+        contract = load_contract(contract_path)
+        validation = ModelContract.from_dict({**contract.to_dict(), "validation": report["validation"]}).validation
+        write_text_atomic(contract_path, dataclasses.replace(contract, validation=validation).to_json())
         print(f"validation written into {contract_path}")
     return 0
 

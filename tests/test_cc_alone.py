@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medseg.positioning.geometry import Plane
+from medseg.geometry import Plane
 from medseg.positioning.morphometry import measure, plausibility_problems
 from medseg.segment.cc_alone import corpus_callosum_alone
 

@@ -155,6 +155,7 @@ def test_seg_on_an_enhanced_multiframe_source(tmp_path):
     and put the mask back where it was."""
     from medseg.dicomout.seg import build_segmentation
     from medseg.dicomout.source import map_frames, read_sources
+    from medseg.infer.contract import load_contract
     from medseg.io import scan
     from tests.conftest import data_path
 
@@ -165,7 +166,8 @@ def test_seg_on_an_enhanced_multiframe_source(tmp_path):
     mask[10, 5, 3] = 1
     cc = volume.with_array(mask)
     frames = map_frames(read_sources(ref.files), volume.affine, volume.shape)
-    seg = build_segmentation(frames, cc, None, {"name": "test", "sha256": "0" * 64})
+    contract = load_contract(REPO / "models" / "cc_attention_unet.json")
+    seg = build_segmentation(frames, cc, None, contract)
     source = pydicom.dcmread(ref.files[0], stop_before_pixels=True)
     inverse = np.linalg.inv(volume.affine)
     back = np.zeros_like(mask)
@@ -186,6 +188,7 @@ def test_a_failing_object_keeps_the_others_and_is_recorded(outputs, tmp_path):
     from types import SimpleNamespace
 
     from medseg.dicomout import dicom_entry, write_dicom_results
+    from medseg.infer.contract import load_contract
     from medseg.io import scan
 
     root, uid, *_ = outputs
@@ -194,7 +197,7 @@ def test_a_failing_object_keeps_the_others_and_is_recorded(outputs, tmp_path):
     shutil.copytree(root / "out" / uid / "0001_localizer_sag", series, ignore=shutil.ignore_patterns("dicom", "qc.png"))
     (ref,) = scan([root / "in" / "loc"]).series
     data = json.loads((series / "result.json").read_text())
-    result = SimpleNamespace(volume=ref.load(), brain=None, _contract={"name": "cc", "sha256": "0" * 64},
+    result = SimpleNamespace(volume=ref.load(), brain=None, model=load_contract(REPO / "models" / "cc_attention_unet.json"),
                              segmentation=SimpleNamespace(mask=load_volume(series / "cc_mask.nii.gz"),
                                                           midsagittal_point=data["midsagittal"]["point_mm"]))
     recorded = dicom_entry(write_dicom_results, tmp_path, result, ref.files, series)

@@ -52,7 +52,7 @@ def test_node_consumer_equals_medseg(tmp_path):
     case = tmp_path / "case"
     case.mkdir()
     names, raw_planes = [], []
-    outside = segmenter.runtime.contract["input"]["normalization"]["outside_image_value"]
+    outside = segmenter.runtime.contract.input.normalization.outside_image_value
     for i, plane in enumerate(planes):
         points = segmenter.plane_points(plane).reshape(-1, 3)
         index = (points @ inverse[:3, :3].T + inverse[:3, 3]).T

@@ -6,7 +6,7 @@ import pytest
 
 from medseg.io import scan, write_dicom_series
 from medseg.positioning.angles import NoCorpusCallosumError, localize
-from medseg.positioning.geometry import Plane, physical_angle
+from medseg.geometry import Plane, physical_angle
 from medseg.positioning.morphometry import measure
 from medseg.positioning.plan import plan_axial
 from medseg.positioning.qc import render_qc

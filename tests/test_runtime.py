@@ -63,7 +63,7 @@ def test_batcher_respects_max_batch_and_passes_errors_to_their_callers():
 
 
 def _planes(size, n=3):
-    from medseg.segment.normalize2d import normalize_slice
+    from medseg.infer.normalize2d import normalize_slice
     from medseg.synth.phantom import HeadPhantom, phantom_volume, sagittal_affine
 
     shape = (size, size, n)
@@ -75,7 +75,7 @@ def _planes(size, n=3):
 @needs_model
 def test_io_binding_gives_the_plain_run_result():
     runtime = load_runtime()
-    batch = _planes(int(runtime.contract["input"]["default_size"][0]))
+    batch = _planes(runtime.contract.input.size)
     plain = runtime.run(batch)
     bound = np.concatenate([runtime._run_bound(batch[i:i + 1]) for i in range(len(batch))])
     assert np.array_equal(plain, bound)
@@ -87,11 +87,11 @@ def test_fp16_variant_is_listed_loads_and_agrees_with_fp32():
     half = load_runtime(precision="fp16")
     assert half.providers == ["CPUExecutionProvider"] and half.path.name.endswith(".fp16.onnx")
     assert half is not full and half.precision == "fp16"
-    variant = full.contract["variants"]["fp16"]
+    variant = full.contract.variants.fp16
     from medseg.segment.export import sha256
 
-    assert sha256(half.path) == variant["sha256"]
-    batch = _planes(int(full.contract["input"]["default_size"][0]))
+    assert sha256(half.path) == variant.sha256
+    batch = _planes(full.contract.input.size)
     a, b = full.probabilities(batch) > 0.5, half.probabilities(batch) > 0.5
     assert a.any() and np.mean(a != b) < 1e-3
 

@@ -568,6 +568,7 @@ def run(inputs: Sequence[Path], output: Path, options: RunOptions = RunOptions()
 
 
 def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop) -> tuple[int, dict]:
+    from medseg.preprocess.skullstrip import SkullStripper
     from medseg.segment.infer import CCSegmenter
 
     started = time.perf_counter()
@@ -617,7 +618,7 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         batcher = DynamicBatcher(segmenter.runtime, callers=options.jobs)
         segmenter = CCSegmenter(batcher)
         if stripper is not None:
-            stripper = type(stripper)(DynamicBatcher(stripper.runtime, callers=options.jobs))
+            stripper = SkullStripper(DynamicBatcher(stripper.runtime, callers=options.jobs))
     budget = MemoryBudget(options.max_memory or default_max_memory())
 
     def one_study(item: tuple[Study, str, str]) -> StudyRecord | None:
@@ -670,10 +671,10 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         "providers": segmenter.runtime.providers if segmenter else None,
         "batching": {"cc": batcher.stats.as_dict(),
                      "skullstrip": stripper.runtime.stats.as_dict() if stripper else None} if batcher else None,
-        "model": {"name": segmenter.runtime.contract["name"], "sha256": segmenter.runtime.contract["sha256"]}
+        "model": {"name": segmenter.runtime.contract.name, "sha256": segmenter.runtime.contract.sha256}
         if segmenter else None,
-        "skullstrip_model": {"name": stripper.runtime.contract["name"],
-                             "sha256": stripper.runtime.contract["sha256"]} if stripper else None,
+        "skullstrip_model": {"name": stripper.runtime.contract.name,
+                             "sha256": stripper.runtime.contract.sha256} if stripper else None,
         "engine": engine_report or {"engine": "local", "jobs": options.jobs},
         "studies": len(records),
         "failed_studies": sum(r.status == "failed" for r in records),

@@ -16,6 +16,7 @@ from typing import Sequence
 from pydicom.dataset import Dataset
 
 from medseg.dicomout.source import DicomOutputError, map_frames, read_sources
+from medseg.infer.contract import ModelContract, load_contract
 from medseg.io.atomic import atomic_path
 
 __all__ = ["DicomOutputError", "write_dicom_results", "write_spine_capture", "dicom_entry"]
@@ -36,15 +37,15 @@ def _save(ds: Dataset, target: Path) -> Path:
     return target
 
 
-def _shipped_contract(name: str) -> dict | None:
+def _shipped_contract(name: str) -> ModelContract | None:
     from medseg.infer.runtime import default_models_dir
 
     path = default_models_dir() / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return load_contract(path) if path.exists() else None
 
 
 def write_dicom_results(result, source_files: Sequence[str | Path], out_dir: Path, *,
-                        brain_contract: dict | None = None) -> dict[str, Path]:
+                        brain_contract: ModelContract | None = None) -> dict[str, Path]:
     """SEG, SR and SC of one :class:`~medseg.positioning.pipeline.PositionResult` under
     ``out_dir/dicom``. ``out_dir`` holds the series' file outputs (``qc.png``, ``result.json``).
     ``brain_contract``: the skull-stripping model's ``model.json`` (default: the shipped one).
@@ -58,7 +59,8 @@ def write_dicom_results(result, source_files: Sequence[str | Path], out_dir: Pat
         return _write_dicom_results(result, source_files, Path(out_dir), brain_contract)
 
 
-def _write_dicom_results(result, source_files, out_dir: Path, brain_contract: dict | None) -> dict[str, Path]:
+def _write_dicom_results(result, source_files, out_dir: Path, brain_contract: ModelContract | None
+                         ) -> dict[str, Path]:
     """Each object is built and saved on its own: a failing one (recorded in the error's
     ``written`` / ``failures``) does not lose the others. The SR needs the SEG it references."""
     from medseg.dicomout.sc import build_secondary_capture
@@ -67,7 +69,7 @@ def _write_dicom_results(result, source_files, out_dir: Path, brain_contract: di
 
     volume = result.volume
     frames = map_frames(read_sources(source_files), volume.affine, volume.shape)
-    contract = getattr(result, "_contract", None)
+    contract = result.model
     if result.brain is not None and brain_contract is None:
         from medseg.preprocess.skullstrip import MODEL_NAME
 

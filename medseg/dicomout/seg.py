@@ -18,22 +18,22 @@ from pydicom.uid import generate_uid
 
 from medseg import __version__
 from medseg.dicomout.source import DicomOutputError, SourceFrame, frame_thickness
+from medseg.infer.contract import ModelContract
 from medseg.volume import Volume
 
 SEG_SERIES_NUMBER = 9200
 CC_SEGMENT, BRAIN_SEGMENT = 1, 2
 
 
-def algorithm_identification(contract: dict | None) -> hd.AlgorithmIdentificationSequence:
-    contract = contract or {}
+def algorithm_identification(contract: ModelContract | None) -> hd.AlgorithmIdentificationSequence:
     return hd.AlgorithmIdentificationSequence(
-        name=str(contract.get("name") or "medseg")[:64], family=codes.DCM.ArtificialIntelligence,
+        name=(contract.name if contract else "medseg")[:64], family=codes.DCM.ArtificialIntelligence,
         version=__version__, source="medseg",
-        parameters={"model_sha256": str(contract.get("sha256") or "unknown")})
+        parameters={"model_sha256": contract.sha256 if contract else "unknown"})
 
 
 def build_segmentation(frames: Sequence[SourceFrame], cc_mask: Volume, brain_mask: Volume | None,
-                       contract: dict | None, brain_contract: dict | None = None) -> Dataset:
+                       contract: ModelContract | None, brain_contract: ModelContract | None = None) -> Dataset:
     """The SEG dataset: one frame per (source frame, segment) that holds any foreground.
 
     ``contract`` / ``brain_contract``: the ``model.json`` of the CC and skull-stripping models.
@@ -72,7 +72,7 @@ def build_segmentation(frames: Sequence[SourceFrame], cc_mask: Volume, brain_mas
         source_images=datasets, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(),
         series_number=SEG_SERIES_NUMBER, sop_instance_uid=generate_uid(), instance_number=1,
-        manufacturer="medseg", manufacturer_model_name=str((contract or {}).get("name") or "medseg")[:64],
+        manufacturer="medseg", manufacturer_model_name=(contract.name if contract else "medseg")[:64],
         software_versions=f"medseg {__version__}", device_serial_number="0",
         series_description="medseg CC and brain segmentation", omit_empty_frames=True,
         content_label="MEDSEG", content_description="corpus callosum and brain mask (automatic)", **geometry)

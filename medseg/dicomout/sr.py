@@ -32,6 +32,7 @@ from pydicom.uid import generate_uid
 from medseg import __version__
 from medseg.dicomout.seg import CC_SEGMENT
 from medseg.dicomout.source import SourceFrame
+from medseg.infer.contract import ModelContract
 
 SR_SERIES_NUMBER = 9201
 SCHEME = "99MEDSEG"
@@ -75,14 +76,14 @@ def _coding_scheme() -> Dataset:
 
 
 def build_report(data: dict, seg: Dataset, frames: Sequence[SourceFrame], reference: SourceFrame,
-                 contract: dict | None) -> Dataset:
+                 contract: ModelContract | None) -> Dataset:
     """The SR dataset for ``data`` (``result.json``'s dict), referencing ``seg`` segment 1."""
     source = hd.sr.SourceImageForMeasurement(
         referenced_sop_class_uid=reference.dataset.SOPClassUID,
         referenced_sop_instance_uid=reference.dataset.SOPInstanceUID,
         referenced_frame_numbers=None if reference.frame is None else [reference.frame + 1])
-    algorithm = hd.sr.AlgorithmIdentification(name=str((contract or {}).get("name") or "medseg"),
-                                              version=__version__)
+    model_name = contract.name if contract else "medseg"
+    algorithm = hd.sr.AlgorithmIdentification(name=model_name, version=__version__)
 
     def measure(name, value, unit, **extra):
         return hd.sr.Measurement(name=name, value=float(value), unit=unit, referenced_images=[source],
@@ -116,7 +117,7 @@ def build_report(data: dict, seg: Dataset, frames: Sequence[SourceFrame], refere
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name="medseg", model_name=str((contract or {}).get("name") or "medseg")))
+            uid=generate_uid(), name="medseg", model_name=model_name))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.LN.BrainMRI,

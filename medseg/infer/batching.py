@@ -8,7 +8,8 @@ On a GPU this turns many 5-15-plane calls into a few large ones; on a CPU it cha
 This is the scheme of inference servers (Triton's dynamic batcher); onnxruntime itself only runs
 what one caller hands it.
 
-The batcher has the runtime's ``probabilities`` interface, so the segmenters take either.
+The batcher is a :class:`~medseg.infer.runtime.Predictor` like the runtime it wraps, so the
+segmenters take either.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medseg.infer.runtime import ModelRuntime
+from medseg.infer.contract import ModelContract
+from medseg.infer.runtime import Predictor
 
 
 @dataclass
@@ -49,7 +51,7 @@ class DynamicBatcher:
     go as soon as every caller has a request queued instead of waiting out ``max_wait_ms``.
     """
 
-    def __init__(self, runtime: ModelRuntime, *, max_batch: int = 64, max_wait_ms: float = 20.0,
+    def __init__(self, runtime: Predictor, *, max_batch: int = 64, max_wait_ms: float = 20.0,
                  callers: int | None = None):
         self.runtime, self.max_batch, self.max_wait = runtime, max_batch, max_wait_ms / 1000.0
         self.callers = callers
@@ -59,7 +61,7 @@ class DynamicBatcher:
         self._thread: threading.Thread | None = None
 
     @property
-    def contract(self) -> dict:
+    def contract(self) -> ModelContract:
         return self.runtime.contract
 
     @property

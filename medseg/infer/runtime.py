@@ -13,21 +13,19 @@ is bound on the device and copied back once (no per-call reallocation by onnxrun
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
-from medseg.errors import MedsegError
+from medseg.infer.contract import ModelContract, ModelError, check_model_file, load_contract
 
 log = logging.getLogger(__name__)
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 Precision = Literal["fp32", "fp16"]
-SUPPORTED_CONTRACT_MAJOR = "1"  # contract_version "1.x" is read by this medseg
 
 
 def default_models_dir() -> Path:
@@ -42,26 +40,6 @@ def default_models_dir() -> Path:
         return Path(override)
     return Path(str(files("medseg") / "models"))
 
-
-def check_contract(contract: dict, onnx_path: Path, expected_sha256: str | None) -> None:
-    """Refuse a contract of an unknown major version, or a model file whose sha256 differs from
-    the one its contract records (a model swapped or damaged after export).
-
-    Raises:
-        ModelError: with the file and both values.
-    """
-    version = str(contract.get("contract_version", ""))
-    if version.split(".")[0] != SUPPORTED_CONTRACT_MAJOR:
-        raise ModelError(f"{onnx_path.name}: contract_version {version or 'missing'} is not supported "
-                         f"(this medseg reads {SUPPORTED_CONTRACT_MAJOR}.x)")
-    if not expected_sha256:
-        raise ModelError(f"{onnx_path.name}: its contract records no sha256")
-    from medseg.io.atomic import sha256_file
-
-    actual = sha256_file(onnx_path)
-    if actual != expected_sha256:
-        raise ModelError(f"{onnx_path}: sha256 {actual[:12]}... differs from the contract's "
-                         f"{expected_sha256[:12]}...: the model file is not the one the contract describes")
 
 _CUDA = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
 
@@ -81,15 +59,26 @@ def _providers(device: str, precision: str) -> list:
             "auto": [tensorrt, _CUDA, "CPUExecutionProvider"]}[device]
 
 
-class ModelError(MedsegError):
-    """A shipped model or its contract is missing or does not match."""
+class Predictor(Protocol):
+    """What the segmenters run planes through: a :class:`ModelRuntime` (one session) or a
+    :class:`~medseg.infer.batching.DynamicBatcher` (several callers' planes in one session call)."""
 
-    stage = "model"
+    @property
+    def contract(self) -> ModelContract: ...
+
+    @property
+    def providers(self) -> list[str]: ...
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """P(label 1) of each float32 (N, 1, H, W) plane, shape (N, H, W)."""
+        ...
 
 
 @dataclass
 class ModelRuntime:
-    contract: dict
+    """One onnxruntime session of a shipped model; implements :class:`Predictor`."""
+
+    contract: ModelContract
     session: object
     providers: list[str]
     path: Path
@@ -99,11 +88,11 @@ class ModelRuntime:
 
     @property
     def input_name(self) -> str:
-        return self.contract["input"]["name"]
+        return self.contract.input.name
 
     @property
     def output_name(self) -> str:
-        return self.contract["output"]["name"]
+        return self.contract.output.name
 
     def run(self, batch: np.ndarray, max_batch: int | None = None) -> np.ndarray:
         """Logits for a float32 NCHW batch (split into chunks of ``max_batch``)."""
@@ -129,7 +118,7 @@ class ModelRuntime:
 
     def warm_up(self) -> None:
         """One small run, so that kernel selection and allocation happen before timed work."""
-        size = int(self.contract["input"]["default_size"][0])
+        size = self.contract.input.size
         self.run(np.zeros((1, 1, size, size), np.float32))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -146,7 +135,12 @@ _LOCK = threading.Lock()
 
 def load_runtime(name: str = "cc_attention_unet", *, models_dir: Path | None = None,
                  device: Device = "cpu", threads: int = 0, precision: Precision = "fp32") -> ModelRuntime:
-    """The runtime for a shipped model (cached: created once per process, device and precision)."""
+    """The runtime for a shipped model (cached: created once per process, device and precision).
+
+    Raises:
+        ModelError: the contract is missing or not one this medseg reads, the model file (or the
+            ``precision`` variant) is missing, or its sha256 is not the contract's.
+    """
     import onnxruntime as ort
 
     folder = Path(models_dir) if models_dir else default_models_dir()
@@ -155,24 +149,8 @@ def load_runtime(name: str = "cc_attention_unet", *, models_dir: Path | None = N
     with _LOCK:
         if key in _SESSIONS:
             return _SESSIONS[key]
-        if not contract_path.exists():
-            raise ModelError(f"model contract {contract_path} not found (models ship in the package's "
-                             "models/; set MEDSEG_MODELS or --models-dir to use others)")
-        try:
-            contract = json.loads(contract_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"model contract {contract_path} cannot be read ({exc})") from exc
-        if precision == "fp32":
-            onnx_path, sha = folder / contract["file"], contract.get("sha256")
-        elif precision in contract.get("variants", {}):
-            variant = contract["variants"][precision]
-            onnx_path, sha = folder / variant["file"], variant.get("sha256")
-        else:
-            raise ModelError(f"model {name} has no {precision} variant (variants: "
-                             f"{sorted(contract.get('variants', {})) or 'none'})")
-        if not onnx_path.exists():
-            raise ModelError(f"model file {onnx_path} not found")
-        check_contract(contract, onnx_path, sha)
+        contract = load_contract(contract_path)
+        onnx_path = check_model_file(contract, folder, precision)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -21,8 +21,8 @@ from scipy import ndimage
 from scipy.sparse.csgraph import shortest_path
 from scipy.sparse import coo_matrix
 
+from medseg.geometry import Plane, anterior_pointing
 from medseg.positioning.adult_range import ADULT_AREA_MM2, ADULT_MEAN_THICKNESS_MM, BODY_SPAN, END_SPAN, END_TO_BODY
-from medseg.positioning.geometry import Plane, anterior_pointing
 
 HOFER_FRAHM = ((1 / 6, "I"), (1 / 2, "II"), (2 / 3, "III"), (3 / 4, "IV"), (1.0, "V"))
 WITELSON = ((1 / 3, "anterior_third"), (1 / 2, "anterior_midbody"), (2 / 3, "posterior_midbody"),

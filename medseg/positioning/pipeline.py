@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from medseg import __version__
+from medseg.infer.contract import ModelContract
 from medseg.io import write_nifti
 from medseg.io.atomic import write_text_atomic
 from medseg.io.png import write_png
@@ -51,6 +52,8 @@ class PositionResult:
     brain: BrainExtraction | None = None
     brain_error: str | None = None
     corrected: Volume | None = None  # the bias-corrected image the CC network saw
+    model: ModelContract | None = None  # the CC network's contract
+    providers: list[str] | None = None  # the onnxruntime providers that ran it
 
     @property
     def warnings(self) -> list[str]:
@@ -61,7 +64,6 @@ class PositionResult:
 
     def as_dict(self) -> dict:
         seg, meta = self.segmentation, self.volume.meta
-        contract = getattr(self, "_contract", {})
         return {
             "schema": SCHEMA,
             "medseg_version": __version__,
@@ -71,8 +73,8 @@ class PositionResult:
                       "shape": list(self.volume.shape),
                       "spacing_mm": [round(float(s), 4) for s in self.volume.spacing],
                       "orientation": self.volume.orientation},
-            "model": {"name": contract.get("name"), "sha256": contract.get("sha256"),
-                      "providers": getattr(self, "_providers", None)},
+            "model": {"name": self.model.name if self.model else None,
+                      "sha256": self.model.sha256 if self.model else None, "providers": self.providers},
             "midsagittal": {"kind": seg.kind, "slice_index": seg.slice_index,
                             "point_mm": [float(v) for v in seg.midsagittal_point],
                             "normal": [float(v) for v in seg.midsagittal_normal],
@@ -139,13 +141,10 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
 def result_of(case: Case) -> PositionResult:
     """The :class:`PositionResult` of a Case that ran the positioning stages."""
     error = case.brain_error
-    result = PositionResult(case.volume, case.segmentation, case.localization, case.plan, case.measurements,
-                            dict(case.seconds), case.brain, f"{type(error).__name__}: {error}" if error else None,
-                            case.corrected)
     segmenter = case.settings.segmenter
-    result._contract = segmenter.runtime.contract  # type: ignore[attr-defined]
-    result._providers = segmenter.runtime.providers  # type: ignore[attr-defined]
-    return result
+    return PositionResult(case.volume, case.segmentation, case.localization, case.plan, case.measurements,
+                          dict(case.seconds), case.brain, f"{type(error).__name__}: {error}" if error else None,
+                          case.corrected, model=segmenter.runtime.contract, providers=segmenter.runtime.providers)
 
 
 def display_image(volume: Volume) -> Volume:

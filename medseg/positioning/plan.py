@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.positioning.geometry import ANTERIOR, LEFT, SUPERIOR
+from medseg.geometry import ANTERIOR, LEFT, SUPERIOR
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from medseg.positioning.angles import Localization
-from medseg.positioning.geometry import ANTERIOR, SUPERIOR, Plane
+from medseg.geometry import ANTERIOR, SUPERIOR, Plane
 
 COLOURS = {"cc": (80, 220, 80), "box": (0, 215, 255), "line": (60, 60, 255), "final": (255, 220, 0),
            "slab": (255, 160, 60)}

@@ -1,7 +1,7 @@
 """Foreground masks and intensity normalisation.
 
-``NORMALIZATION`` is what the CC network was trained with and what its ``model.json`` records:
-percentiles over the foreground of each network-grid plane (:mod:`medseg.segment.normalize2d`).
+The networks normalise each network-grid plane on its own (:mod:`medseg.infer.normalize2d`, with
+the percentiles of their ``model.json``).
 Pure-noise planes outside the head are never run at all (the segmenter gates slices on the head
 mask of the whole series), and the network was trained with noise-only and lateral negatives.
 :func:`normalize_intensity` is the series-level variant, for stages that see whole volumes.
@@ -14,20 +14,10 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from medseg.errors import InputError
+from medseg.infer.normalize2d import TRAINING_PERCENTILES
 from medseg.masks import fill_holes_per_plane, largest_component
 from medseg.planes import section_axis
 from medseg.volume import Volume
-
-NORMALIZATION = {
-    "method": "percentile",
-    "lower_percentile": 1.0,
-    "upper_percentile": 99.0,
-    "region": "foreground of each network-grid plane: pixels above the Otsu threshold of a 128-bin "
-              "histogram of the plane (bins spanning min..max); all pixels if fewer than 50 qualify",
-    "outside_image_value": 0.0,
-    "output": "(x - p_lower) / (p_upper - p_lower), not clipped; p_upper == p_lower -> divide by 1",
-}
-
 
 def foreground_mask(volume: Volume) -> np.ndarray:
     """Head/body foreground: Otsu threshold (SimpleITK) on log intensities, largest connected
@@ -58,13 +48,14 @@ def foreground_mask(volume: Volume) -> np.ndarray:
 
 
 def normalize_intensity(volume: Volume, mask: np.ndarray | None = None) -> Volume:
-    """Percentile scaling inside ``mask`` (default: :func:`foreground_mask`), as in NORMALIZATION."""
+    """Percentile scaling inside ``mask`` (default: :func:`foreground_mask`), with the percentiles
+    the networks are trained with (:data:`~medseg.infer.normalize2d.NORMALIZATION`)."""
     if mask is None:
         mask = foreground_mask(volume)
     values = np.asarray(volume.array, dtype=np.float32)
     inside = values[..., 0][mask] if values.ndim == 4 else values[mask]
     if inside.size < 10:
         raise InputError(f"{volume.meta.description or 'image'}: foreground too small to normalise")
-    lo, hi = np.percentile(inside, [NORMALIZATION["lower_percentile"], NORMALIZATION["upper_percentile"]])
+    lo, hi = np.percentile(inside, list(TRAINING_PERCENTILES))
     scale = float(hi - lo) if hi > lo else 1.0
     return volume.with_array((values - np.float32(lo)) / np.float32(scale))

@@ -12,10 +12,12 @@ model serves thick-slice localizers and 3D volumes:
 - Each plane is sampled on the network grid (the contract's spacing, rows superior->inferior,
   columns anterior->posterior) with **one crop for all planes**, centred on the head as seen in
   the plane through the head's centre, which is how training cropped (``crop_from_midline``).
-  Planes are normalised as in training (``model.json``); planes showing little head are not run.
+  Size, spacing, crop, normalisation percentiles and threshold are the contract's
+  (``model.json``, a :class:`~medseg.infer.contract.ModelContract`); planes showing little head
+  are not run.
 - **Post-processing**: single-plane gaps bridged (:func:`bridge_single_plane_gaps`), then on the
-  input grid: probability > 0.5, the largest 3D connected component, holes filled in 3D and then
-  in every plane along the sagittal axis.
+  input grid: probability above the contract's threshold, the largest 3D connected component,
+  holes filled in 3D and then in every plane along the sagittal axis.
 - **No brain**: :class:`NoBrainFoundError` (a clear, per-study error, never an empty mask passed
   on silently) for an image without foreground, or a prediction that is not one confident brain:
   largest sagittal section below ``MIN_BRAIN_SECTION_MM2``, the largest connected part under
@@ -32,11 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from medseg.errors import InputError, MedsegError
-from medseg.infer.runtime import ModelRuntime, load_runtime
+from medseg.geometry import LEFT
+from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, network_frame
+from medseg.infer.normalize2d import normalize_slice
+from medseg.infer.runtime import Predictor, load_runtime
 from medseg.masks import fill_holes_per_plane, largest_component
 from medseg.planes import left_right_axis
-from medseg.positioning.geometry import LEFT
 from medseg.preprocess.normalize import foreground_mask
+from medseg.resample import resample_to_grid
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -103,13 +108,16 @@ def _sagittal_axis(volume: Volume) -> int | None:
 class SkullStripper:
     """Brain extraction with the shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
-    def __init__(self, runtime: ModelRuntime | None = None, *, name: str = MODEL_NAME,
+    def __init__(self, runtime: Predictor | None = None, *, name: str = MODEL_NAME,
                  device: str = "cpu", precision: str = "fp32", batch_size: int = 16):
-        self.runtime = runtime or load_runtime(name, device=device, precision=precision)
-        contract = self.runtime.contract
-        self.size = int(contract["input"]["default_size"][0])
-        self.spacing = float(contract["input"]["spacing_mm"])
-        self.threshold = float(contract["output"].get("threshold", 0.5))
+        self.runtime: Predictor = runtime or load_runtime(name, device=device, precision=precision)
+        contract = self.runtime.contract  # every value below is the model's, never a copy
+        self.size = contract.input.size
+        self.spacing = float(contract.input.spacing_mm)
+        self.top_to_centre_mm = float(contract.input.crop.centre_row_mm_below_head_top)
+        self.percentiles = contract.input.normalization.percentiles
+        self.outside = float(contract.input.normalization.outside_image_value)
+        self.threshold = float(contract.output.threshold)
         self.batch_size = batch_size
 
     def _plane_stack(self, volume: Volume, head: np.ndarray):
@@ -129,18 +137,15 @@ class SkullStripper:
     def probability_planes(self, volume: Volume, head: np.ndarray):
         """P(brain) on the network planes, single-plane gaps bridged: (probability [plane, row,
         col], probability Volume on the planes' grid, native sagittal axis or None)."""
-        from medseg.segment.data import crop_centre_from_sampler
-        from medseg.segment.infer import VolumeLookup, network_frame
-        from medseg.segment.normalize2d import normalize_slice
-
         values = np.asarray(volume.array, dtype=np.float32)
         if values.ndim == 4:
             values = values[..., 0]
-        lookup = VolumeLookup(volume, values, head)
+        lookup = VolumeLookup(volume, values, head, outside=self.outside)
         normal, step, first, count, axis = self._plane_stack(volume, head)
         row_dir, col_dir, net_normal = network_frame(normal)
         head_centre = volume.world_coordinates(np.argwhere(head).mean(axis=0)[None])[0]
-        crop = crop_centre_from_sampler(lookup.mask, head_centre, row_dir, col_dir)
+        crop = crop_centre_from_sampler(lookup.mask, head_centre, row_dir, col_dir,
+                                        top_to_centre_mm=self.top_to_centre_mm)
         half = (self.size - 1) / 2.0
         index = np.arange(self.size, dtype=np.float64)
         in_plane = (index[:, None, None] * row_dir + index[None, :, None] * col_dir) * self.spacing
@@ -158,7 +163,7 @@ class SkullStripper:
             usable = [k for k in chunk if lookup.mask(points[k]).sum() * self.spacing ** 2 >= MIN_PLANE_HEAD_MM2]
             images = {k: lookup.image(points[k]) for k in usable}
             if usable:
-                batch = np.stack([normalize_slice(images[k]) for k in usable])[:, None]
+                batch = np.stack([normalize_slice(images[k], self.percentiles) for k in usable])[:, None]
                 probabilities[usable] = self.runtime.probabilities(batch.astype(np.float32))
         # The planes as a volume: array [col, row, plane], affine from the network grid.
         affine = np.eye(4)
@@ -194,8 +199,6 @@ class SkullStripper:
             raise NoBrainFoundError(
                 f"{name}: no brain found (the prediction is not one confident brain: largest part "
                 f"{share:.0%} of it, {uncertain:.0%} uncertain)")
-        from medseg.resample import resample_to_grid
-
         probability = resample_to_grid(grid, volume.spatial_shape, volume.affine, interpolation="linear")
         p = np.asarray(probability.array, dtype=np.float32)
         mask = largest_component(p > self.threshold)

@@ -25,7 +25,7 @@ the mid-sagittal plane for every offset (inference crops all planes of a volume 
 
 The 2D image convention (shared with inference): rows run superior->inferior, columns
 anterior->posterior, square pixels of ``spacing_mm``; the crop is centred on the head (see
-:func:`crop_centre`), identically at training and inference.
+:func:`medseg.infer.grid.crop_centre_from_sampler`), identically at training and inference.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from medseg.geometry import Plane
+from medseg.infer.grid import crop_centre_from_sampler
 from medseg.io import read_nifti
 from medseg.segment.cc_alone import CC_INTENSITY_FRACTION, corpus_callosum_alone
 from medseg.volume import Volume
@@ -160,13 +162,12 @@ class Subject:
         """The posed sampling plane as a positioning ``Plane`` (x = column, y = row). The crop is
         centred on the head as seen in this plane, or with ``crop_from_midline`` as seen in the
         mid-sagittal plane and moved along the normal (how skull stripping crops every plane)."""
-        from medseg.positioning.geometry import Plane
-
         row_dir, col_dir, normal = self._frame(pose)
         centre = self.centre + normal * pose.offset_mm
         crop = crop_centre_from_sampler(
             lambda pts: self._lookup(self.head, pts, order=0) > 0,
-            self.centre if crop_from_midline else centre, row_dir, col_dir, spacing=2.5)
+            self.centre if crop_from_midline else centre, row_dir, col_dir, spacing=2.5,
+            top_to_centre_mm=CROP_TOP_TO_CENTRE_MM)
         if crop_from_midline:
             crop = crop + normal * pose.offset_mm
         crop = crop + row_dir * pose.shift_mm[0] + col_dir * pose.shift_mm[1]
@@ -242,27 +243,3 @@ class Subject:
         idx = points.reshape(-1, 3) @ self.inverse_affine[:3, :3].T + self.inverse_affine[:3, 3]
         values = ndimage.map_coordinates(volume, idx.T, order=order, mode="constant", cval=0.0)
         return values.reshape(shape)
-
-
-def crop_centre_from_sampler(sample_mask, centre: np.ndarray, row_dir: np.ndarray,
-                             col_dir: np.ndarray, *, spacing: float = 2.5,
-                             extent_mm: float = 320.0) -> np.ndarray:
-    """Where to centre the network crop on a plane: the head's centroid column, and
-    ``CROP_TOP_TO_CENTRE_MM`` below the top of the head. ``sample_mask(points)`` returns the head
-    foreground at LPS points."""
-    n = int(extent_mm / spacing)
-    steps = (np.arange(n) - (n - 1) / 2) * spacing
-    grid = (centre[None, None, :] + steps[:, None, None] * row_dir[None, None, :]
-            + steps[None, :, None] * col_dir[None, None, :])
-    mask = sample_mask(grid)
-    return centre + crop_offset(mask, steps, row_dir, col_dir)
-
-
-def crop_offset(mask: np.ndarray, steps: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray) -> np.ndarray:
-    """Offset (LPS) of the crop centre from the grid centre, for a head mask on that grid."""
-    if mask.sum() < 20:
-        return np.zeros(3)
-    rows = np.nonzero(mask.any(axis=1))[0]
-    top = steps[rows.min()]
-    col = float(np.mean(steps[np.nonzero(mask)[1]]))
-    return (top + CROP_TOP_TO_CENTRE_MM) * row_dir + col * col_dir

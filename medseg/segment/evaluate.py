@@ -7,9 +7,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medseg.infer.runtime import ModelRuntime
+from medseg.infer.normalize2d import normalize_slice
+from medseg.infer.runtime import Predictor
 from medseg.segment.data import PlanePose, Subject
-from medseg.segment.normalize2d import normalize_slice
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -30,17 +30,19 @@ def hd95(a: np.ndarray, b: np.ndarray, spacing: float) -> float:
     return float(value.item())
 
 
-def predict_masks(runtime: ModelRuntime, images: Sequence[np.ndarray]) -> np.ndarray:
-    """CC masks of network-grid planes (each normalised on its own foreground, as in validation)."""
-    batch = np.stack([normalize_slice(i) for i in images])[:, None]
-    return runtime.probabilities(batch) > 0.5
+def predict_masks(runtime: Predictor, images: Sequence[np.ndarray]) -> np.ndarray:
+    """Label-1 masks of network-grid planes (each normalised on its own foreground, as in
+    validation), with the normalisation and threshold of the model's contract."""
+    contract = runtime.contract
+    batch = np.stack([normalize_slice(i, contract.input.normalization.percentiles) for i in images])[:, None]
+    return runtime.probabilities(batch) > contract.output.threshold
 
 
-def dice_vs_poses(runtime: ModelRuntime, subjects: Sequence[Subject], poses: Sequence[PlanePose]
+def dice_vs_poses(runtime: Predictor, subjects: Sequence[Subject], poses: Sequence[PlanePose]
                   ) -> dict[str, list[float]]:
     """Dice per subject for each pose (subject name -> list aligned with ``poses``)."""
-    size = int(runtime.contract["input"]["default_size"][0])
-    spacing = float(runtime.contract["input"]["spacing_mm"])
+    size = runtime.contract.input.size
+    spacing = float(runtime.contract.input.spacing_mm)
     curves = {}
     for subject in subjects:
         pairs = [subject.sample(pose, size, spacing) for pose in poses]

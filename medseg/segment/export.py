@@ -2,12 +2,19 @@
 contract, checking ORT/torch parity.
 
 The contract is the single source of the preprocessing at inference: medseg's own inference and
-any integrator (C++/C#/Node) read the same values from it.
+any integrator (C++/C#/Node) read the same values from it. Export writes training's values into it
+(grid size and spacing from the training config, the crop distance of
+:data:`medseg.segment.data.CROP_TOP_TO_CENTRE_MM`, the plane normalisation of
+:data:`medseg.infer.normalize2d.NORMALIZATION`), checked as a
+:class:`~medseg.infer.contract.ModelContract` before it is written.
+
+``pipelines/export.py`` runs the whole export (ONNX, fp16 variant, contract with the validation
+figures of an evaluation).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import subprocess
 from dataclasses import asdict
 from pathlib import Path
@@ -17,14 +24,15 @@ import torch
 
 from medseg import __version__
 from medseg.config import from_dict
+from medseg.infer.contract import CONTRACT_VERSION, ModelContract, Variant, load_contract
+from medseg.infer.normalize2d import NORMALIZATION
 from medseg.io.atomic import atomic_path, sha256_file, write_text_atomic
-from medseg.preprocess.normalize import NORMALIZATION
 from medseg.segment.data import CROP_TOP_TO_CENTRE_MM
 from medseg.segment.nets import build_model, size_multiple
 from medseg.segment.train import TrainingConfig
 
-CONTRACT_VERSION = "1.0"
 OPSET = 17
+THRESHOLD = 0.5  # P(label 1) above which a pixel is label 1 (what training's validation Dice uses)
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 # What each training target's contract says (task, label 1, how planes are cropped).
 TARGETS = {
@@ -59,7 +67,15 @@ def sha256(path: Path) -> str:
 
 def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_attention_unet",
                 validation: dict | None = None) -> tuple[Path, Path, float]:
-    """Write ``name.onnx`` + ``name.json``; returns (onnx, contract, max |ORT - torch|)."""
+    """Write ``name.onnx`` + ``name.json``; returns (onnx, contract, max |ORT - torch|).
+
+    ``validation``: the contract's validation block (the ``validation`` entry of an evaluation
+    JSON written by ``pipelines/evaluate_cc.py`` or ``pipelines/evaluate_skullstrip.py``); without
+    it the block records the checkpoint's validation Dice.
+
+    Raises:
+        ModelError: the contract written would not load (e.g. a validation block with unknown keys).
+    """
     import onnx
     import onnxruntime as ort
 
@@ -129,7 +145,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
                                                                       "height", "width"],
                    "activation": f"none (logits); softmax over channel 1 gives P({target['label']})",
                    "labels": {"0": "background", "1": target["label"]},
-                   "threshold": 0.5},
+                   "threshold": THRESHOLD},
         "model": asdict(config.model),
         "training": {
             "data": f"{target['data']}, "
@@ -140,7 +156,8 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
         "validation": validation or {"val_dice_mean": data.get("val_dice")},
         "parity": {"max_abs_diff_ort_vs_torch": max_diff, "tested_shapes": [list(s) for s in shapes]},
     }
-    contract_path = write_text_atomic(out_dir / f"{name}.json", json.dumps(contract, indent=2))
+    checked = ModelContract.from_dict(contract, where=f"{name}.json (exported)")
+    contract_path = write_text_atomic(out_dir / f"{name}.json", checked.to_json())
     return onnx_path, contract_path, max_diff
 
 
@@ -156,23 +173,24 @@ def export_fp16_variant(contract_path: str | Path, *, samples: np.ndarray | None
     from onnxconverter_common import float16
 
     contract_path = Path(contract_path)
-    contract = json.loads(contract_path.read_text())
-    source = contract_path.parent / contract["file"]
+    contract = load_contract(contract_path)
+    source = contract_path.parent / contract.file
     target = source.with_name(source.stem + ".fp16.onnx")
     model = float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
     with atomic_path(target, suffix=".onnx") as temp:
         onnx.save(model, str(temp))
     if samples is None:
-        size = contract["input"]["default_size"]
+        size = contract.input.default_size
         samples = np.random.default_rng(0).normal(size=(4, 1, *size)).astype(np.float32)
     providers = ["CPUExecutionProvider"]
-    full = ort.InferenceSession(str(source), providers=providers).run(None, {INPUT_NAME: samples})[0]
-    half = ort.InferenceSession(str(target), providers=providers).run(None, {INPUT_NAME: samples})[0]
-    entry = {"file": target.name, "sha256": sha256(target),
-             "precision": "float16 weights and activations; float32 input and output",
-             "max_abs_logit_diff_vs_fp32": float(np.max(np.abs(full - half))),
-             "label_change_fraction_vs_fp32": float(np.mean(full.argmax(1) != half.argmax(1))),
-             "compared_inputs": list(samples.shape)}
-    contract.setdefault("variants", {})["fp16"] = entry
-    write_text_atomic(contract_path, json.dumps(contract, indent=2))
-    return entry
+    feed = {contract.input.name: samples}
+    full = ort.InferenceSession(str(source), providers=providers).run(None, feed)[0]
+    half = ort.InferenceSession(str(target), providers=providers).run(None, feed)[0]
+    variant = Variant(file=target.name, sha256=sha256(target),
+                      precision="float16 weights and activations; float32 input and output",
+                      max_abs_logit_diff_vs_fp32=float(np.max(np.abs(full - half))),
+                      label_change_fraction_vs_fp32=float(np.mean(full.argmax(1) != half.argmax(1))),
+                      compared_inputs=tuple(samples.shape))
+    updated = dataclasses.replace(contract, variants=dataclasses.replace(contract.variants, fp16=variant))
+    write_text_atomic(contract_path, updated.to_json())
+    return updated.to_dict()["variants"]["fp16"]

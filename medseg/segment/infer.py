@@ -23,8 +23,10 @@
 - Predictions that cannot be a mid-sagittal CC (fragmented, implausible area, not elongated) are
   refused with :class:`NoCCFoundError` and the reason.
 
-Each network-grid plane is normalised as in training (``model.json``: percentiles over the plane's
-Otsu foreground); only planes that show head (whole-series head mask) are considered.
+Every value of the network grid comes from the model's contract (``model.json``, read as a
+:class:`~medseg.infer.contract.ModelContract`): size, spacing, the crop's distance below the top of
+the head, the normalisation percentiles (over each plane's Otsu foreground, as in training) and the
+probability threshold. Only planes that show head (whole-series head mask) are considered.
 """
 
 from __future__ import annotations
@@ -35,15 +37,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from medseg.cc_line import localize
 from medseg.errors import MedsegError
-from medseg.infer.runtime import ModelRuntime, load_runtime
+from medseg.geometry import Plane
+from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, grid_plane, network_frame, plane_grid
+from medseg.infer.normalize2d import has_anatomy, normalize_slice
+from medseg.infer.runtime import Predictor, load_runtime
 from medseg.masks import largest_component
 from medseg.planes import left_right_axis, plane_of_normal, slice_axis, slice_normal
-from medseg.positioning.geometry import LEFT, Plane
+from medseg.preprocess.midsagittal import midsagittal_plane
 from medseg.preprocess.normalize import foreground_mask
-from medseg.segment.data import crop_centre_from_sampler
 from medseg.segment.cc_alone import corpus_callosum_alone
-from medseg.segment.normalize2d import has_anatomy, normalize_slice
 from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -128,63 +132,11 @@ class CCSegmentation:
     warnings: list[str] = field(default_factory=list)
 
 
-def network_frame(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row_dir = inferior, col_dir = posterior, normal = +L) within a sagittal-ish plane, as in
-    training (:class:`medseg.segment.data.Subject`)."""
-    normal = normal / np.linalg.norm(normal)
-    if np.dot(normal, LEFT) < 0:
-        normal = -normal
-    posterior = np.array([0.0, 1.0, 0.0]) - np.dot([0.0, 1.0, 0.0], normal) * normal
-    posterior /= np.linalg.norm(posterior)
-    inferior = np.cross(posterior, normal)
-    return inferior, posterior, normal
-
-
-class VolumeLookup:
-    """Sampling a volume (and its head mask) at LPS points.
-
-    Points on a slice plane land on integer slice indices only up to rounding, and scipy's
-    constant mode returns the fill value for anything beyond the first or last index: indices
-    within 1e-4 of an integer are snapped to it, and a single-slice image counts as a slab of its
-    slice thickness."""
-
-    def __init__(self, volume: Volume, values: np.ndarray, head: np.ndarray):
-        self.inverse = np.linalg.inv(volume.affine)
-        self.values, self.head = values, head.astype(np.uint8)
-        self.single = [n == 1 for n in values.shape[:3]] if values.ndim >= 3 else [False] * 3
-
-    def _index(self, points: np.ndarray) -> np.ndarray:
-        flat = points.reshape(-1, 3)
-        index = (flat @ self.inverse[:3, :3].T + self.inverse[:3, 3]).T
-        nearest = np.round(index)
-        index = np.where(np.abs(index - nearest) < 1e-4, nearest, index)
-        for axis, single in enumerate(self.single):
-            if single:
-                index[axis] = np.where(np.abs(index[axis]) <= 0.5, 0.0, index[axis])
-        return index
-
-    def image(self, points: np.ndarray) -> np.ndarray:
-        out = ndimage.map_coordinates(self.values, self._index(points), order=1, mode="constant", cval=0.0)
-        return out.reshape(points.shape[:-1])
-
-    def mask(self, points: np.ndarray) -> np.ndarray:
-        out = ndimage.map_coordinates(self.head, self._index(points), order=0, mode="constant", cval=0)
-        return out.reshape(points.shape[:-1]) > 0
-
-
 def _network_plane(lookup: VolumeLookup, centre: np.ndarray, normal: np.ndarray, size: int,
-                   spacing: float) -> Plane:
+                   spacing: float, top_to_centre_mm: float) -> Plane:
     row_dir, col_dir, _ = network_frame(normal)
-    crop = crop_centre_from_sampler(lookup.mask, centre, row_dir, col_dir)
-    half = (size - 1) / 2.0
-    return Plane(origin=crop - half * spacing * (row_dir + col_dir), x_vec=col_dir * spacing,
-                 y_vec=row_dir * spacing)
-
-
-def plane_grid(plane: Plane, size: int) -> np.ndarray:
-    index = np.arange(size, dtype=np.float64)
-    return (plane.origin[None, None, :] + index[:, None, None] * plane.y_vec[None, None, :]
-            + index[None, :, None] * plane.x_vec[None, None, :])
+    crop = crop_centre_from_sampler(lookup.mask, centre, row_dir, col_dir, top_to_centre_mm=top_to_centre_mm)
+    return grid_plane(crop, row_dir, col_dir, size, spacing)
 
 
 def implausibility(mask: np.ndarray, pixel_area_mm2: float) -> str | None:
@@ -207,18 +159,17 @@ def implausibility(mask: np.ndarray, pixel_area_mm2: float) -> str | None:
     return None
 
 
-def _canonical_frame(plane: Plane, probability: np.ndarray, spacing: float
+def _canonical_frame(plane: Plane, probability: np.ndarray, spacing: float, threshold: float
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(row_dir, col_dir, CC centre) of the in-plane frame in which the CC's provisional
     positioning line is horizontal (columns still run anterior->posterior), or None when the
     prediction cannot be localised."""
-    from medseg.positioning.angles import localize
-
-    mask = largest_component(probability > 0.5)
+    mask = largest_component(probability > threshold)
     if mask.sum() * spacing ** 2 < MIN_CC_AREA_MM2:
         return None
     try:
-        final = localize(mask, plane, probability=probability, smoothing_mm=CANONICAL_SMOOTHING_MM).final
+        final = localize(mask, plane, probability=probability, smoothing_mm=CANONICAL_SMOOTHING_MM,
+                         threshold=threshold).final
     except MedsegError:
         return None
     normal = plane.normal / np.linalg.norm(plane.normal)
@@ -235,8 +186,8 @@ def _angle_between_planes(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(min(1.0, cosine))))
 
 
-def _score(probability: np.ndarray, spacing: float) -> tuple[float, float]:
-    cc = probability > 0.5
+def _score(probability: np.ndarray, spacing: float, threshold: float) -> tuple[float, float]:
+    cc = probability > threshold
     if not cc.any():
         return 0.0, 0.0
     return float(cc.sum()) * spacing ** 2, float(probability[cc].mean())
@@ -245,13 +196,17 @@ def _score(probability: np.ndarray, spacing: float) -> tuple[float, float]:
 class CCSegmenter:
     """Segment the CC with a shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
-    def __init__(self, runtime: ModelRuntime | None = None, *, name: str = "cc_attention_unet",
+    def __init__(self, runtime: Predictor | None = None, *, name: str = "cc_attention_unet",
                  device: str = "cpu", precision: str = "fp32", cc_alone: bool = True):
-        self.runtime = runtime or load_runtime(name, device=device, precision=precision)
+        self.runtime: Predictor = runtime or load_runtime(name, device=device, precision=precision)
         self.cc_alone = cc_alone  # reduce the prediction to the CC alone (medseg.segment.cc_alone)
-        contract = self.runtime.contract
-        self.size = int(contract["input"]["default_size"][0])
-        self.spacing = float(contract["input"]["spacing_mm"])
+        contract = self.runtime.contract  # every value below is the model's, never a copy
+        self.size = contract.input.size
+        self.spacing = float(contract.input.spacing_mm)
+        self.top_to_centre_mm = float(contract.input.crop.centre_row_mm_below_head_top)
+        self.percentiles = contract.input.normalization.percentiles
+        self.outside = float(contract.input.normalization.outside_image_value)
+        self.threshold = float(contract.output.threshold)
 
     # -- shared --------------------------------------------------------------------------------
     def series_values(self, volume: Volume, head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +226,7 @@ class CCSegmenter:
         planes = []
         for k in (range(volume.shape[2]) if slices is None else slices):
             centre = volume.world_coordinates([[(volume.shape[0] - 1) / 2, (volume.shape[1] - 1) / 2, k]])[0]
-            planes.append(_network_plane(lookup, centre, normal, self.size, self.spacing))
+            planes.append(_network_plane(lookup, centre, normal, self.size, self.spacing, self.top_to_centre_mm))
         return planes
 
     def plane_points(self, plane: Plane) -> np.ndarray:
@@ -284,7 +239,7 @@ class CCSegmenter:
         probabilities = np.zeros((len(images), self.size, self.size), np.float32)
         usable = [i for i, image in enumerate(images) if has_anatomy(image)]
         if usable:
-            batch = np.stack([normalize_slice(images[i]) for i in usable])[:, None].astype(np.float32)
+            batch = np.stack([normalize_slice(images[i], self.percentiles) for i in usable])[:, None].astype(np.float32)
             probabilities[usable] = self.runtime.probabilities(batch)
         return probabilities
 
@@ -292,35 +247,35 @@ class CCSegmenter:
         """(plane, image, probability) of a second pass in the CC's canonical pose (see the
         module docstring), or None (keep the first pass) when the first pass cannot be localised
         or the second pass is not a plausible CC while the first one is."""
-        frame = _canonical_frame(plane, probability, self.spacing)
+        frame = _canonical_frame(plane, probability, self.spacing, self.threshold)
         if frame is None:
             return None
         row_dir, col_dir, centre = frame
-        crop = crop_centre_from_sampler(lookup.mask, centre, row_dir, col_dir)
-        half = (self.size - 1) / 2.0
-        canonical = Plane(origin=crop - half * self.spacing * (row_dir + col_dir),
-                          x_vec=col_dir * self.spacing, y_vec=row_dir * self.spacing)
+        crop = crop_centre_from_sampler(lookup.mask, centre, row_dir, col_dir,
+                                        top_to_centre_mm=self.top_to_centre_mm)
+        canonical = grid_plane(crop, row_dir, col_dir, self.size, self.spacing)
         image = lookup.image(plane_grid(canonical, self.size))
         second = self._predict([image])[0]
         pixel_area = self.spacing ** 2
-        if implausibility(second > 0.5, pixel_area) and not implausibility(probability > 0.5, pixel_area):
+        if (implausibility(second > self.threshold, pixel_area)
+                and not implausibility(probability > self.threshold, pixel_area)):
             log.warning("canonical second pass implausible; keeping the first pass")
             return None
         return canonical, image, second
 
     def alone(self, image: np.ndarray, probability: np.ndarray) -> np.ndarray:
         """The probability with what is not the CC alone (fornix, septum, ventricle CSF under the
-        body; :func:`corpus_callosum_alone`) held at or below 0.5; the removed part's rim keeps
+        body; :func:`corpus_callosum_alone`) held at or below the threshold; the removed part's rim keeps
         its soft values for the outline smoothing. ``image``/``probability`` on a network plane
         (rows inferior, columns posterior)."""
         if not self.cc_alone:
             return probability
-        mask = largest_component(probability > 0.5)
+        mask = largest_component(probability > self.threshold)
         alone = corpus_callosum_alone(mask, image, self.spacing)
         if alone.sum() * self.spacing ** 2 < MIN_CC_AREA_MM2:
             return probability  # nothing CC-like left: the gate that follows decides
         rim = ndimage.binary_dilation(alone)
-        return np.where(alone, probability, np.minimum(probability, 0.5) * rim).astype(np.float32)
+        return np.where(alone, probability, np.minimum(probability, self.threshold) * rim).astype(np.float32)
 
     # -- entry point ---------------------------------------------------------------------------
     def segment(self, volume: Volume, *, localizer: bool | None = None,
@@ -333,11 +288,11 @@ class CCSegmenter:
             localizer = sagittal and (volume.spacing[axis] >= 2.5 or volume.shape[axis] < 40)
         values, head = self.series_values(volume, head_mask)
         if not localizer:
-            return self._segment_volume(volume, VolumeLookup(volume, values, head))
+            return self._segment_volume(volume, VolumeLookup(volume, values, head, outside=self.outside))
         if not sagittal:  # told it is a localizer: its slices are the left-right axis' planes
             axis = left_right_axis(volume.affine)[0]
         if axis == 2:
-            return self._segment_localizer(volume, VolumeLookup(volume, values, head))
+            return self._segment_localizer(volume, VolumeLookup(volume, values, head, outside=self.outside))
         # Slices across another array axis (NIfTI stored LR-first, ...): the same voxels with the
         # slice axis last, then the mask back into the input's own array layout.
         order = tuple(a for a in range(3) if a != axis) + (axis,)
@@ -345,7 +300,7 @@ class CCSegmenter:
         moved = order + ((3,) if values.ndim == 4 else ())
         result = self._segment_localizer(stacked, VolumeLookup(
             stacked, np.ascontiguousarray(np.transpose(values, moved)),
-            np.ascontiguousarray(np.transpose(head, order))))
+            np.ascontiguousarray(np.transpose(head, order)), outside=self.outside))
         back = tuple(int(a) for a in np.argsort(order))
         result.mask = volume.with_array(np.ascontiguousarray(np.transpose(result.mask.array, back)),
                                         description="corpus callosum", is_label=True)
@@ -376,7 +331,7 @@ class CCSegmenter:
                 candidates.append({**entry, "score": 0.0})
                 scores.append(0.0)
                 continue
-            area, confidence = _score(probabilities[k], self.spacing)
+            area, confidence = _score(probabilities[k], self.spacing, self.threshold)
             prior = float(np.exp(-0.5 * (offsets[k] / LR_PRIOR_SD_MM) ** 2))
             score = area * confidence * prior
             scores.append(score)
@@ -404,10 +359,10 @@ class CCSegmenter:
         rows = rel @ net.y_vec / np.dot(net.y_vec, net.y_vec)
         probability = ndimage.map_coordinates(net_probability, np.vstack([rows, cols]), order=1,
                                               mode="constant").reshape(ys.shape)
-        reason = implausibility(net_probability > 0.5, self.spacing ** 2)
+        reason = implausibility(net_probability > self.threshold, self.spacing ** 2)
         if reason:
             raise NoCCFoundError(f"no plausible corpus callosum in {n} slices (slice {best}: {reason})")
-        mask2d = largest_component(probability > 0.5)
+        mask2d = largest_component(probability > self.threshold)
         mask = np.zeros(volume.shape[:3], np.uint8)
         mask[:, :, best] = mask2d.T
         image2d = np.asarray(volume.array, dtype=np.float32)[..., best] if volume.array.ndim == 3 \
@@ -421,15 +376,13 @@ class CCSegmenter:
 
     # -- 3D volume -----------------------------------------------------------------------------
     def _evaluate_planes(self, lookup: VolumeLookup, poses: list[tuple[np.ndarray, np.ndarray]]):
-        planes = [_network_plane(lookup, c, n, self.size, self.spacing) for c, n in poses]
+        planes = [_network_plane(lookup, c, n, self.size, self.spacing, self.top_to_centre_mm) for c, n in poses]
         images = [lookup.image(plane_grid(p, self.size)) for p in planes]
         probabilities = self._predict(images)
-        scores = [_score(p, self.spacing) for p in probabilities]
+        scores = [_score(p, self.spacing, self.threshold) for p in probabilities]
         return planes, images, probabilities, scores
 
     def _segment_volume(self, volume: Volume, lookup: VolumeLookup) -> CCSegmentation:
-        from medseg.preprocess.midsagittal import midsagittal_plane
-
         point, normal = midsagittal_plane(volume, lookup.head)
         symmetry_point, symmetry_normal = point, normal
         candidates = [{"stage": "symmetry", "point": [round(float(v), 2) for v in point],
@@ -440,7 +393,8 @@ class CCSegmenter:
         planes, images, probabilities, scores = self._evaluate_planes(lookup, poses)
         values, reasons = [], []
         for offset, probability_i, (a, conf) in zip(offsets, probabilities, scores):
-            reason = "empty" if a < MIN_CC_AREA_MM2 else implausibility(probability_i > 0.5, self.spacing ** 2)
+            reason = ("empty" if a < MIN_CC_AREA_MM2 else
+                      implausibility(probability_i > self.threshold, self.spacing ** 2))
             prior = float(np.exp(-0.5 * (offset / SYMMETRY_PRIOR_SD_MM) ** 2))
             values.append(conf * prior if reason is None else 0.0)
             reasons.append(reason)
@@ -470,8 +424,8 @@ class CCSegmenter:
         if refined is not None:
             plane, image, probability = refined
         probability = self.alone(image, probability)
-        area, confidence = _score(probability, self.spacing)
-        mask2d = largest_component(probability > 0.5)
+        area, confidence = _score(probability, self.spacing, self.threshold)
+        mask2d = largest_component(probability > self.threshold)
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
         rows, cols = np.nonzero(ndimage.zoom(mask2d.astype(np.uint8), 3, order=0))
         points = plane.to_patient(np.column_stack([cols / 3.0 - 1 / 3, rows / 3.0 - 1 / 3]))

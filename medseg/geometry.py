@@ -1,6 +1,9 @@
 """A 2D image plane placed in patient space, and the physical angle convention.
 
-**Angle convention (used everywhere in medseg/positioning):** a line in the mid-sagittal plane is
+Shared by every stage that samples or measures on a plane (skull stripping, CC segmentation and
+its training data, positioning), so it sits below them all.
+
+**Angle convention (used everywhere in medseg):** a line in the mid-sagittal plane is
 given the direction that points to the patient's anterior; its angle is measured in the sagittal
 plane from the patient's anterior axis, positive when the anterior end is superior (nose-up
 pitch). Patient coordinates are DICOM LPS: anterior = (0, -1, 0), superior = (0, 0, 1).
