@@ -238,7 +238,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from medseg.preprocess.pipeline import preprocess_volume, write_preprocess_outputs
+    from medseg.pipeline import preprocess_volume, write_preprocess_outputs
     from medseg.preprocess.skullstrip import SkullStripper
 
     stripper = SkullStripper(device=args.device, precision=args.precision) if not args.no_skullstrip else None

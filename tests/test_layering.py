@@ -7,7 +7,8 @@ medseg module points down this order, never back up.
     infer       model contract, onnxruntime sessions, the network grid and plane normalisation
     preprocess  N4, head mask, mid-sagittal symmetry, skull stripping
     segment     CC segmentation, training, export
-    positioning angles, plan, morphometry, QC, the positioning pipeline
+    positioning angles, plan, morphometry, QC, the positioning pipeline; ``medseg.pipeline``
+                (the stage lists over a Case, which name stages of every package above)
     apps        batch, dicomout, report, listen, pacs, demo
     cli
 
@@ -31,7 +32,7 @@ GROUP = {
     "medseg": "base", "errors": "base", "config": "base", "progress": "base", "volume": "base",
     "resample": "base", "planes": "base", "masks": "base", "geometry": "base", "cc_line": "base",
     "io": "io", "examples": "io", "synth": "io",
-    "infer": "infer", "preprocess": "preprocess", "segment": "segment", "positioning": "positioning",
+    "infer": "infer", "preprocess": "preprocess", "segment": "segment", "positioning": "positioning", "pipeline": "positioning",
     "batch": "apps", "dicomout": "apps", "report": "apps", "listen": "apps", "pacs": "apps", "demo": "apps",
     "cli": "cli",
 }

@@ -17,7 +17,7 @@ SCRIPT = r"""
 import contextlib, io, json, sys, tempfile
 import numpy as np
 modules = ["medseg.cli", "medseg.io", "medseg.positioning.pipeline", "medseg.positioning.qc",
-           "medseg.segment.infer", "medseg.preprocess.pipeline", "medseg.preprocess.skullstrip",
+           "medseg.segment.infer", "medseg.pipeline", "medseg.preprocess.skullstrip",
            "medseg.preprocess.n4", "medseg.spine", "medseg.spine.outputs", "medseg.batch.run",
            "medseg.batch.routing", "medseg.infer.runtime", "medseg.infer.batching", "medseg.listen",
            "medseg.listen.send"]
