@@ -5,15 +5,20 @@ magnet's isocentre and its receive sensitivity falls off towards its own head an
 the two stations of an overlap see it at opposite ends of their profiles: one gain per station
 matches their mean but leaves a ramp across the overlap and a step between station centres.
 
-Model: station k's correction is ``exp(a_k + b_k u + c_k u**2)`` with ``u`` in [-1, 1] its own
-head-foot coordinate (-1 foot edge, +1 head edge, 0 the station's centre). In every overlap the
-robust log ratio of the two stations is measured per head-foot position (median over foreground
-voxels of the same position, so anatomy cancels); one weighted least-squares fit over all overlaps
-makes the corrected stations agree, which keeps the chain consistent by construction. The
-reference station keeps its centre value (``a_ref = 0``). Ratios alone cannot tell a field common
-to all stations (a tilt or bow along the whole spine) from anatomy; the linear terms carry a
-small ridge, which chooses the solution without such a common tilt. Rows are re-weighted by a
-Huber rule on their residuals (flow, misregistered edges).
+Model: with ``u`` in [-1, 1] a station's own head-foot coordinate (-1 foot edge, +1 head edge,
+0 the station's centre), station k's correction is one of two smooth forms:
+- ``"log"``: ``exp(a_k + b_k u + c_k u**2)`` (a Gaussian-like sensitivity fall-off);
+- ``"rational"``: ``exp(a_k) / (1 + b_k u + c_k u**2)`` (the inverse of a field quadratic in
+  intensity, a parabolic fall-off).
+Both fit the overlaps; they differ in how they extrapolate to the station's centre, which no
+overlap sees, so both are fitted and the one that leaves the smaller overlap mismatch is kept.
+In every overlap the robust log ratio of the two stations is measured per head-foot position
+(median over foreground voxels of the same position, so anatomy cancels); one weighted
+least-squares fit over all overlaps makes the corrected stations agree, which keeps the chain
+consistent by construction. The reference station keeps its centre value (``a_ref = 0``). Ratios
+alone cannot tell a field common to all stations (a tilt or bow along the whole spine) from
+anatomy; the linear terms carry a small ridge, which chooses the solution without such a common
+tilt. Rows are re-weighted by a Huber rule on their residuals (flow, misregistered edges).
 
 The profile is applied only when it makes the overlaps agree clearly better than one gain per
 station (see :func:`profile_is_better`); otherwise the constant gains are kept and the report
@@ -22,9 +27,11 @@ says why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
+from scipy.optimize import least_squares
 
 RIDGE_LINEAR = 1e-3  # relative to the total row weight: a tie-breaker, not a prior
 MAX_FIELD_RANGE = 2.0  # max/min of a station's profile over its own extent
@@ -34,19 +41,24 @@ MIN_ABSOLUTE_IMPROVEMENT = 0.005  # ... and lower by at least 0.5 % (the rows' o
 
 @dataclass(frozen=True)
 class StationProfile:
-    """``exp(log_gain + slope * u + curvature * u**2)``, u = (z - centre_mm) / half_length_mm."""
+    """A correction along head-foot, u = (z - centre_mm) / half_length_mm:
+    ``exp(log_gain + slope * u + curvature * u**2)`` (``form="log"``) or
+    ``exp(log_gain) / (1 + slope * u + curvature * u**2)`` (``form="rational"``)."""
 
     log_gain: float = 0.0
     slope: float = 0.0
     curvature: float = 0.0
     centre_mm: float = 0.0
     half_length_mm: float = 1.0
+    form: Literal["log", "rational"] = "log"
 
     def u(self, z_mm: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(z_mm, np.float64) - self.centre_mm) / self.half_length_mm, -1, 1)
 
     def log_multiplier(self, z_mm: np.ndarray) -> np.ndarray:
         u = self.u(z_mm)
+        if self.form == "rational":
+            return self.log_gain - np.log(np.maximum(1.0 + self.slope * u + self.curvature * u ** 2, 1e-6))
         return self.log_gain + self.slope * u + self.curvature * u ** 2
 
     def multiplier(self, z_mm: np.ndarray) -> np.ndarray:
@@ -57,9 +69,16 @@ class StationProfile:
         values = self.log_multiplier(self.centre_mm + self.half_length_mm * np.linspace(-1, 1, 101))
         return float(np.exp(values.max() - values.min()))
 
+    def edge_gain(self) -> float:
+        """The correction at the station's edges (mean of both) relative to its centre: > 1 when
+        the station was darker towards its edges."""
+        edges = np.exp(self.log_multiplier(self.centre_mm + self.half_length_mm * np.array([-1.0, 1.0])))
+        return float(edges.mean() / np.exp(self.log_multiplier(np.array([self.centre_mm]))[0]))
+
     def as_dict(self) -> dict:
-        return {"gain_at_centre": round(float(np.exp(self.log_gain)), 6),
+        return {"form": self.form, "gain_at_centre": round(float(np.exp(self.log_gain)), 6),
                 "slope": round(self.slope, 6), "curvature": round(self.curvature, 6),
+                "edge_gain": round(self.edge_gain(), 4),
                 "centre_mm": round(self.centre_mm, 3), "half_length_mm": round(self.half_length_mm, 3),
                 "range_ratio": round(self.range_ratio(), 4)}
 
@@ -117,15 +136,75 @@ def mismatch(rows: OverlapRows, profiles: list[StationProfile]) -> float | None:
     return float(np.sqrt(np.sum(rows.weight * residual ** 2) / np.sum(rows.weight)))
 
 
-def fit_profiles(overlaps: list[OverlapRows], extents: list[tuple[float, float]], reference: int,
-                 *, iterations: int = 4) -> list[StationProfile]:
-    """One profile per station such that the corrected stations agree in every overlap.
+def fit_profiles(overlaps: list[OverlapRows], extents: list[tuple[float, float]], reference: int
+                 ) -> list[StationProfile]:
+    """One profile per station such that the corrected stations agree in every overlap: both
+    forms fitted, the one with the smaller overlap mismatch (RMS over overlaps) kept.
 
     Args:
         overlaps: rows of each overlap (stations by index into ``extents``).
         extents: (inferior, superior) z of each station (mm), which define its ``u``.
         reference: the station whose centre keeps its value.
     """
+    log_form = _fit_log(overlaps, extents, reference)
+    rational = _fit_rational(overlaps, extents, reference, log_form)
+    if rational is None:
+        return log_form
+
+    def total(profiles: list[StationProfile]) -> float:
+        values = [m for m in (mismatch(r, profiles) for r in overlaps) if m is not None]
+        return float(np.sqrt(np.mean(np.square(values)))) if values else 0.0
+
+    return rational if total(rational) < total(log_form) else log_form
+
+
+def _fit_rational(overlaps: list[OverlapRows], extents: list[tuple[float, float]], reference: int,
+                  start: list[StationProfile]) -> list[StationProfile] | None:
+    """The ``"rational"`` form by robust non-linear least squares, started from the log form's
+    first-order equivalent; None when the fit fails or leaves a field that is not positive."""
+    usable = [rows for rows in overlaps if rows.z_mm.size >= 3]
+    if not usable:
+        return None
+    count = len(extents)
+    base = [replace(p, log_gain=0.0, slope=0.0, curvature=0.0, form="rational") for p in start]
+    weight = np.sqrt(np.concatenate([r.weight for r in usable]))
+    ridge = np.sqrt(RIDGE_LINEAR * np.sum(weight ** 2))
+    others = [k for k in range(count) if k != reference]
+
+    def profiles(x: np.ndarray) -> list[StationProfile]:
+        a = np.zeros(count)
+        a[others] = x[:count - 1]
+        b, c = x[count - 1:2 * count - 1], x[2 * count - 1:]
+        return [replace(base[k], log_gain=float(a[k]), slope=float(b[k]), curvature=float(c[k]))
+                for k in range(count)]
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        p = profiles(x)
+        parts = [r.log_ratio + p[r.upper].log_multiplier(r.z_mm) - p[r.lower].log_multiplier(r.z_mm)
+                 for r in usable]
+        return np.concatenate([np.concatenate(parts) * weight, ridge * x[count - 1:2 * count - 1]])
+
+    x0 = np.concatenate([[start[k].log_gain for k in others], [-p.slope for p in start],
+                         [-p.curvature for p in start]])
+    x0[2 * count - 1:] = np.clip(x0[2 * count - 1:], -0.5, 2.0)
+    lower = np.concatenate([np.full(count - 1, -np.inf), np.full(count, -0.5), np.full(count, -0.6)])
+    upper = np.concatenate([np.full(count - 1, np.inf), np.full(count, 0.5), np.full(count, 3.0)])
+    try:
+        fit = least_squares(residuals, np.clip(x0, lower + 1e-9, upper - 1e-9), bounds=(lower, upper),
+                            loss="huber", f_scale=0.01 * float(np.mean(weight)))
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    result = profiles(fit.x)
+    u = np.linspace(-1, 1, 101)
+    if not fit.success or any(np.min(1 + p.slope * u + p.curvature * u ** 2) <= 0.05 for p in result):
+        return None
+    return result
+
+
+def _fit_log(overlaps: list[OverlapRows], extents: list[tuple[float, float]], reference: int,
+             *, iterations: int = 4) -> list[StationProfile]:
+    """The ``"log"`` form: linear in its parameters, solved by iteratively re-weighted least
+    squares."""
     count = len(extents)
     centres = [0.5 * (lo + hi) for lo, hi in extents]
     halves = [max(0.5 * (hi - lo), 1e-3) for lo, hi in extents]
