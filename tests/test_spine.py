@@ -287,6 +287,31 @@ def test_gain_profiles_are_recovered_from_overlap_ratios():
     assert not profile_is_better([0.004, 0.004], [0.003, 0.003], fitted)[0]
 
 
+def test_a_parabolic_field_is_recovered_in_the_rational_form():
+    """Stations acquired with fields quadratic in intensity, g * (1 + c * u**2) (c of both signs):
+    the rational form fits them exactly and is the one kept."""
+    from medseg.spine.field import OverlapRows, fit_profiles, mismatch
+
+    extents = [(60.0, 200.0), (-60.0, 80.0), (-200.0, -40.0)]
+    gains, curvatures = [1.0, 1.6, 0.7], [-0.2, 0.25, -0.15]
+
+    def log_field(k, z):
+        lo, hi = extents[k]
+        u = (z - 0.5 * (lo + hi)) / (0.5 * (hi - lo))
+        return np.log(gains[k]) + np.log(1 + curvatures[k] * u ** 2)
+
+    rows = []
+    for upper, lower in ((0, 1), (1, 2)):
+        z = np.linspace(max(extents[upper][0], extents[lower][0]), min(extents[upper][1], extents[lower][1]), 40)
+        rows.append(OverlapRows(upper, lower, z, log_field(upper, z) - log_field(lower, z), np.ones_like(z)))
+    fitted = fit_profiles(rows, extents, reference=0)
+    assert {p.form for p in fitted} == {"rational"}
+    for profile, gain, curvature in zip(fitted, gains, curvatures):
+        assert np.exp(profile.log_gain) == pytest.approx(1 / gain, rel=0.01)
+        assert profile.curvature == pytest.approx(curvature, abs=0.01)
+    assert all(mismatch(r, fitted) < 1e-3 for r in rows)
+
+
 def _clean_stations(source, specs_):
     """Each station's anatomy as it samples it (no gain, bias, noise or table error)."""
     return make_stations(source, [StationSpec(s.superior_mm, s.inferior_mm, s.in_plane_mm, s.slice_mm)

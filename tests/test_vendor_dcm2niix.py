@@ -84,7 +84,7 @@ def test_philips_precise_values_and_geometry_agree_with_dcm2niix(tmp_path, slope
     (tmp_path / "in").mkdir()
     philips_enhanced(tmp_path / "in" / "IM1", pixels, slope=slope, intercept=intercept,
                      scale_slopes=[scale] * 4, top_level_scale=1.0)  # misleading top level
-    ((name, data, affine),) = _convert(tmp_path / "in", tmp_path / "out")
+    ((_, data, affine),) = _convert(tmp_path / "in", tmp_path / "out")
     (ref,) = scan(tmp_path / "in").series
     ours, world_error = _on_their_grid(ref.load(), data, affine)
     assert world_error < 1e-3

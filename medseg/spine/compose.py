@@ -24,8 +24,14 @@ import numpy as np
 from medseg import planes
 from medseg.errors import InputError
 from medseg.spine.blend import BlendMode, feather, multiband
-from medseg.spine.field import (StationProfile, constant_profiles, fit_profiles, mismatch, overlap_rows,
-                                profile_is_better)
+from medseg.spine.field import (
+    StationProfile,
+    constant_profiles,
+    fit_profiles,
+    mismatch,
+    overlap_rows,
+    profile_is_better,
+)
 from medseg.spine.grid import coverage_and_ramp, resample_station, union_grid
 from medseg.spine.intensity import IntensityMode, fit_intensity, ncc
 from medseg.spine.register import Registration, check_correction, moved, ncc_noise, register_overlap, translated
@@ -350,11 +356,17 @@ def compose(stations: Sequence[Volume], options: StitchOptions = StitchOptions()
 
 
 def _grid_z(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
-    """The LPS z (mm) of every voxel of a grid (a sum of three broadcast 1-D terms)."""
+    """The LPS z (mm) of every voxel of a grid (a sum of three broadcast 1-D terms), as an array
+    that broadcasts to ``shape``: 1-D along the only axis it varies on, when the grid's other
+    axes lie in the axial plane (every sagittal or coronal composite)."""
     row = affine[2].astype(np.float32)
     axes = [np.arange(n, dtype=np.float32) for n in shape]
-    return (row[0] * axes[0][:, None, None] + row[1] * axes[1][None, :, None]
-            + row[2] * axes[2][None, None, :] + row[3])
+    terms = [row[0] * axes[0][:, None, None], row[1] * axes[1][None, :, None], row[2] * axes[2][None, None, :]]
+    total = np.zeros((1, 1, 1), np.float32) + row[3]
+    for coefficient, term in zip(row[:3], terms):
+        if abs(float(coefficient)) > 1e-9:
+            total = total + term
+    return total
 
 
 def _overlap_rows(upper: Volume, lower: Volume, upper_index: int, min_overlap_mm: float):

@@ -104,7 +104,7 @@ def overlap_rows(upper_values: np.ndarray, lower_values: np.ndarray, z_mm: np.nd
     """
     a = upper_values[valid].astype(np.float64)
     b = lower_values[valid].astype(np.float64)
-    z = np.asarray(z_mm)[valid].astype(np.float64)
+    z = np.broadcast_to(np.asarray(z_mm), valid.shape)[valid].astype(np.float64)
     if a.size == 0:
         empty = np.zeros(0)
         return OverlapRows(upper, lower, empty, empty, empty)
