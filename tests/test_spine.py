@@ -380,3 +380,12 @@ def test_stations_without_gain_or_bias_keep_constant_gains(lumbar):
         assert station.correction_mm == [0.0, 0.0, 0.0]
         assert station.intensity_profile is None
         assert station.gain == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_profile_needs_enough_overlap_positions():
+    from medseg.spine.field import StationProfile, profile_is_better
+
+    flat = [StationProfile()] * 2
+    assert profile_is_better([0.05], [0.001], flat, [20])[0]
+    use, reason = profile_is_better([0.05], [0.001], flat, [5])
+    assert not use and "too few" in reason

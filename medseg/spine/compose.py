@@ -405,7 +405,7 @@ def _intensity_profiles(volumes: list[Volume], gains: dict[int, tuple[float, flo
     if options.intensity == "gain":
         fitted = fit_profiles(rows, extents, reference)
         with_profile = [mismatch(r, fitted) for r in rows]
-        use, reason = profile_is_better(with_gains, with_profile, fitted)
+        use, reason = profile_is_better(with_gains, with_profile, fitted, [r.z_mm.size for r in rows])
         intensity.update(applied="profile" if use else "constant gains", check=reason)
         if use:
             profiles = fitted

@@ -37,6 +37,7 @@ RIDGE_LINEAR = 1e-3  # relative to the total row weight: a tie-breaker, not a pr
 MAX_FIELD_RANGE = 2.0  # max/min of a station's profile over its own extent
 MIN_GAIN_IMPROVEMENT = 0.8  # profile mismatch must be below 0.8 x the constant gains' mismatch
 MIN_ABSOLUTE_IMPROVEMENT = 0.005  # ... and lower by at least 0.5 % (the rows' own noise level)
+MIN_POSITIONS = 8  # head-foot positions an overlap needs before three coefficients are fitted on it
 
 
 @dataclass(frozen=True)
@@ -254,11 +255,15 @@ def constant_profiles(gains: list[float], extents: list[tuple[float, float]]) ->
 
 
 def profile_is_better(gain_mismatch: list[float | None], profile_mismatch: list[float | None],
-                      profiles: list[StationProfile]) -> tuple[bool, str]:
-    """Whether to apply the profiles instead of constant gains, and why."""
+                      profiles: list[StationProfile], positions: list[int] | None = None) -> tuple[bool, str]:
+    """Whether to apply the profiles instead of constant gains, and why (``positions``: the
+    head-foot positions measured in each overlap)."""
     pairs = [(g, p) for g, p in zip(gain_mismatch, profile_mismatch) if g is not None and p is not None]
     if not pairs:
         return False, "no overlap rows to fit a profile on: constant gains kept"
+    if positions is not None and min(positions) < MIN_POSITIONS:
+        return False, (f"an overlap holds {min(positions)} head-foot positions (< {MIN_POSITIONS}), too few "
+                       "to fit a profile on: constant gains kept")
     worst = max(p.range_ratio() for p in profiles)
     if worst > MAX_FIELD_RANGE:
         return False, (f"profile rejected: a station's profile spans {worst:.2f}x "
