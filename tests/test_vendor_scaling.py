@@ -14,10 +14,15 @@ ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 
 
 def philips_enhanced(path, pixels, *, slope, intercept, scale_slopes, top_level_scale=None):
-    """One enhanced MR file: frame f has RescaleSlope/Intercept in its public transformation
-    group and MRScaleSlope ``scale_slopes[f]`` only inside its private (2005,140F) item."""
+    """One enhanced MR file as a Philips scanner writes it: frame f has RescaleSlope/Intercept
+    (``slope`` or ``slope[f]``) in its public transformation group and MRScaleSlope
+    ``scale_slopes[f]`` only inside its private (2005,140F) item; frame content (stack, in-stack
+    position, dimension index) per frame."""
     n, rows, cols = pixels.shape
+    slopes = list(slope) if np.ndim(slope) else [slope] * n
     ds = Dataset()
+    ds.InstanceNumber, ds.PatientPosition, ds.ImageType = 1, "HFS", ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.PatientName, ds.PatientID, ds.StudyDate, ds.SeriesTime = "", "", "20240101", "120000"
     ds.SOPClassUID, ds.SOPInstanceUID = ENHANCED_MR, generate_uid()
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
     ds.Modality, ds.Manufacturer, ds.SeriesNumber = "MR", "Philips Medical Systems", 4
@@ -38,8 +43,13 @@ def philips_enhanced(path, pixels, *, slope, intercept, scale_slopes, top_level_
     for f in range(n):
         item, position, transform, private = Dataset(), Dataset(), Dataset(), Dataset()
         position.ImagePositionPatient = [-2.0 * f, -10.0, 10.0]  # along the slice normal (-x)
-        transform.RescaleSlope, transform.RescaleIntercept = slope, intercept
+        transform.RescaleSlope, transform.RescaleIntercept = slopes[f], intercept
+        transform.RescaleType = "normalized"
+        content = Dataset()
+        content.StackID, content.InStackPositionNumber, content.TemporalPositionIndex = "1", f + 1, 1
+        content.DimensionIndexValues = [1, f + 1]
         item.PlanePositionSequence, item.PixelValueTransformationSequence = Sequence([position]), Sequence([transform])
+        item.FrameContentSequence = Sequence([content])
         private.add_new((0x2005, 0x0010), "LO", "Philips MR Imaging DD 001")
         private.add_new((0x2005, 0x100E), "FL", scale_slopes[f])
         item.add_new((0x2005, 0x0010), "LO", "Philips MR Imaging DD 005")
@@ -67,20 +77,23 @@ def test_philips_per_frame_scale_slope_gives_precise_values(tmp_path):
         np.testing.assert_allclose(volume.array[:, :, f], expected, rtol=1e-5)
 
 
-def _ge_epi(folder, *, sequence_name, user_data):
-    """2 slices x 4 volumes of a GE EPI (one file per image); volume v holds the value 100 * (v + 1)."""
+def _ge_epi(folder, *, sequence_name, user_data, ramp=False):
+    """2 slices x 4 volumes of a GE EPI (one file per image); volume v holds the value 100 * (v + 1)
+    (``ramp``: plus row + 10 * column, so that a flip shows)."""
     folder.mkdir()
     study, series = generate_uid(), generate_uid()
     n = 0
     for volume in range(4):
         for k in range(2):
             pixels = np.full((4, 5), 100 * (volume + 1))
+            if ramp:
+                pixels = pixels + np.arange(4)[:, None] + 10 * np.arange(5)[None, :]
             ds = make_dataset(pixels, [0.0, 0.0, 3.0 * k], [1, 0, 0, 0, 1, 0], [2.0, 2.0],
                               study_uid=study, series_uid=series, instance=n + 1, description="rsfMRI AP PA",
                               Manufacturer="GE MEDICAL SYSTEMS", TemporalPositionIdentifier=volume + 1)
             ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
             ds.add_new((0x0019, 0x109C), "LO", sequence_name)
-            ds.add_new((0x0019, 0x10B3), "SS", user_data)
+            ds.add_new((0x0019, 0x10B3), "DS", str(user_data))  # user data 12, as GE writes it
             ds.save_as(folder / f"IM{n:03d}", enforce_file_format=True)
             n += 1
 

@@ -446,26 +446,44 @@ def open_dataset(path: str, *, pixels: bool) -> Dataset:
     return ds
 
 
-def _ge_pepolar_direction(ds: Dataset) -> str:
-    """``"rev"`` or ``"fwd"`` for the volumes of a GE ``epi_pepolar`` series that mixes reverse and
-    forward phase-encoding volumes, else ``""`` (as dcm2niix tells them apart: the pulse
-    sequence name, user data 12 (0019,10B3): 2 = reverse then forward, 3 = forward then reverse,
-    alternating by volume, the first volume as the first named; 1 = all reverse, not mixed).
-    The volume index is TemporalPositionIdentifier - 1. Reverse volumes are stored with the
-    phase-encoding axis flipped, so the two kinds must never share one 4D stack."""
+def _ge_pepolar_direction(ds: Dataset) -> tuple[str, bool]:
+    """(``"rev"``, ``"fwd"`` or ``""``; whether the series mixes both) for an image of a GE
+    ``epi_pepolar`` series, as dcm2niix tells them apart (its issue 532): the pulse sequence
+    name, user data 12 (0019,10B3): 0 = all forward, 1 = all reverse, 2 = reverse then forward,
+    3 = forward then reverse, alternating by volume, the first volume as the first named. The
+    volume index is TemporalPositionIdentifier - 1. Without user data 12 nothing is assumed
+    (dcm2niix flips nothing either). Reverse volumes are stored with their rows in reverse order
+    (:func:`_reversed_rows_geometry`), so the two kinds must never share one 4D stack."""
     if "GE" not in str(ds.get("Manufacturer", "")).upper():
-        return ""
+        return "", False
     names = [ds.get((0x0019, 0x109C)), ds.get((0x0019, 0x109E)), ds.get((0x0018, 0x0024))]
     text = " ".join(str(e.value if hasattr(e, "value") else e) for e in names if e is not None).lower()
     if "epi_pepolar" not in text:
-        return ""
+        return "", False
     mode = _private_int(ds.get((0x0019, 0x10B3)))
     volume = (_int(ds.get("TemporalPositionIdentifier")) or 1) - 1
+    if mode == 0:
+        return "fwd", False
+    if mode == 1:
+        return "rev", False
     if mode == 2:  # reverse, forward, reverse...
-        return "rev" if volume % 2 == 0 else "fwd"
+        return ("rev" if volume % 2 == 0 else "fwd"), True
     if mode == 3:  # forward, reverse, forward...
-        return "fwd" if volume % 2 == 0 else "rev"
-    return ""
+        return ("fwd" if volume % 2 == 0 else "rev"), True
+    return "", False
+
+
+def _reversed_rows_geometry(ipp, iop, spacing, rows: int):
+    """The true geometry of a GE ``epi_pepolar`` reverse volume: its rows are stored in reverse
+    order under the forward volumes' header geometry (dcm2niix issue 532; dcm2niix flips the
+    rows back). The same correction on the geometry instead of the pixels: the first stored row
+    lies where the header puts the last one, and rows advance against the header's column
+    direction."""
+    if ipp is None or iop is None or spacing is None:
+        return ipp, iop
+    column = np.asarray(iop[3:], dtype=np.float64)
+    first = np.asarray(ipp, dtype=np.float64) + (rows - 1) * float(spacing[0]) * column
+    return tuple(float(v) for v in first), tuple(iop[:3]) + tuple(float(-v) for v in column)
 
 
 def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
@@ -477,8 +495,8 @@ def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
         ("echo", _int(ds.get("EchoNumbers")) or 1),
         ("component", _component(image_type)),
     )
-    pepolar = _ge_pepolar_direction(ds)
-    if pepolar:
+    pepolar, mixed = _ge_pepolar_direction(ds)
+    if mixed:
         split_key += (("phase_encoding", pepolar),)
     order_key = (
         _int(ds.get("TemporalPositionIdentifier")) or 0,
@@ -486,9 +504,13 @@ def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
         _float(ds.get("TriggerTime"), 0.0),
         _int(ds.get("InstanceNumber")) or 0,
     )
+    iop = _floats(ds.get("ImageOrientationPatient"), 6)
+    ipp = _floats(ds.get("ImagePositionPatient"), 3)
+    if pepolar == "rev":
+        ipp, iop = _reversed_rows_geometry(ipp, iop, _floats(ds.get("PixelSpacing"), 2), int(ds.Rows))
     common = dict(
         path=path,
-        iop=_floats(ds.get("ImageOrientationPatient"), 6),
+        iop=iop,
         pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
         slope=slope,
         intercept=intercept,
@@ -503,7 +525,7 @@ def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
         Frame(
             rows=int(ds.Rows),
             cols=int(ds.Columns),
-            ipp=_floats(ds.get("ImagePositionPatient"), 3),
+            ipp=ipp,
             **common,
         )
     ]

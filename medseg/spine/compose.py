@@ -4,7 +4,9 @@ Stages (each station in turn, outward from the reference station):
 1. overlap with its already placed neighbour (head-foot extent in patient space);
 2. registration refinement in that overlap (translation, optionally rigid; bounded);
 3. intensity factor from the registered overlap (robust gain), chained to the reference;
-then every station is resampled once onto the union grid and the stations are blended.
+then a smooth head-foot gain profile per station is fitted jointly on all overlaps
+(:mod:`medseg.spine.field`) and kept when it matches the overlaps clearly better than the
+constant gains; every station is resampled once onto the union grid and the stations are blended.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ import numpy as np
 from medseg import planes
 from medseg.errors import InputError
 from medseg.spine.blend import BlendMode, feather, multiband
+from medseg.spine.field import (
+    StationProfile,
+    constant_profiles,
+    fit_profiles,
+    mismatch,
+    overlap_rows,
+    profile_is_better,
+)
 from medseg.spine.grid import coverage_and_ramp, resample_station, union_grid
 from medseg.spine.intensity import IntensityMode, fit_intensity, ncc
 from medseg.spine.register import Registration, check_correction, moved, ncc_noise, register_overlap, translated
@@ -44,7 +54,10 @@ class StitchOptions:
             two table errors (the station's and the reference's), each up to about 4 mm.
         reference: the station that keeps its geometry: ``"head"``, ``"foot"`` or an index in
             head-to-foot order.
-        intensity: ``"gain"`` (robust gain), ``"linear"`` (gain + offset) or ``"none"``.
+        intensity: ``"gain"`` (a smooth head-foot gain profile per station, fitted on all
+            overlaps; one robust gain per station when the profile does not match the overlaps
+            clearly better), ``"constant"`` (one robust gain per station), ``"linear"`` (gain +
+            offset) or ``"none"``.
         blend: ``"feather"`` (linear ramps) or ``"multiband"``.
         spacing_mm: output voxel size; default: finest in-plane spacing, reference slice spacing.
         backend: ``"sitk"`` (CPU), ``"torch"`` (grid_sample) or ``"auto"`` (torch on CUDA when a
@@ -92,6 +105,7 @@ class StationReport:
     proposed_correction_mm: list[float] | None = None
     registration_check: str = ""  # why the proposal was applied or not
     registration_metric: str = ""  # the metric of the last proposal checked
+    intensity_profile: dict | None = None  # the head-foot gain profile applied (field.StationProfile)
 
 
 @dataclass
@@ -103,6 +117,7 @@ class CompositeResult:
     gaps: list[dict]
     backend: str
     seconds: dict[str, float]
+    intensity: dict = field(default_factory=dict)  # mode, what was applied and why
 
     def report(self) -> dict:
         """JSON-ready summary: stations, registration offsets, intensity factors, overlap quality."""
@@ -115,6 +130,7 @@ class CompositeResult:
             "stations": [asdict(s) for s in self.stations],
             "overlaps": self.overlaps,
             "gaps": self.gaps,
+            "intensity": self.intensity,
             "backend": self.backend,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -294,18 +310,24 @@ def compose(stations: Sequence[Volume], options: StitchOptions = StitchOptions()
         neighbour = index + 1 if index < reference else index - 1
         placed[index], gains[index] = _place_station(
             ordered[index], placed[neighbour], gains[neighbour], reports[index], options)
+    volumes = [placed[i] for i in range(count)]
+    profiles, intensity, overlap_mismatch = _intensity_profiles(volumes, gains, reference, reports, options)
     timings["register_and_match"] = time.perf_counter() - start
 
     t = time.perf_counter()
-    volumes = [placed[i] for i in range(count)]
     shape, affine = union_grid(volumes, placed[reference],
                                options.spacing_mm if options.spacing_mm else None)
     images, weights = [], []
+    z_mm = _grid_z(shape, affine) if profiles is not None else None
     for i, volume in enumerate(volumes):
         image = resample_station(volume, shape, affine, backend=backend, device=device)
         inside, ramp = coverage_and_ramp(volume, shape, affine, head_foot_axis(volume))
-        gain, offset = gains[i]
-        images.append(np.where(inside, image * gain + offset, 0).astype(np.float32))
+        if profiles is not None:
+            image = image * profiles[i].multiplier(z_mm).astype(np.float32)
+        else:
+            gain, offset = gains[i]
+            image = image * gain + offset
+        images.append(np.where(inside, image, 0).astype(np.float32))
         weights.append(ramp.astype(np.float32))
     timings["resample"] = time.perf_counter() - t
 
@@ -321,7 +343,8 @@ def compose(stations: Sequence[Volume], options: StitchOptions = StitchOptions()
     for i in range(count - 1):
         both = (weights[i] > 0) & (weights[i + 1] > 0)
         overlaps.append({"stations": [i, i + 1], "voxels": int(both.sum()),
-                         "ncc": round(ncc(images[i], images[i + 1], both), 4) if both.any() else None})
+                         "ncc": round(ncc(images[i], images[i + 1], both), 4) if both.any() else None,
+                         "intensity_mismatch": overlap_mismatch[i]})
     gaps = _find_gaps(covered, affine, head_foot_axis(Volume(composite, affine)))
     for gap in gaps:
         log.warning("stations leave a %.1f mm gap (filled with 0)", gap["length_mm"])
@@ -329,7 +352,83 @@ def compose(stations: Sequence[Volume], options: StitchOptions = StitchOptions()
     meta = placed[reference].meta.replace(description="composite", is_label=False)
     result_volume = Volume(composite, affine, meta)
     return CompositeResult(result_volume, reports, reference, overlaps, gaps,
-                           backend if backend == "sitk" else f"torch:{device}", timings)
+                           backend if backend == "sitk" else f"torch:{device}", timings, intensity)
+
+
+def _grid_z(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
+    """The LPS z (mm) of every voxel of a grid (a sum of three broadcast 1-D terms), as an array
+    that broadcasts to ``shape``: 1-D along the only axis it varies on, when the grid's other
+    axes lie in the axial plane (every sagittal or coronal composite)."""
+    row = affine[2].astype(np.float32)
+    axes = [np.arange(n, dtype=np.float32) for n in shape]
+    terms = [row[0] * axes[0][:, None, None], row[1] * axes[1][None, :, None], row[2] * axes[2][None, None, :]]
+    total = np.zeros((1, 1, 1), np.float32) + row[3]
+    for coefficient, term in zip(row[:3], terms):
+        if abs(float(coefficient)) > 1e-9:
+            total = total + term
+    return total
+
+
+def _overlap_rows(upper: Volume, lower: Volume, upper_index: int, min_overlap_mm: float):
+    """Per head-foot position, the robust log ratio of two placed neighbours in their overlap,
+    on the upper station's own voxels (the lower one resampled there), 2 voxels in from the
+    lower station's edges."""
+    u_lo, u_hi = head_foot_extent(upper.spatial_shape, upper.affine)
+    l_lo, l_hi = head_foot_extent(lower.spatial_shape, lower.affine)
+    lo, hi = max(u_lo, l_lo), min(u_hi, l_hi)
+    crop = _crop_to_z(upper, lo, hi) if hi - lo >= min_overlap_mm else None
+    if crop is None:
+        return overlap_rows(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool),
+                            upper=upper_index, lower=upper_index + 1, bin_mm=1.0)
+    values = resample_station(lower, crop.spatial_shape, crop.affine)
+    inside, _ = coverage_and_ramp(lower, crop.spatial_shape, crop.affine, head_foot_axis(lower))
+    bin_mm = float(crop.spacing[head_foot_axis(crop)])
+    return overlap_rows(np.asarray(crop.array, dtype=np.float32), values,
+                        _grid_z(crop.spatial_shape, crop.affine), _core(inside),
+                        upper=upper_index, lower=upper_index + 1, bin_mm=bin_mm)
+
+
+def _intensity_profiles(volumes: list[Volume], gains: dict[int, tuple[float, float]], reference: int,
+                        reports: list[StationReport], options: StitchOptions
+                        ) -> tuple[list[StationProfile] | None, dict, list[dict]]:
+    """The gain profiles to apply (None: apply the constant gains/offsets), the intensity report
+    and, per overlap, the mismatch left as acquired, with constant gains and as applied."""
+    extents = [head_foot_extent(v.spatial_shape, v.affine) for v in volumes]
+    rows = [_overlap_rows(volumes[i], volumes[i + 1], i, options.min_overlap_mm)
+            for i in range(len(volumes) - 1)]
+    raw = constant_profiles([1.0] * len(volumes), extents)
+    constant = constant_profiles([gains[i][0] for i in range(len(volumes))], extents)
+    before = [mismatch(r, raw) for r in rows]
+    with_gains = [mismatch(r, constant) for r in rows]
+    intensity: dict = {"mode": options.intensity}
+    profiles = None
+    if options.intensity == "gain":
+        fitted = fit_profiles(rows, extents, reference)
+        with_profile = [mismatch(r, fitted) for r in rows]
+        use, reason = profile_is_better(with_gains, with_profile, fitted, [r.z_mm.size for r in rows])
+        intensity.update(applied="profile" if use else "constant gains", check=reason)
+        if use:
+            profiles = fitted
+            for report, profile in zip(reports, fitted):
+                report.gain = round(float(np.exp(profile.log_gain)), 6)
+                report.intensity_profile = profile.as_dict()
+        else:
+            log.info("intensity: %s", reason)
+        applied = with_profile if use else with_gains
+    else:
+        intensity["applied"] = {"constant": "constant gains", "linear": "gains and offsets",
+                                "none": "none"}[options.intensity]
+        # a log-ratio mismatch is defined for multiplicative corrections only
+        applied = with_gains if options.intensity != "linear" else [None] * len(rows)
+
+    def pct(value: float | None) -> float | None:
+        return None if value is None else round(100 * value, 3)
+
+    overlap_mismatch = [{"unit": "% (RMS over head-foot positions of the log ratio)",
+                         "as_acquired": pct(b), "constant_gains": pct(g), "applied": pct(a),
+                         "positions": int(r.z_mm.size)}
+                        for b, g, a, r in zip(before, with_gains, applied, rows)]
+    return profiles, intensity, overlap_mismatch
 
 
 def _find_gaps(covered: np.ndarray, affine: np.ndarray, axis: int) -> list[dict]:

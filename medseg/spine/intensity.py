@@ -1,7 +1,9 @@
 """Intensity matching of a station to its neighbour over their overlap.
 
 Method: a robust linear fit of neighbour vs station values at the same voxels of the registered
-overlap, by default gain only (``gain``), optionally gain + offset (``linear``).
+overlap, by default gain only (``gain``, ``constant``), optionally gain + offset (``linear``).
+A gain varying smoothly head-foot across each station is fitted on top of these gains in
+:mod:`medseg.spine.field`.
 
 Why not histogram matching: after registration the overlap holds the same anatomy voxel for voxel,
 so a direct fit uses that correspondence; MR station differences are mostly multiplicative
@@ -16,7 +18,9 @@ from typing import Literal
 
 import numpy as np
 
-IntensityMode = Literal["gain", "linear", "none"]
+# "gain": a head-foot gain profile per station (medseg.spine.field), starting from these gains;
+# "constant": these gains alone.
+IntensityMode = Literal["gain", "constant", "linear", "none"]
 
 
 def fit_intensity(station: np.ndarray, neighbour: np.ndarray, valid: np.ndarray, *,
@@ -38,7 +42,7 @@ def fit_intensity(station: np.ndarray, neighbour: np.ndarray, valid: np.ndarray,
         return 1.0, 0.0
     gain, offset = 1.0, 0.0
     for _ in range(iterations):
-        if mode == "gain":
+        if mode in ("gain", "constant"):
             gain, offset = float(np.dot(s, n) / np.dot(s, s)), 0.0
         else:
             gain, offset = (float(v) for v in np.polyfit(s, n, 1))
