@@ -9,15 +9,9 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from medseg.errors import MedsegError
+from medseg.errors import ConfigError
 
 T = TypeVar("T")
-
-
-class ConfigError(MedsegError):
-    """A configuration file does not match its schema."""
-
-    stage = "config"
 
 
 def _convert(value: Any, kind: Any, where: str) -> Any:

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from medseg.errors import MedsegError
+from medseg.errors import ModelError
 
 log = logging.getLogger(__name__)
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
@@ -79,12 +79,6 @@ def _providers(device: str, precision: str) -> list:
             "cuda": [_CUDA, "CPUExecutionProvider"],
             "tensorrt": [tensorrt, _CUDA, "CPUExecutionProvider"],
             "auto": [tensorrt, _CUDA, "CPUExecutionProvider"]}[device]
-
-
-class ModelError(MedsegError):
-    """A shipped model or its contract is missing or does not match."""
-
-    stage = "model"
 
 
 @dataclass

@@ -8,19 +8,36 @@ after it, so that a power cut cannot leave a renamed but empty file (used for ``
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
+import secrets
 import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Iterator, Sequence
 
-# mkstemp creates files readable by their owner only; finished outputs get the permissions a
-# plain open() would give them (0666 minus the umask), so that shared output folders stay readable.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
+_TEMP_ATTEMPTS = 100
+
+
+def _create_temp(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty, new temporary file in ``folder`` and return its path.
+
+    Unlike ``tempfile.mkstemp`` (mode 0600), the file is created with mode 0666 and the kernel
+    applies the process umask, so a finished output gets the permissions a plain ``open()`` would
+    give it and shared output folders stay readable. The umask is never read or changed (changing
+    it, even briefly, races with other threads creating files).
+    """
+    for _ in range(_TEMP_ATTEMPTS):
+        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(handle)
+        return path
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder / prefix))
 
 
 def fsync_path(path: str | os.PathLike) -> None:
@@ -61,14 +78,9 @@ def atomic_path(target: str | os.PathLike, suffix: str = "", *, durable: bool = 
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
-                                    dir=target.parent)
-    os.close(handle)
-    temp_path = Path(temp)
+    temp_path = _create_temp(target.parent, f".{target.name}.", suffix or ".tmp")
     try:
         yield temp_path
-        if temp_path.exists():
-            os.chmod(temp_path, _FILE_MODE)
         _commit(temp_path, target, durable)
     finally:
         if temp_path.exists():

@@ -18,16 +18,10 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from medseg.errors import MedsegError
+from medseg.errors import NoCorpusCallosumError
 from medseg.masks import largest_component
 from medseg.positioning.geometry import (SUPERIOR, Plane, anterior_pointing, image_angle,
                                          physical_angle)
-
-
-class NoCorpusCallosumError(MedsegError):
-    """No usable corpus callosum in the mask (empty, too small or fragmented)."""
-
-    stage = "positioning"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.errors import InputError, MedsegError
+from medseg.errors import InputError, NoBrainFoundError
 from medseg.infer.runtime import ModelRuntime, load_runtime
 from medseg.masks import fill_holes_per_plane, largest_component
 from medseg.planes import left_right_axis
@@ -50,12 +50,6 @@ MIN_BRAIN_SECTION_MM2 = 4000.0
 MIN_LARGEST_SHARE = 0.8
 MAX_UNCERTAIN = 0.35
 MIN_PLANE_HEAD_MM2 = 1000.0  # planes showing less head than this are not run (P = 0)
-
-
-class NoBrainFoundError(MedsegError):
-    """Skull stripping found no brain in the image."""
-
-    stage = "skullstrip"
 
 
 @dataclass(frozen=True)

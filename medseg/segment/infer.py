@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, NoCCFoundError
 from medseg.infer.runtime import ModelRuntime, load_runtime
 from medseg.masks import largest_component
 from medseg.planes import left_right_axis, plane_of_normal, slice_axis, slice_normal
@@ -69,12 +69,6 @@ PLAUSIBLE_AREA_MM2 = (250.0, 1800.0)
 MIN_ELONGATION = 1.8
 MIN_LARGEST_COMPONENT = 0.7
 CANONICAL_SMOOTHING_MM = 3.5  # outline smoothing of the provisional line (as positioning uses)
-
-
-class NoCCFoundError(MedsegError):
-    """The model found no corpus callosum in the image."""
-
-    stage = "segment"
 
 
 @dataclass
