@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -43,21 +44,47 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         item = args[0] if args else Any
         converted = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(converted) if origin is tuple else converted
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if kind in (int, str, bool) and not isinstance(value, kind):
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if kind in (int, str, bool) and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
     return value
 
 
-def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys raise :class:`ConfigError`."""
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", base: T | None = None) -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys raise :class:`ConfigError`.
+
+    Missing keys keep the values of ``base`` (default: the class defaults); a nested dataclass
+    section starts from its field's default (e.g. ``N4Options.fast()``), not from its class's.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}")
-    values = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        kind, default = hints[key], _field_default(fields[key])
+        if base is not None:
+            default = getattr(base, key)
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict) and dataclasses.is_dataclass(default):
+            values[key] = from_dict(typing.cast(type, kind), value, f"{where}.{key}", base=default)
+        else:
+            values[key] = _convert(value, kind, f"{where}.{key}")
+    if base is not None:
+        return typing.cast(T, dataclasses.replace(typing.cast(Any, base), **values))
     return cls(**values)
 
 
@@ -70,3 +97,79 @@ def load_config(path: str | Path, cls: type[T]) -> T:
 
 def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
+
+
+# --- The pipeline's settings: one YAML file (configs/pipeline.yaml), one section per stage ---------
+
+from medseg.batch.run import RunOptions, stitch_options_for  # noqa: E402  (after the generic loader)
+from medseg.preprocess.n4 import N4Options  # noqa: E402
+from medseg.spine.compose import StitchOptions  # noqa: E402
+
+# Fields the loader fills from the other sections (or from ``run.device``); a YAML file sets them
+# in their own section, never twice.
+DERIVED = {"run": ("n4_options", "stitch", "max_difference_deg", "dask"), "stitch": ("backend", "device")}
+
+
+@dataclass(frozen=True)
+class PositioningOptions:
+    """Slice positioning from the corpus callosum.
+
+    Attributes:
+        max_difference_deg: box and line angles that differ more are flagged as inconsistent.
+    """
+
+    max_difference_deg: float = 10.0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every stage's options (defaults: ``configs/pipeline.yaml``).
+
+    Attributes:
+        n4: bias-field correction of run, position, segment, listen and pacs (and of preprocess
+            when a config file is given); default: the fast profile the CC network is tuned for.
+        positioning: the angles of the positioning stage.
+        stitch: whole-spine composing; its backend and device follow ``run.device``.
+        run: device, precision, N4/skull stripping on or off, and the batch job's settings.
+    """
+
+    n4: N4Options = field(default_factory=N4Options.fast)
+    positioning: PositioningOptions = field(default_factory=PositioningOptions)
+    stitch: StitchOptions = field(default_factory=StitchOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    def stitch_options(self) -> StitchOptions:
+        """The stitch section composing on ``run.device``."""
+        return stitch_options_for(self.run.device, self.stitch)
+
+    def run_options(self) -> RunOptions:
+        """The batch's :class:`RunOptions` carrying the n4, stitch and positioning sections."""
+        return dataclasses.replace(self.run, n4_options=self.n4, stitch=self.stitch_options(),
+                                   max_difference_deg=self.positioning.max_difference_deg)
+
+
+def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
+    """The pipeline settings of YAML ``path`` (missing sections and keys keep their defaults),
+    or the defaults when ``path`` is None.
+
+    Raises:
+        ConfigError: the file cannot be read, or holds an unknown or derived key or a wrong type.
+    """
+    if path is None:
+        return PipelineConfig()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {data!r}")
+    sections = {f.name for f in dataclasses.fields(PipelineConfig)}
+    if data and not set(data) & sections and set(data) & {"url", "store_url", "dimse", "username"}:
+        raise ConfigError(f"{path} holds PACS settings, not pipeline settings: pass it with --pacs-config")
+    for section, names in DERIVED.items():
+        given = sorted(set(data.get(section) or {}) & set(names)) if isinstance(data.get(section), dict) else []
+        if given:
+            raise ConfigError(f"{path}: {section}.{given[0]} is not set here (n4, stitch and positioning "
+                              "have their own sections; the stitch backend follows run.device)")
+    return from_dict(PipelineConfig, data, where=str(path))

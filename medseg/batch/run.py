@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -42,7 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
 
 from medseg import __version__
 from medseg.batch.report import read_study, rebuild
@@ -51,17 +52,23 @@ from medseg.errors import InputError, MedsegError, ResourceLimitError, os_error_
 from medseg.io import scan
 from medseg.io.atomic import ensure_output_dir, fsync_tree, short_hash, unique_names, write_text_atomic
 from medseg.io.scan import RUN_MARKER, SeriesRef, Study
+from medseg.preprocess.n4 import N4Options
 from medseg.progress import progress
+from medseg.spine.compose import StitchOptions
 
 log = logging.getLogger(__name__)
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
+Device = Literal["auto", "cpu", "cuda", "tensorrt"]  # onnxruntime providers; auto: TensorRT -> CUDA -> CPU
+Precision = Literal["fp32", "fp16"]  # model variant
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    device: str = "cpu"
-    precision: str = "fp32"
+    device: Device = "cpu"
+    precision: Precision = "fp32"
     jobs: int = 1
     resume: bool = False
     shard: tuple[int, int] = (1, 1)  # (i, n), 1-based
@@ -70,9 +77,28 @@ class RunOptions:
     quiet: bool = False
     resume_skip_failed: bool = False  # with resume: keep failed studies as they are
     max_memory: int | None = None  # bytes for the whole run; None: MEMORY_FRACTION of the RAM
-    engine: str = "local"  # "local" (threads in this process) or "dask" (one task per study)
+    engine: Literal["local", "dask"] = "local"  # "local" (threads in this process) or "dask" (one task per study)
     dask: "object | None" = None  # medseg.batch.dask_engine.DaskOptions for engine="dask"
     dicom_out: bool = True  # DICOM SEG, SR and secondary captures (medseg.dicomout) for DICOM input
+    # Stage options (medseg.config.PipelineConfig sets them from its n4/stitch/positioning sections).
+    n4_options: N4Options | None = None  # None: N4Options.fast(), the positioning profile
+    stitch: StitchOptions | None = None  # None: StitchOptions() on ``device`` (stitch_options_for)
+    max_difference_deg: float = 10.0  # box and line angles differing more are flagged
+
+
+def _fast_n4() -> N4Options:
+    return N4Options.fast()
+
+
+def stitch_options_for(device: str, base: StitchOptions | None = None) -> StitchOptions:
+    """``base`` (default ``StitchOptions()``) composing on the run's ``--device``: ``cpu`` ->
+    SimpleITK on the CPU, ``cuda``/``tensorrt`` -> torch on CUDA, ``auto`` -> CUDA when present."""
+    base = base or StitchOptions()
+    if device == "auto":
+        return dataclasses.replace(base, backend="auto", device="auto")
+    if device == "cpu":
+        return dataclasses.replace(base, backend="sitk", device="cpu")
+    return dataclasses.replace(base, backend="torch", device="cuda")
 
 
 FINISHED = ("ok", "partial", "skipped")
@@ -245,8 +271,9 @@ def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: l
     return None
 
 
-def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None) -> _Prepared:
-    from medseg.preprocess.n4 import N4Options, correct_bias_field
+def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None,
+             n4_options: N4Options | None = None) -> _Prepared:
+    from medseg.preprocess.n4 import correct_bias_field
     from medseg.preprocess.normalize import foreground_mask
 
     seconds = {"load": 0.0, "n4": 0.0}
@@ -271,7 +298,7 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None) -> _Pre
             t = time.perf_counter()
             head = foreground_mask(volume)
             if n4:
-                volume = correct_bias_field(volume, head, options=N4Options.fast())[0]
+                volume = correct_bias_field(volume, head, options=n4_options or N4Options.fast())[0]
             seconds["n4"] += time.perf_counter() - t
             brain.append((ref, (volume, head)))
         except Exception as exc:  # recorded per series by the caller
@@ -325,11 +352,13 @@ def series_names(study: Study) -> dict[str, str]:
 
 
 def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: StudyRecord,
-             stripper=None, dicom_out: bool = True) -> None:
+             stripper=None, dicom_out: bool = True, options: RunOptions | None = None) -> None:
     from medseg.positioning.pipeline import position_volume, write_position_outputs
     from medseg.spine import compose
     from medseg.spine.outputs import write_stitch_outputs
 
+    options = options or RunOptions()
+    stitch = options.stitch or stitch_options_for(options.device)
     names = series_names(study)
     for ref, reason in prepared.route.skipped:
         record.add(series=names[ref.key], key=ref.key, stage="route", status="skipped", message=reason)
@@ -340,7 +369,8 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             continue
         volume, head = loaded
         try:
-            result = position_volume(volume, segmenter, n4=False, head_mask=head, stripper=stripper)
+            result = position_volume(volume, segmenter, n4=False, head_mask=head, stripper=stripper,
+                                     max_difference_deg=options.max_difference_deg)
             for stage in ("skullstrip", "segment", "angles"):
                 seconds[stage] = seconds.get(stage, 0.0) + result.seconds.get(stage, 0.0)
             t = time.perf_counter()
@@ -367,7 +397,7 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             continue
         t = time.perf_counter()
         try:
-            composite = compose(loaded)
+            composite = compose(loaded, stitch)
             paths = write_stitch_outputs(composite, out / name)
             dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
                                  members[0].files, out / name)
@@ -391,7 +421,7 @@ def _dicom_entry(enabled: bool, ref: SeriesRef, writer: str, root: Path, *args) 
 
 
 def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, stripper=None, *,
-               sid: str | None = None, key: str | None = None, dicom_out: bool = True) -> StudyRecord:
+               sid: str | None = None, key: str | None = None, options: RunOptions | None = None) -> StudyRecord:
     """Process one prepared study into ``OUT/.partial-<id>``, then rename it into place.
 
     Raises:
@@ -410,7 +440,8 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, strip
                 record.add(series=names[ref.key], key=ref.key, stage="model", status="failed",
                            error_type="ModelError", message="CC model unavailable")
             prepared.brain = []
-        _process(study, prepared, partial, segmenter, record, stripper, dicom_out)
+        options = options or RunOptions()
+        _process(study, prepared, partial, segmenter, record, stripper, options.dicom_out, options)
     except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
         record.add(**_error_entry("*", "internal", exc))
     record.status = study_status([s["status"] for s in record.series])
@@ -468,10 +499,9 @@ def process_study(study: Study, output: Path, options: RunOptions, segmenter, st
     engines (and of ``medseg listen``). Errors are recorded in the study, never raised, except an
     OSError writing the study folder."""
     budget = budget or MemoryBudget(options.max_memory or default_max_memory())
-    prepared = _prepare(study, options.n4, budget)
+    prepared = _prepare(study, options.n4, budget, options.n4_options)
     try:
-        return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key,
-                          dicom_out=options.dicom_out)
+        return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key, options=options)
     finally:
         budget.release(prepared.reserved)
 
@@ -667,7 +697,10 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         "options": {"device": options.device, "precision": options.precision, "jobs": options.jobs,
                     "resume": options.resume, "resume_skip_failed": options.resume_skip_failed,
                     "skull_strip": options.skull_strip, "max_memory": budget.total,
-                    "shard": f"{options.shard[0]}/{options.shard[1]}", "n4": options.n4},
+                    "shard": f"{options.shard[0]}/{options.shard[1]}", "n4": options.n4,
+                    "n4_options": dataclasses.asdict(options.n4_options or _fast_n4()),
+                    "stitch": dataclasses.asdict(options.stitch or stitch_options_for(options.device)),
+                    "max_difference_deg": options.max_difference_deg},
         "providers": segmenter.runtime.providers if segmenter else None,
         "batching": {"cc": batcher.stats.as_dict(),
                      "skullstrip": stripper.runtime.stats.as_dict() if stripper else None} if batcher else None,
