@@ -181,6 +181,21 @@ def default_max_memory() -> int:
         return 8 << 30
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with 1 <= i <= n.
+
+    Raises:
+        InputError: the text is not of that form.
+    """
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        index, count = 0, 0
+    if not 1 <= index <= count:
+        raise InputError(f"--shard must be i/n with 1 <= i <= n, got {text!r}")
+    return index, count
+
+
 def parse_size(text: str) -> int:
     """``8G``, ``512M``, ``2048K``, ``1000000`` (bytes) or ``40%`` (of the physical RAM)."""
     text = text.strip().upper().removesuffix("B")
