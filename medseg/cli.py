@@ -535,7 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(report)
     report.set_defaults(func=cmd_report)
 
-    listen = sub.add_parser("listen", help="DICOM node: receive series by C-STORE, position/compose them as they arrive")
+    listen = sub.add_parser("listen", help="DICOM node: receive series by C-STORE, position/compose them "
+                            "as they arrive")
     add_flags(listen, "output", "device", "precision")
     listen.add_argument("--port", type=int, default=11112, help="TCP port (default 11112)")
     listen.add_argument("--host", default="0.0.0.0", help="address to listen on (default all)")

@@ -11,7 +11,7 @@ import pytest
 from medseg.config import ConfigError, from_dict
 from medseg.segment.export import export_onnx
 from medseg.segment.nets import ModelConfig
-from medseg.segment.train import TrainingConfig, DataConfig, TrainConfig, load_training_config, train
+from medseg.segment.train import DataConfig, TrainConfig, TrainingConfig, load_training_config, train
 from medseg.synth.phantom import HeadPhantom, phantom_volume
 from tests.conftest import REPO
 

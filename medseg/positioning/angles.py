@@ -20,8 +20,7 @@ from scipy import ndimage
 
 from medseg.errors import NoCorpusCallosumError
 from medseg.masks import largest_component
-from medseg.positioning.geometry import (SUPERIOR, Plane, anterior_pointing, image_angle,
-                                         physical_angle)
+from medseg.positioning.geometry import SUPERIOR, Plane, anterior_pointing, image_angle, physical_angle
 
 
 @dataclass(frozen=True)

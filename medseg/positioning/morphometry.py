@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 from scipy import ndimage
-from scipy.sparse.csgraph import shortest_path
 from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import shortest_path
 
 from medseg.positioning.geometry import Plane, anterior_pointing
 
