@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 def _convert(value: Any, kind: Any, where: str) -> Any:
     origin = get_origin(kind)
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(kind, value, where)
@@ -95,7 +95,8 @@ def load_config(path: str | Path, cls: type[T]) -> T:
     return from_dict(cls, data, where=str(path))
 
 
-def to_dict(config: Any) -> dict:
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain dicts and lists (for JSON and YAML)."""
     return dataclasses.asdict(config)
 
 

@@ -64,7 +64,7 @@ def scan_localizer(head: Volume, *, slices: int = 35, thickness_mm: float = 4.0,
     slabs = np.asarray(fine.array, dtype=np.float32).reshape(256, 256, slices, sub).mean(axis=3)
     affine = fine.affine.copy()
     affine[:3, 2] *= sub
-    affine[:3, 3] = fine.world_coordinates([[0, 0, (sub - 1) / 2]])[0]
+    affine[:3, 3] = fine.world_coordinates(np.array([[0.0, 0.0, (sub - 1) / 2]]))[0]
     return Volume(np.rint(slabs * 4).astype(np.int16), affine, VolumeMeta(modality="MR", dicom=dicom or {}))
 
 

@@ -45,6 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
+import numpy as np
+
 from medseg import __version__
 from medseg.batch.report import read_study, rebuild
 from medseg.batch.routing import Route, route_study
@@ -55,6 +57,7 @@ from medseg.io.scan import RUN_MARKER, SeriesRef, Study
 from medseg.preprocess.n4 import N4Options
 from medseg.progress import progress
 from medseg.spine.compose import StitchOptions
+from medseg.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -264,13 +267,16 @@ class StudyRecord:
                    resumed=resumed)
 
 
+LoadedBrain = tuple[Volume, np.ndarray]  # a bias-corrected brain image and its head mask
+
+
 @dataclass
 class _Prepared:
     """A study's routed series with loaded (and bias-corrected) volumes or load errors."""
 
     route: Route
-    brain: list[tuple[SeriesRef, object]]  # (ref, (Volume, head mask) | Exception)
-    spine: list[tuple[list[SeriesRef], object]]  # (members, [Volume] | Exception)
+    brain: list[tuple[SeriesRef, LoadedBrain | Exception]]  # (ref, (Volume, head mask) | Exception)
+    spine: list[tuple[list[SeriesRef], list[Volume] | Exception]]  # (members, [Volume] | Exception)
     seconds: dict[str, float]
     reserved: int = 0  # bytes held in the run's MemoryBudget until the study is finished
 
@@ -299,10 +305,11 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None,
                  for members in route.spine_sets]
     if budget is not None:
         budget.acquire(held[0])
-    brain = []
+    brain: list[tuple[SeriesRef, LoadedBrain | Exception]] = []
     for ref in route.brain:
-        if over[id(ref)] is not None:
-            brain.append((ref, over[id(ref)]))
+        too_big = over[id(ref)]
+        if too_big is not None:
+            brain.append((ref, too_big))
             continue
         stage = "load"
         try:
@@ -318,7 +325,7 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None,
             brain.append((ref, (volume, head)))
         except Exception as exc:  # recorded per series by the caller
             brain.append((ref, _at_stage(exc, stage)))
-    spine = []
+    spine: list[tuple[list[SeriesRef], list[Volume] | Exception]] = []
     for members, error in zip(route.spine_sets, over_sets):
         if error is not None:
             spine.append((members, error))
@@ -336,7 +343,7 @@ def _at_stage(exc: Exception, stage: str) -> Exception:
     """Remember where an unexpected exception (a bug, not a MedsegError) happened."""
     if not isinstance(exc, MedsegError):
         with contextlib.suppress(AttributeError):
-            exc.medseg_stage = stage
+            setattr(exc, "medseg_stage", stage)  # noqa: B010  (read back with getattr)
     return exc
 
 

@@ -40,7 +40,7 @@ def _create_temp(folder: Path, prefix: str, suffix: str) -> Path:
     raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder / prefix))
 
 
-def fsync_path(path: str | os.PathLike) -> None:
+def fsync_path(path: str | os.PathLike[str]) -> None:
     """Flush one file or folder to the disk (folders: their entries, i.e. renames inside them)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else os.O_RDONLY)
     try:
@@ -52,9 +52,9 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def fsync_tree(root: str | os.PathLike) -> None:
+def fsync_tree(root: str | os.PathLike[str]) -> None:
     """Flush every file and folder under ``root`` (before a finished folder is renamed into place)."""
-    for folder, _, files in os.walk(root):
+    for folder, _, files in os.walk(os.fspath(root)):
         for name in files:
             fsync_path(os.path.join(folder, name))
         fsync_path(folder)
@@ -70,7 +70,7 @@ def _commit(temp: Path, target: Path, durable: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "", *, durable: bool = False) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], suffix: str = "", *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``target``.
 
     ``suffix`` keeps the extension that writers use to choose a format (e.g. ``.nii.gz``).
@@ -87,7 +87,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "", *, durable: bool = 
             temp_path.unlink()
 
 
-def write_text_atomic(target: str | os.PathLike, text: str, *, durable: bool = False) -> Path:
+def write_text_atomic(target: str | os.PathLike[str], text: str, *, durable: bool = False) -> Path:
     with atomic_path(target, durable=durable) as temp:
         temp.write_text(text, encoding="utf-8")
     return Path(target)
@@ -134,7 +134,7 @@ def unique_names(items: Sequence[tuple[str, str]]) -> list[str]:
     return names
 
 
-def ensure_output_dir(path: str | os.PathLike) -> Path:
+def ensure_output_dir(path: str | os.PathLike[str]) -> Path:
     """Create the output folder if needed and check that files can be written into it.
 
     Raises:
@@ -156,7 +156,7 @@ def ensure_output_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
+def check_output_file(path: str | os.PathLike[str]) -> Path:
     """Check, before any work, that a file can be written at ``path`` (e.g. ``--report``).
 
     Raises:
@@ -174,7 +174,7 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     """The sha256 hex digest of a file, read in 1 MiB blocks."""
     import hashlib
 
