@@ -39,6 +39,7 @@ import signal
 import threading
 import time
 import traceback
+import typing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -58,6 +59,9 @@ from medseg.preprocess.n4 import N4Options
 from medseg.progress import progress
 from medseg.spine.compose import StitchOptions
 from medseg.volume import Volume
+
+if typing.TYPE_CHECKING:
+    from medseg.infer.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
 
@@ -412,14 +416,14 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
                        qc=str(paths["qc"].relative_to(out)), result=str(paths["result"].relative_to(out)))
         except Exception as exc:  # a bug too: recorded with its traceback, the next series goes on
             record.add(**_error_entry(names[ref.key], "position", exc), key=ref.key)
-    for number, (members, loaded) in enumerate(prepared.spine, start=1):
+    for number, (members, stations) in enumerate(prepared.spine, start=1):
         name = f"spine_{number:02d}"
-        if isinstance(loaded, Exception):
-            record.add(**_error_entry(name, "load", loaded))
+        if isinstance(stations, Exception):
+            record.add(**_error_entry(name, "load", stations))
             continue
         t = time.perf_counter()
         try:
-            composite = compose(loaded, stitch)
+            composite = compose(stations, stitch)
             paths = write_stitch_outputs(composite, out / name)
             dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
                                  members[0].files, out / name)
@@ -490,7 +494,7 @@ def _finish_study(partial: Path, output: Path, record: StudyRecord, key: str) ->
         raise
 
 
-def load_models(device: str, precision: str, skull_strip: bool, threads: int = 0):
+def load_models(device: Device, precision: Precision, skull_strip: bool, threads: int = 0):
     """(CC segmenter, skull stripper) for a run; either is None when its model cannot be loaded
     (logged: brain series then fail with ModelError, or get no brain mask). The stripper is None
     too when skull stripping is off or there is no segmenter. ``threads`` bounds onnxruntime's
@@ -652,7 +656,8 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
     if todo and options.engine == "dask" and stop.signum is None:
         from medseg.batch.dask_engine import DaskOptions, run_dask
 
-        engine_report = run_dask(todo, output, options, options.dask or DaskOptions(),
+        dask = options.dask if isinstance(options.dask, DaskOptions) else DaskOptions()
+        engine_report = run_dask(todo, output, options, dask,
                                  show_progress=not options.quiet)
         for _, _, sid in todo:
             data = read_study(output / sid / "study.json")
@@ -668,7 +673,7 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         from medseg.infer.batching import DynamicBatcher
 
         batcher = DynamicBatcher(segmenter.runtime, callers=options.jobs)
-        segmenter = CCSegmenter(batcher)
+        segmenter = CCSegmenter(typing.cast("ModelRuntime", batcher))  # the batcher serves the runtime's run()
         if stripper is not None:
             stripper = type(stripper)(DynamicBatcher(stripper.runtime, callers=options.jobs))
     budget = MemoryBudget(options.max_memory or default_max_memory())
