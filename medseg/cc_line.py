@@ -22,15 +22,9 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from medseg.errors import MedsegError
-from medseg.masks import largest_component
+from medseg.errors import MedsegError, NoCorpusCallosumError
 from medseg.geometry import SUPERIOR, Plane, anterior_pointing, image_angle, physical_angle
-
-
-class NoCorpusCallosumError(MedsegError):
-    """No usable corpus callosum in the mask (empty, too small or fragmented)."""
-
-    stage = "positioning"
+from medseg.masks import largest_component
 
 
 @dataclass(frozen=True)

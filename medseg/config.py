@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from medseg.errors import MedsegError
+from medseg.errors import ConfigError
 
 T = TypeVar("T")
 
 
-class ConfigError(MedsegError):
-    """A configuration file does not match its schema."""
-
-    stage = "config"
-
-
 def _convert(value: Any, kind: Any, where: str) -> Any:
     origin = get_origin(kind)
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return from_dict(kind, value, where)
@@ -49,23 +44,47 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         item = args[0] if args else Any
         converted = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(converted) if origin is tuple else converted
-    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
         raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if kind in (int, str, bool) and not isinstance(value, kind):
+    if kind in (int, str, bool) and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
         raise ConfigError(f"{where}: expected {kind.__name__}, got {value!r}")
     return value
 
 
-def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys raise :class:`ConfigError`."""
+def _field_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config", base: T | None = None) -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys raise :class:`ConfigError`.
+
+    Missing keys keep the values of ``base`` (default: the class defaults); a nested dataclass
+    section starts from its field's default (e.g. ``N4Options.fast()``), not from its class's.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(data) - names
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(names)}")
-    values = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        kind, default = hints[key], _field_default(fields[key])
+        if base is not None:
+            default = getattr(base, key)
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict) and dataclasses.is_dataclass(default):
+            values[key] = from_dict(typing.cast(type, kind), value, f"{where}.{key}", base=default)
+        else:
+            values[key] = _convert(value, kind, f"{where}.{key}")
+    if base is not None:
+        return typing.cast(T, dataclasses.replace(typing.cast(Any, base), **values))
     return cls(**values)
 
 
@@ -76,5 +95,6 @@ def load_config(path: str | Path, cls: type[T]) -> T:
     return from_dict(cls, data, where=str(path))
 
 
-def to_dict(config: Any) -> dict:
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain dicts and lists (for JSON and YAML)."""
     return dataclasses.asdict(config)

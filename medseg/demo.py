@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom.uid import generate_uid
@@ -26,6 +27,9 @@ from medseg.resample import resample_to_grid
 from medseg.synth.phantom import HeadPhantom, phantom_volume, sagittal_affine
 from medseg.synth.stations import StationSpec, make_stations
 from medseg.volume import Volume, VolumeMeta
+
+if TYPE_CHECKING:
+    from medseg.batch.run import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def scan_localizer(head: Volume, *, slices: int = 35, thickness_mm: float = 4.0,
     slabs = np.asarray(fine.array, dtype=np.float32).reshape(256, 256, slices, sub).mean(axis=3)
     affine = fine.affine.copy()
     affine[:3, 2] *= sub
-    affine[:3, 3] = fine.world_coordinates([[0, 0, (sub - 1) / 2]])[0]
+    affine[:3, 3] = fine.world_coordinates(np.array([[0.0, 0.0, (sub - 1) / 2]]))[0]
     return Volume(np.rint(slabs * 4).astype(np.int16), affine, VolumeMeta(modality="MR", dicom=dicom or {}))
 
 
@@ -114,13 +118,17 @@ def build_demo_study(folder: Path, *, pitch_deg: float = DEMO_PITCH_DEG) -> Path
     return root
 
 
-def run_demo(output: Path, *, quiet: bool = False) -> int:
-    """Build the demo study, run the batch job on it, and print where to look."""
+def run_demo(output: Path, *, quiet: bool = False, options: RunOptions | None = None) -> int:
+    """Build the demo study, run the batch job on it (``options``: default ``RunOptions()``), and
+    print where to look."""
+    import dataclasses
+
     from medseg.batch.run import RunOptions, run
 
     output = Path(output)
     dicom = build_demo_study(output)
-    status, report = run([dicom], output / "results", RunOptions(quiet=quiet))
+    options = dataclasses.replace(options or RunOptions(), quiet=quiet or (options.quiet if options else False))
+    status, report = run([dicom], output / "results", options)
     summary = json.loads((output / "results" / "summary.json").read_text())
     angles: dict[tuple[str, str], float] = {}
     for study in summary["studies"]:

@@ -1,15 +1,30 @@
-"""Errors with a specific meaning for one study, file or series.
+"""medseg's errors: one hierarchy, each class named after what went wrong and the stage it belongs to.
 
 Every error names what it is about (a file or a series) so that a batch can record it and go on.
+``stage`` is the stage name the batch records for the failure (``study.json`` rows, the seconds
+per stage); :data:`STAGES` lists them. The classes are also importable from the modules that raise
+them (``medseg.segment.infer.NoCCFoundError`` ...).
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
+
+Stage = Literal["config", "route", "load", "n4", "skullstrip", "segment", "angles", "position",
+                "stitch", "outputs", "model", "engine", "pacs", "internal", "medseg"]
+STAGES: tuple[str, ...] = get_args(Stage)
 
 
 class MedsegError(Exception):
     """Base class of medseg's expected, reportable errors (bad input, not bugs)."""
 
-    stage: str = "medseg"
+    stage: Stage = "medseg"
+
+
+class ConfigError(MedsegError):
+    """A configuration file does not match its schema."""
+
+    stage = "config"
 
 
 class InputError(MedsegError):
@@ -48,10 +63,54 @@ class ResourceLimitError(InputError):
     (``ScanLimits`` of the header scan, ``--max-memory`` of a run)."""
 
 
+class ModelError(MedsegError):
+    """A shipped model or its contract is missing or does not match."""
+
+    stage = "model"
+
+
+class NoBrainFoundError(MedsegError):
+    """Skull stripping found no brain in the image."""
+
+    stage = "skullstrip"
+
+
+class NoCCFoundError(MedsegError):
+    """The model found no corpus callosum in the image."""
+
+    stage = "segment"
+
+
+class NoCorpusCallosumError(MedsegError):
+    """No usable corpus callosum in the mask (empty, too small or fragmented)."""
+
+    stage = "angles"
+
+
 class OutputError(MedsegError):
     """An output cannot be written (the path is a file, not writable, or the disk is full)."""
 
     stage = "outputs"
+
+
+class DicomOutputError(OutputError):
+    """A DICOM result object cannot be built for this series (no usable source DICOM)."""
+
+
+class DaskEngineError(MedsegError):
+    """The distributed engine cannot start (missing extra, bad cluster spec, no scheduler)."""
+
+    stage = "engine"
+
+
+class PacsError(MedsegError):
+    """The PACS cannot be used as configured (bad settings, unreachable, refused)."""
+
+    stage = "pacs"
+
+
+class PeerError(PacsError, ValueError):
+    """A malformed ``AE_TITLE@HOST:PORT`` or AE title."""
 
 
 def os_error_message(exc: OSError) -> str:

@@ -25,11 +25,12 @@ import numpy as np
 
 
 def make_studies(root: Path, n: int) -> None:
+    from pydicom.uid import generate_uid
+
     from medseg.demo import _scan_pitched, scan_localizer
     from medseg.examples import icbm152_head
     from medseg.io import write_dicom_series
     from medseg.volume import Volume, VolumeMeta
-    from pydicom.uid import generate_uid
 
     head = icbm152_head()
     if head is None:

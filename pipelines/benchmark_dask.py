@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from benchmark import make_studies  # same folder (scripts run from pipelines/)
+
 from medseg.batch import run as batch
 from medseg.batch.dask_engine import DaskOptions
 

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from compare_dcm2niix import dcm2niix_binary  # same folder (scripts run from pipelines/)
+
 from medseg.examples import data_root
 from medseg.io import read_nifti, scan, write_dicom_series
 from medseg.volume import Volume

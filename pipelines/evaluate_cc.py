@@ -102,7 +102,8 @@ def main() -> int:
     report["midsagittal"] = rows
     print("Mid-sagittal plane (held-out subjects):")
     for r in rows:
-        print(f"  {r['subject']}: Dice {r['dice']:.4f}  HD95 {r['hd95_mm']:.2f} mm  (label {r['label_area_mm2']:.0f} mm2)")
+        print(f"  {r['subject']}: Dice {r['dice']:.4f}  HD95 {r['hd95_mm']:.2f} mm  "
+              f"(label {r['label_area_mm2']:.0f} mm2)")
 
     # 2. robustness curves
     tilts = [0, 5, 10, 15, 20, 25, 30]
@@ -189,7 +190,7 @@ def main() -> int:
         affine[:3, 2] = np.cross(plane.x_vec, plane.y_vec) / spacing ** 2 * 5.0
         affine[:3, 3] = plane.origin
 
-        def final_angle(picture):  # as the positioning pipeline does it
+        def final_angle(picture, affine=affine):  # as the positioning pipeline does it
             seg = segmenter.segment(Volume(picture.T[:, :, None].copy(), affine), localizer=True)
             return localize(seg.mask2d, seg.plane, probability=seg.probability2d,
                             smoothing_mm=OUTLINE_SMOOTHING_MM, threshold=segmenter.threshold).final.angle_deg

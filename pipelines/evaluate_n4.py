@@ -71,7 +71,8 @@ def main() -> int:
         corr3d, t3d = phantom_case((128, 128, 100), (1.8, 1.8, 1.8), options)
         corr2d, t2d = phantom_case((256, 256, 7), (1.0, 1.0, 15.0), options)
         print(f"phantom 3D: log-field correlation {corr3d:.4f} ({t3d:.1f} s)")
-        print(f"phantom 7-slice localizer (15 mm gaps, per-slice 2D): worst slice correlation {corr2d:.4f} ({t2d:.1f} s)")
+        print(f"phantom 7-slice localizer (15 mm gaps, per-slice 2D): worst slice correlation {corr2d:.4f} "
+              f"({t2d:.1f} s)")
         enhanced = DATA / "dicom" / "siemens-xa30-enhanced" / "5_anat-T1w_acq-tfl"
         if enhanced.exists():
             before, after = white_matter_cv(load_volume(enhanced), options)

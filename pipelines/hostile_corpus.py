@@ -209,7 +209,8 @@ def main() -> int:
     for path in written:
         if "Hostile" in path.name or "Secret" in path.name:
             problems.append(f"patient name in an output name: {path}")
-        if path.is_file() and path.suffix in (".json", ".csv", ".html", ".log") and PATIENT.split("^")[0] in path.read_text(errors="ignore"):
+        if path.is_file() and path.suffix in (".json", ".csv", ".html", ".log") \
+                and PATIENT.split("^")[0] in path.read_text(errors="ignore"):
             problems.append(f"patient name in {path.relative_to(output)}")
     if PATIENT.split("^")[0] in text:
         problems.append("patient name in the log")

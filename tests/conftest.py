@@ -92,7 +92,7 @@ def write_series(folder: Path, slices: list[np.ndarray], ipps, iop, pixel_spacin
     if shuffle:
         rng.shuffle(order)
     paths = []
-    for n, k in enumerate(order):
+    for k in order:
         fields = dict(extra)
         if per_slice:
             fields.update(per_slice(k))

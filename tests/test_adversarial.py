@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import pydicom
+import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import oblique_geometry, write_series
 from medseg.io import scan
+from tests.conftest import oblique_geometry, write_series
 
 N = 7
 

@@ -9,8 +9,8 @@ import pytest
 from pydicom.sr.codedict import codes
 
 from medseg.batch import run as batch
-from medseg.io import load_volume
 from medseg.dicomout.sr import ANGLES, PLAN_ANGLES, REGIONS, read_angles
+from medseg.io import load_volume
 from tests.conftest import REPO
 from tests.dicom_results_helpers import localizer_study, seg_onto_grid
 
@@ -176,7 +176,8 @@ def test_seg_on_an_enhanced_multiframe_source(tmp_path):
     for frame, item in zip(pixels, seg.PerFrameFunctionalGroupsSequence):
         position = np.array(item.PlanePositionSequence[0].ImagePositionPatient, float)
         number = int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
-        source_position = source.PerFrameFunctionalGroupsSequence[number - 1].PlanePositionSequence[0].ImagePositionPatient
+        source_frame = source.PerFrameFunctionalGroupsSequence[number - 1]
+        source_position = source_frame.PlanePositionSequence[0].ImagePositionPatient
         assert np.allclose(np.array(source_position, float), position, atol=1e-3)
         back[:, :, int(round((inverse[:3, :3] @ position + inverse[:3, 3])[2]))] = frame.T
     assert np.array_equal(back, mask)

@@ -15,11 +15,10 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless, generate_uid
 
-from tests.conftest import make_dataset, oblique_geometry, write_series
-from medseg.errors import (CorruptFileError, InconsistentSeriesError, InvalidGeometryError,
-                           ResourceLimitError)
+from medseg.errors import CorruptFileError, InconsistentSeriesError, InvalidGeometryError, ResourceLimitError
 from medseg.io import scan
 from medseg.io.dicom_headers import ScanLimits, open_dataset, read_header
+from tests.conftest import make_dataset, oblique_geometry, write_series
 
 N = 9
 

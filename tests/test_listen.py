@@ -155,7 +155,8 @@ def test_full_queue_refuses_c_store_with_out_of_resources(tmp_path, localizer_fi
     try:
         one = dcmread(files[0])
         for _ in range(2):  # the first study is being processed, the second waits in the queue
-            one.StudyInstanceUID, one.SeriesInstanceUID, one.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+            one.StudyInstanceUID, one.SeriesInstanceUID = generate_uid(), generate_uid()
+            one.SOPInstanceUID = generate_uid()
             assert _send(node.port, [one]) == [0]
             time.sleep(0.3)
         one.SOPInstanceUID = generate_uid()

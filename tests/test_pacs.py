@@ -129,7 +129,8 @@ def _check_results_in_orthanc(orthanc, uid, out):
     buffer.seek(0)
     angles = read_angles(hd.sr.Comprehensive3DSR.from_dataset(pydicom.dcmread(buffer)))
     assert angles["final"] == result["angles"]["final"]["angle_deg"]
-    assert angles["box"] == result["angles"]["box"]["angle_deg"] and angles["pitch_deg"] == result["axial_plan"]["pitch_deg"]
+    assert angles["box"] == result["angles"]["box"]["angle_deg"]
+    assert angles["pitch_deg"] == result["axial_plan"]["pitch_deg"]
 
 
 # ---- the DIMSE transport (C-FIND, C-GET / C-MOVE, C-STORE) against the same Orthanc ----

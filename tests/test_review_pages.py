@@ -64,7 +64,8 @@ def _composite_folder(folder):
              str(folder / "composite.nii.gz"))
     stations = [{"index": n, "head_foot_extent_mm": extent, "correction_mm": [0.0, 0.0, shift],
                  "registration": "accepted"}
-                for n, (extent, shift) in enumerate([([40.0, 118.0], 0.0), ([-50.0, 60.0], 2.0), ([-120.0, -30.0], 0.0)])]
+                for n, (extent, shift) in enumerate([([40.0, 118.0], 0.0), ([-50.0, 60.0], 2.0),
+                                                     ([-120.0, -30.0], 0.0)])]
     stitch = {"stations": stations, "output": {"shape": [30, 30, 120], "spacing_mm": [2.0, 2.0, 2.0]},
               "overlaps": [{"stations": [0, 1], "ncc": 0.9}, {"stations": [1, 2], "ncc": 0.8}], "gaps": []}
     (folder / "stitch.json").write_text(json.dumps(stitch))

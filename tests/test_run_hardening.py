@@ -69,7 +69,10 @@ def study_json(out, uid) -> dict:
     return json.loads((out / uid / "study.json").read_text())
 
 
-def fail_compose_for(monkeypatch, uids, exc=ZeroDivisionError("boom")):
+BOOM = ZeroDivisionError("boom")
+
+
+def fail_compose_for(monkeypatch, uids, exc=BOOM):
     """Make composing raise ``exc`` for the given studies (a bug inside the stitch stage)."""
     import medseg.spine
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ def test_volume_is_immutable():
     volume = oblique_volume()
     with pytest.raises(ValueError):
         volume.array[0, 0, 0] = 1
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         volume.affine = np.eye(4)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from medseg.errors import MedsegError
+from medseg.errors import DaskEngineError
 
 try:  # the dask extra; DaskOptions stays importable without it
     from distributed import WorkerPlugin
@@ -37,12 +37,6 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     WorkerPlugin = object  # type: ignore[misc,assignment]
 
 log = logging.getLogger(__name__)
-
-
-class DaskEngineError(MedsegError):
-    """The distributed engine cannot start (missing extra, bad cluster spec, no scheduler)."""
-
-    stage = "engine"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -38,11 +39,14 @@ import signal
 import threading
 import time
 import traceback
+import typing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Literal, Sequence
+
+import numpy as np
 
 from medseg import __version__
 from medseg.batch.report import read_study, rebuild
@@ -51,17 +55,27 @@ from medseg.errors import InputError, MedsegError, ResourceLimitError, os_error_
 from medseg.io import scan
 from medseg.io.atomic import ensure_output_dir, fsync_tree, short_hash, unique_names, write_text_atomic
 from medseg.io.scan import RUN_MARKER, SeriesRef, Study
+from medseg.preprocess.n4 import N4Options
 from medseg.progress import progress
+from medseg.spine.compose import StitchOptions
+from medseg.volume import Volume
+
+if typing.TYPE_CHECKING:
+    from medseg.infer.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
 
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 
+Device = Literal["auto", "cpu", "cuda", "tensorrt"]  # onnxruntime providers; auto: TensorRT -> CUDA -> CPU
+Precision = Literal["fp32", "fp16"]  # model variant
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    device: str = "cpu"
-    precision: str = "fp32"
+    device: Device = "cpu"
+    precision: Precision = "fp32"
     jobs: int = 1
     resume: bool = False
     shard: tuple[int, int] = (1, 1)  # (i, n), 1-based
@@ -70,9 +84,28 @@ class RunOptions:
     quiet: bool = False
     resume_skip_failed: bool = False  # with resume: keep failed studies as they are
     max_memory: int | None = None  # bytes for the whole run; None: MEMORY_FRACTION of the RAM
-    engine: str = "local"  # "local" (threads in this process) or "dask" (one task per study)
+    engine: Literal["local", "dask"] = "local"  # "local" (threads in this process) or "dask" (one task per study)
     dask: "object | None" = None  # medseg.batch.dask_engine.DaskOptions for engine="dask"
     dicom_out: bool = True  # DICOM SEG, SR and secondary captures (medseg.dicomout) for DICOM input
+    # Stage options (medseg.batch.config.PipelineConfig sets them from its n4/stitch/positioning sections).
+    n4_options: N4Options | None = None  # None: N4Options.fast(), the positioning profile
+    stitch: StitchOptions | None = None  # None: StitchOptions() on ``device`` (stitch_options_for)
+    max_difference_deg: float = 10.0  # box and line angles differing more are flagged
+
+
+def _fast_n4() -> N4Options:
+    return N4Options.fast()
+
+
+def stitch_options_for(device: str, base: StitchOptions | None = None) -> StitchOptions:
+    """``base`` (default ``StitchOptions()``) composing on the run's ``--device``: ``cpu`` ->
+    SimpleITK on the CPU, ``cuda``/``tensorrt`` -> torch on CUDA, ``auto`` -> CUDA when present."""
+    base = base or StitchOptions()
+    if device == "auto":
+        return dataclasses.replace(base, backend="auto", device="auto")
+    if device == "cpu":
+        return dataclasses.replace(base, backend="sitk", device="cpu")
+    return dataclasses.replace(base, backend="torch", device="cuda")
 
 
 FINISHED = ("ok", "partial", "skipped")
@@ -155,6 +188,21 @@ def default_max_memory() -> int:
         return 8 << 30
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with 1 <= i <= n.
+
+    Raises:
+        InputError: the text is not of that form.
+    """
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        index, count = 0, 0
+    if not 1 <= index <= count:
+        raise InputError(f"--shard must be i/n with 1 <= i <= n, got {text!r}")
+    return index, count
+
+
 def parse_size(text: str) -> int:
     """``8G``, ``512M``, ``2048K``, ``1000000`` (bytes) or ``40%`` (of the physical RAM)."""
     text = text.strip().upper().removesuffix("B")
@@ -223,13 +271,16 @@ class StudyRecord:
                    resumed=resumed)
 
 
+LoadedBrain = tuple[Volume, np.ndarray]  # a bias-corrected brain image and its head mask
+
+
 @dataclass
 class _Prepared:
     """A study's routed series with loaded (and bias-corrected) volumes or load errors."""
 
     route: Route
-    brain: list[tuple[SeriesRef, object]]  # (ref, (Volume, head mask) | Exception)
-    spine: list[tuple[list[SeriesRef], object]]  # (members, [Volume] | Exception)
+    brain: list[tuple[SeriesRef, LoadedBrain | Exception]]  # (ref, (Volume, head mask) | Exception)
+    spine: list[tuple[list[SeriesRef], list[Volume] | Exception]]  # (members, [Volume] | Exception)
     seconds: dict[str, float]
     reserved: int = 0  # bytes held in the run's MemoryBudget until the study is finished
 
@@ -245,7 +296,8 @@ def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: l
     return None
 
 
-def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stripper=None) -> _Prepared:
+def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stripper=None,
+             n4_options: N4Options | None = None) -> _Prepared:
     """Load each series; with ``n4``, bias-correct a brain series (a localizer on its CC-search
     slab only when no skull stripping follows, see :func:`medseg.positioning.pipeline.n4_slab`)."""
     from medseg.pipeline import Case, Settings, correct_bias, find_foreground, run_stages
@@ -258,10 +310,11 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stri
                  for members in route.spine_sets]
     if budget is not None:
         budget.acquire(held[0])
-    brain = []
+    brain: list[tuple[SeriesRef, LoadedBrain | Exception]] = []
     for ref in route.brain:
-        if over[id(ref)] is not None:
-            brain.append((ref, over[id(ref)]))
+        too_big = over[id(ref)]
+        if too_big is not None:
+            brain.append((ref, too_big))
             continue
         stage = "load"
         try:
@@ -269,13 +322,14 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stri
             volume = ref.load()
             seconds["load"] += time.perf_counter() - t
             stage = "n4"
-            case = run_stages(Case(volume, Settings(n4="fast" if n4 else "off", stripper=stripper)),
+            case = run_stages(Case(volume, Settings(n4="fast" if n4 else "off", stripper=stripper,
+                                                n4_options=n4_options)),
                               (("mask", find_foreground), ("n4", correct_bias)))
             seconds["n4"] += case.seconds["total"]  # the head mask counts as N4 here, as before
             brain.append((ref, (case.corrected, case.head)))
         except Exception as exc:  # recorded per series by the caller
             brain.append((ref, _at_stage(exc, stage)))
-    spine = []
+    spine: list[tuple[list[SeriesRef], list[Volume] | Exception]] = []
     for members, error in zip(route.spine_sets, over_sets):
         if error is not None:
             spine.append((members, error))
@@ -293,7 +347,7 @@ def _at_stage(exc: Exception, stage: str) -> Exception:
     """Remember where an unexpected exception (a bug, not a MedsegError) happened."""
     if not isinstance(exc, MedsegError):
         with contextlib.suppress(AttributeError):
-            exc.medseg_stage = stage
+            setattr(exc, "medseg_stage", stage)  # noqa: B010  (read back with getattr)
     return exc
 
 
@@ -324,11 +378,13 @@ def series_names(study: Study) -> dict[str, str]:
 
 
 def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: StudyRecord,
-             stripper=None, dicom_out: bool = True) -> None:
+             stripper=None, dicom_out: bool = True, options: RunOptions | None = None) -> None:
     from medseg.positioning.pipeline import position_volume, write_position_outputs
     from medseg.spine import compose
     from medseg.spine.outputs import write_stitch_outputs
 
+    options = options or RunOptions()
+    stitch = options.stitch or stitch_options_for(options.device)
     names = series_names(study)
     for ref, reason in prepared.route.skipped:
         record.add(series=names[ref.key], key=ref.key, stage="route", status="skipped", message=reason)
@@ -339,7 +395,8 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             continue
         volume, head = loaded
         try:
-            result = position_volume(volume, segmenter, n4=False, head_mask=head, stripper=stripper)
+            result = position_volume(volume, segmenter, n4=False, head_mask=head, stripper=stripper,
+                                     max_difference_deg=options.max_difference_deg)
             for stage in ("skullstrip", "segment", "angles"):
                 seconds[stage] = seconds.get(stage, 0.0) + result.seconds.get(stage, 0.0)
             t = time.perf_counter()
@@ -359,14 +416,14 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
                        qc=str(paths["qc"].relative_to(out)), result=str(paths["result"].relative_to(out)))
         except Exception as exc:  # a bug too: recorded with its traceback, the next series goes on
             record.add(**_error_entry(names[ref.key], "position", exc), key=ref.key)
-    for number, (members, loaded) in enumerate(prepared.spine, start=1):
+    for number, (members, stations) in enumerate(prepared.spine, start=1):
         name = f"spine_{number:02d}"
-        if isinstance(loaded, Exception):
-            record.add(**_error_entry(name, "load", loaded))
+        if isinstance(stations, Exception):
+            record.add(**_error_entry(name, "load", stations))
             continue
         t = time.perf_counter()
         try:
-            composite = compose(loaded)
+            composite = compose(stations, stitch)
             paths = write_stitch_outputs(composite, out / name)
             dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
                                  members[0].files, out / name)
@@ -390,7 +447,7 @@ def _dicom_entry(enabled: bool, ref: SeriesRef, writer: str, root: Path, *args) 
 
 
 def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, stripper=None, *,
-               sid: str | None = None, key: str | None = None, dicom_out: bool = True) -> StudyRecord:
+               sid: str | None = None, key: str | None = None, options: RunOptions | None = None) -> StudyRecord:
     """Process one prepared study into ``OUT/.partial-<id>``, then rename it into place.
 
     Raises:
@@ -409,7 +466,8 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, strip
                 record.add(series=names[ref.key], key=ref.key, stage="model", status="failed",
                            error_type="ModelError", message="CC model unavailable")
             prepared.brain = []
-        _process(study, prepared, partial, segmenter, record, stripper, dicom_out)
+        options = options or RunOptions()
+        _process(study, prepared, partial, segmenter, record, stripper, options.dicom_out, options)
     except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
         record.add(**_error_entry("*", "internal", exc))
     record.status = study_status([s["status"] for s in record.series])
@@ -436,7 +494,7 @@ def _finish_study(partial: Path, output: Path, record: StudyRecord, key: str) ->
         raise
 
 
-def load_models(device: str, precision: str, skull_strip: bool, threads: int = 0):
+def load_models(device: Device, precision: Precision, skull_strip: bool, threads: int = 0):
     """(CC segmenter, skull stripper) for a run; either is None when its model cannot be loaded
     (logged: brain series then fail with ModelError, or get no brain mask). The stripper is None
     too when skull stripping is off or there is no segmenter. ``threads`` bounds onnxruntime's
@@ -467,10 +525,9 @@ def process_study(study: Study, output: Path, options: RunOptions, segmenter, st
     engines (and of ``medseg listen``). Errors are recorded in the study, never raised, except an
     OSError writing the study folder."""
     budget = budget or MemoryBudget(options.max_memory or default_max_memory())
-    prepared = _prepare(study, options.n4, budget, stripper=stripper)
+    prepared = _prepare(study, options.n4, budget, stripper=stripper, n4_options=options.n4_options)
     try:
-        return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key,
-                          dicom_out=options.dicom_out)
+        return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key, options=options)
     finally:
         budget.release(prepared.reserved)
 
@@ -600,7 +657,8 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
     if todo and options.engine == "dask" and stop.signum is None:
         from medseg.batch.dask_engine import DaskOptions, run_dask
 
-        engine_report = run_dask(todo, output, options, options.dask or DaskOptions(),
+        dask = options.dask if isinstance(options.dask, DaskOptions) else DaskOptions()
+        engine_report = run_dask(todo, output, options, dask,
                                  show_progress=not options.quiet)
         for _, _, sid in todo:
             data = read_study(output / sid / "study.json")
@@ -616,7 +674,7 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         from medseg.infer.batching import DynamicBatcher
 
         batcher = DynamicBatcher(segmenter.runtime, callers=options.jobs)
-        segmenter = CCSegmenter(batcher)
+        segmenter = CCSegmenter(batcher)  # a DynamicBatcher is a Predictor
         if stripper is not None:
             stripper = SkullStripper(DynamicBatcher(stripper.runtime, callers=options.jobs))
     budget = MemoryBudget(options.max_memory or default_max_memory())
@@ -667,7 +725,10 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         "options": {"device": options.device, "precision": options.precision, "jobs": options.jobs,
                     "resume": options.resume, "resume_skip_failed": options.resume_skip_failed,
                     "skull_strip": options.skull_strip, "max_memory": budget.total,
-                    "shard": f"{options.shard[0]}/{options.shard[1]}", "n4": options.n4},
+                    "shard": f"{options.shard[0]}/{options.shard[1]}", "n4": options.n4,
+                    "n4_options": dataclasses.asdict(options.n4_options or _fast_n4()),
+                    "stitch": dataclasses.asdict(options.stitch or stitch_options_for(options.device)),
+                    "max_difference_deg": options.max_difference_deg},
         "providers": segmenter.runtime.providers if segmenter else None,
         "batching": {"cc": batcher.stats.as_dict(),
                      "skullstrip": stripper.runtime.stats.as_dict() if stripper else None} if batcher else None,

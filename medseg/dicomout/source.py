@@ -15,13 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from medseg.errors import MedsegError
-
-
-class DicomOutputError(MedsegError):
-    """A DICOM result object cannot be built for this series (no usable source DICOM)."""
-
-    stage = "dicom_out"
+from medseg.errors import DicomOutputError
 
 
 @dataclass(frozen=True)

@@ -24,16 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medseg.config import ConfigError, from_dict
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, ModelError
 
 CONTRACT_VERSION = "1.0"  # what medseg.segment.export writes
 SUPPORTED_CONTRACT_MAJOR = "1"  # contract_version "1.x" is read by this medseg
-
-
-class ModelError(MedsegError):
-    """A shipped model or its contract is missing or does not match."""
-
-    stage = "model"
 
 
 @dataclass(frozen=True)

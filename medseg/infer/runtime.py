@@ -21,7 +21,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from medseg.infer.contract import ModelContract, ModelError, check_model_file, load_contract
+from medseg.infer.contract import ModelContract, check_model_file, load_contract
+from medseg.errors import ModelError
 
 log = logging.getLogger(__name__)
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]

@@ -8,22 +8,39 @@ after it, so that a power cut cannot leave a renamed but empty file (used for ``
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
+import secrets
 import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Iterator, Sequence
 
-# mkstemp creates files readable by their owner only; finished outputs get the permissions a
-# plain open() would give them (0666 minus the umask), so that shared output folders stay readable.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
+_TEMP_ATTEMPTS = 100
 
 
-def fsync_path(path: str | os.PathLike) -> None:
+def _create_temp(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty, new temporary file in ``folder`` and return its path.
+
+    Unlike ``tempfile.mkstemp`` (mode 0600), the file is created with mode 0666 and the kernel
+    applies the process umask, so a finished output gets the permissions a plain ``open()`` would
+    give it and shared output folders stay readable. The umask is never read or changed (changing
+    it, even briefly, races with other threads creating files).
+    """
+    for _ in range(_TEMP_ATTEMPTS):
+        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(handle)
+        return path
+    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder / prefix))
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
     """Flush one file or folder to the disk (folders: their entries, i.e. renames inside them)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else os.O_RDONLY)
     try:
@@ -35,9 +52,9 @@ def fsync_path(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def fsync_tree(root: str | os.PathLike) -> None:
+def fsync_tree(root: str | os.PathLike[str]) -> None:
     """Flush every file and folder under ``root`` (before a finished folder is renamed into place)."""
-    for folder, _, files in os.walk(root):
+    for folder, _, files in os.walk(os.fspath(root)):
         for name in files:
             fsync_path(os.path.join(folder, name))
         fsync_path(folder)
@@ -53,7 +70,7 @@ def _commit(temp: Path, target: Path, durable: bool) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, suffix: str = "", *, durable: bool = False) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], suffix: str = "", *, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``target``.
 
     ``suffix`` keeps the extension that writers use to choose a format (e.g. ``.nii.gz``).
@@ -61,21 +78,16 @@ def atomic_path(target: str | os.PathLike, suffix: str = "", *, durable: bool = 
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
-                                    dir=target.parent)
-    os.close(handle)
-    temp_path = Path(temp)
+    temp_path = _create_temp(target.parent, f".{target.name}.", suffix or ".tmp")
     try:
         yield temp_path
-        if temp_path.exists():
-            os.chmod(temp_path, _FILE_MODE)
         _commit(temp_path, target, durable)
     finally:
         if temp_path.exists():
             temp_path.unlink()
 
 
-def write_text_atomic(target: str | os.PathLike, text: str, *, durable: bool = False) -> Path:
+def write_text_atomic(target: str | os.PathLike[str], text: str, *, durable: bool = False) -> Path:
     with atomic_path(target, durable=durable) as temp:
         temp.write_text(text, encoding="utf-8")
     return Path(target)
@@ -122,7 +134,7 @@ def unique_names(items: Sequence[tuple[str, str]]) -> list[str]:
     return names
 
 
-def ensure_output_dir(path: str | os.PathLike) -> Path:
+def ensure_output_dir(path: str | os.PathLike[str]) -> Path:
     """Create the output folder if needed and check that files can be written into it.
 
     Raises:
@@ -144,7 +156,7 @@ def ensure_output_dir(path: str | os.PathLike) -> Path:
     return path
 
 
-def check_output_file(path: str | os.PathLike) -> Path:
+def check_output_file(path: str | os.PathLike[str]) -> Path:
     """Check, before any work, that a file can be written at ``path`` (e.g. ``--report``).
 
     Raises:
@@ -162,7 +174,7 @@ def check_output_file(path: str | os.PathLike) -> Path:
     return path
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     """The sha256 hex digest of a file, read in 1 MiB blocks."""
     import hashlib
 

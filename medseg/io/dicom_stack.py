@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medseg.errors import (CorruptFileError, InconsistentSeriesError, InvalidGeometryError,
-                           MissingGeometryError)
+from medseg.errors import CorruptFileError, InconsistentSeriesError, InvalidGeometryError, MissingGeometryError
 from medseg.io.dicom_headers import DEFAULT_LIMITS, FileHeader, Frame, ScanLimits, open_dataset
 from medseg.volume import Volume, VolumeMeta
 

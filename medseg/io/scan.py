@@ -22,8 +22,15 @@ import numpy as np
 
 from medseg.errors import CorruptFileError, InputError, MedsegError, NoImagesError
 from medseg.io.atomic import safe_name, sha256_file
-from medseg.io.dicom_headers import (DEFAULT_LIMITS, FileHeader, NotDicom, NotImageDicom, ScanLimits,
-                                     open_dataset, read_header)
+from medseg.io.dicom_headers import (
+    DEFAULT_LIMITS,
+    FileHeader,
+    NotDicom,
+    NotImageDicom,
+    ScanLimits,
+    open_dataset,
+    read_header,
+)
 from medseg.io.dicom_stack import Stack, load_stack, split_series
 from medseg.io.nifti import file_uid, is_nifti_path, read_nifti
 from medseg.progress import progress
@@ -456,7 +463,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
         series[(header.study_uid, series_uid, header.series_number)].append(header)
 
     by_study: dict[str, list[SeriesRef]] = defaultdict(list)
-    for (study_uid, series_uid, _), headers in series.items():
+    for (study_uid, _series_uid, _), headers in series.items():
         refs = _series_refs(headers, limits)
         missing = _missing_images(headers)
         if missing:
@@ -490,7 +497,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
                                  r.series_uid, r.label))
         result.studies.append(Study(uid=study_uid, series=refs))
     result.studies.extend(Study(uid=ref.study_uid, series=[ref]) for ref in nifti_refs)
-    for path, message in result.errors:
+    for _path, message in result.errors:
         log.warning("damaged file: %s", message)
     return result
 

@@ -19,19 +19,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from medseg.errors import MedsegError
+from medseg.errors import PacsError, PeerError
 
 ENV_USERNAME, ENV_PASSWORD = "MEDSEG_PACS_USERNAME", "MEDSEG_PACS_PASSWORD"
-
-
-class PacsError(MedsegError):
-    """The PACS cannot be used as configured (bad settings, unreachable, refused)."""
-
-    stage = "pacs"
-
-
-class PeerError(PacsError, ValueError):
-    """A malformed ``AE_TITLE@HOST:PORT`` or AE title."""
 
 
 @dataclass(frozen=True)

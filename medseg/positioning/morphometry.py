@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 from scipy import ndimage
-from scipy.sparse.csgraph import shortest_path
 from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import shortest_path
 
 from medseg.geometry import Plane, anterior_pointing
 from medseg.positioning.adult_range import ADULT_AREA_MM2, ADULT_MEAN_THICKNESS_MM, BODY_SPAN, END_SPAN, END_TO_BODY

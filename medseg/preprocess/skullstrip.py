@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.errors import InputError, MedsegError
+from medseg.errors import InputError, MedsegError, NoBrainFoundError
 from medseg.geometry import LEFT
 from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, network_frame
 from medseg.infer.normalize2d import normalize_slice
@@ -55,12 +55,6 @@ MIN_BRAIN_SECTION_MM2 = 4000.0
 MIN_LARGEST_SHARE = 0.8
 MAX_UNCERTAIN = 0.35
 MIN_PLANE_HEAD_MM2 = 1000.0  # planes showing less head than this are not run (P = 0)
-
-
-class NoBrainFoundError(MedsegError):
-    """Skull stripping found no brain in the image."""
-
-    stage = "skullstrip"
 
 
 @dataclass(frozen=True)

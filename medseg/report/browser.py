@@ -95,7 +95,8 @@ class Browser:
         time.sleep(0.1)
         while True:
             state = self.evaluate(f"(() => {{ try {{ return [document.readyState, !!({ready}), "
-                                  "document.body.dataset.error || '']; } catch (e) { return ['loading', false, '']; } })()")
+                                  "document.body.dataset.error || '']; } "
+                                  "catch (e) { return ['loading', false, '']; } })()")
             if state and state[2]:
                 raise RuntimeError(f"{url}: page error: {state[2]}")
             if state and state[0] == "complete" and state[1]:

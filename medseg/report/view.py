@@ -12,7 +12,8 @@ let a ``file://`` page fetch its neighbours), and NiiVue (vendored from npm, see
   yellow plane in an overlay volume.
 
 Query options (for review and tests): ``?layout=sagittal|multiplanar|render`` and
-``?hide=cc,brain,meshes,seams`` and ``?crosshair=0`` (no crosshair, no orientation letters). The body gets ``data-ready="1"`` once NiiVue has drawn, or
+``?hide=cc,brain,meshes,seams`` and ``?crosshair=0`` (no crosshair, no orientation letters).
+The body gets ``data-ready="1"`` once NiiVue has drawn, or
 ``data-error`` with the message.
 """
 
@@ -243,8 +244,8 @@ def write_composite_view(composite_dir: Path, niivue_js: Path) -> Path:
     for gap in stitch.get("gaps", []):
         figures.append(("GAP", f"{gap.get('length_mm', 0):.1f} mm without data (filled with 0)"))
     for s in stitch["stations"]:
-        figures.append((f"station {s['index'] + 1}", f"correction {', '.join(f'{x:+.2f}' for x in s['correction_mm'])} mm"
-                                                    f", {s['registration']}"))
+        correction = ", ".join(f"{x:+.2f}" for x in s["correction_mm"])
+        figures.append((f"station {s['index'] + 1}", f"correction {correction} mm, {s['registration']}"))
     legend = "<span style='color:#fd0'>&#9632; station seams</span>"
     return _write_page(composite_dir / "view.html", f"spine composite {composite_dir.name}", figures, legend,
                        payload, niivue_js)

@@ -7,8 +7,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from medseg.segment.augment import (AugmentConfig, apply_intensity, apply_tissue_contrast,
-                                   draw_intensity, draw_pose, synthetic_negative)
+from medseg.segment.augment import (
+    AugmentConfig,
+    apply_intensity,
+    apply_tissue_contrast,
+    draw_intensity,
+    draw_pose,
+    synthetic_negative,
+)
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.normalize2d import normalize_slice
 

@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.cc_line import localize
-from medseg.errors import MedsegError
+from medseg.errors import MedsegError, NoCCFoundError
 from medseg.geometry import Plane
 from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, grid_plane, network_frame, plane_grid
 from medseg.infer.normalize2d import has_anatomy, normalize_slice
@@ -102,12 +102,6 @@ def localizer_search_slab(volume: Volume, head: np.ndarray, margin: int = 1) -> 
     if near.size == 0:
         return None
     return max(0, int(near[0]) - margin), min(n, int(near[-1]) + 1 + margin)
-
-
-class NoCCFoundError(MedsegError):
-    """The model found no corpus callosum in the image."""
-
-    stage = "segment"
 
 
 @dataclass

@@ -244,8 +244,8 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
             common = _core(before_inside & candidate_inside)
             before_ncc = ncc(before_values, fixed_values, common)
             registered_ncc = ncc(candidate_values, fixed_values, common)
-            noise = ncc_noise(lambda shift: ncc(overlap_values(translated(station, shift))[0],
-                                                fixed_values, common))
+            noise = ncc_noise(lambda shift, common=common: ncc(overlap_values(translated(station, shift))[0],
+                                                              fixed_values, common))
             report.ncc_before = round(before_ncc, 4)
             accepted, reason = check_correction(
                 before_ncc, registered_ncc, noise,
