@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from medseg.errors import MedsegError, NoCorpusCallosumError
+from medseg.errors import NoCorpusCallosumError
 from medseg.geometry import SUPERIOR, Plane, anterior_pointing, image_angle, physical_angle
 from medseg.masks import largest_component
 

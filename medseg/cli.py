@@ -25,8 +25,8 @@ from medseg import __version__
 from medseg.errors import InputError, MedsegError, os_error_message
 
 if TYPE_CHECKING:
-    from medseg.batch.dask_engine import DaskOptions
     from medseg.batch.config import PipelineConfig
+    from medseg.batch.dask_engine import DaskOptions
     from medseg.io.scan import ScanResult, SeriesRef
     from medseg.volume import Volume
 
@@ -262,8 +262,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     from medseg.batch.series import image_series, run_per_series
-    from medseg.preprocess.n4 import N4Options
     from medseg.pipeline import preprocess_volume, write_preprocess_outputs
+    from medseg.preprocess.n4 import N4Options
     from medseg.preprocess.skullstrip import SkullStripper
 
     config = pipeline_config(args)

@@ -31,8 +31,8 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.examples import data_root
-from medseg.io import read_nifti, write_nifti
 from medseg.geometry import physical_angle
+from medseg.io import read_nifti, write_nifti
 from medseg.positioning.pipeline import position_volume
 from medseg.preprocess.n4 import N4Options
 from medseg.segment.data import Subject

@@ -51,8 +51,8 @@ from medseg.examples import data_root
 from medseg.io import read_nifti, scan, write_dicom_series
 from medseg.resample import resample_to_grid
 from medseg.spine import StitchOptions, compose, find_station_sets
-from medseg.spine.compose import head_foot_axis
 from medseg.spine.blend import feather
+from medseg.spine.compose import head_foot_axis
 from medseg.spine.grid import coverage_and_ramp, resample_station
 from medseg.synth.stations import StationSpec, make_stations
 from medseg.volume import Volume, VolumeMeta

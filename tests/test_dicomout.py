@@ -198,7 +198,8 @@ def test_a_failing_object_keeps_the_others_and_is_recorded(outputs, tmp_path):
     shutil.copytree(root / "out" / uid / "0001_localizer_sag", series, ignore=shutil.ignore_patterns("dicom", "qc.png"))
     (ref,) = scan([root / "in" / "loc"]).series
     data = json.loads((series / "result.json").read_text())
-    result = SimpleNamespace(volume=ref.load(), brain=None, model=load_contract(REPO / "models" / "cc_attention_unet.json"),
+    contract = load_contract(REPO / "models" / "cc_attention_unet.json")
+    result = SimpleNamespace(volume=ref.load(), brain=None, model=contract,
                              segmentation=SimpleNamespace(mask=load_volume(series / "cc_mask.nii.gz"),
                                                           midsagittal_point=data["midsagittal"]["point_mm"]))
     recorded = dicom_entry(write_dicom_results, tmp_path, result, ref.files, series)

@@ -32,7 +32,8 @@ GROUP = {
     "medseg": "base", "errors": "base", "config": "base", "progress": "base", "volume": "base",
     "resample": "base", "planes": "base", "masks": "base", "geometry": "base", "cc_line": "base",
     "io": "io", "examples": "io", "synth": "io",
-    "infer": "infer", "preprocess": "preprocess", "segment": "segment", "positioning": "positioning", "pipeline": "positioning",
+    "infer": "infer", "preprocess": "preprocess", "segment": "segment", "positioning": "positioning",
+    "pipeline": "positioning",
     "batch": "apps", "dicomout": "apps", "report": "apps", "listen": "apps", "pacs": "apps", "demo": "apps",
     "cli": "cli",
 }

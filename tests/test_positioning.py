@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
+from medseg.geometry import Plane, physical_angle
 from medseg.io import scan, write_dicom_series
 from medseg.positioning.angles import NoCorpusCallosumError, localize
-from medseg.geometry import Plane, physical_angle
 from medseg.positioning.morphometry import measure
 from medseg.positioning.plan import plan_axial
 from medseg.positioning.qc import render_qc

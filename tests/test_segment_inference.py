@@ -58,8 +58,8 @@ def test_phantom_localizer_has_no_cc(segmenter):
 def test_model_angles_follow_the_head_in_the_scanner(segmenter):
     """The same held-out head pitched by phi in the scanner (localizer axes fixed): the final
     angle changes by the head's known motion within 1 deg, model and all."""
-    from medseg.positioning.angles import localize
     from medseg.geometry import physical_angle
+    from medseg.positioning.angles import localize
     from medseg.positioning.pipeline import OUTLINE_SMOOTHING_MM
     from medseg.segment.data import Subject
     from medseg.volume import Volume

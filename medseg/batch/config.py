@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from medseg.batch.run import RunOptions, stitch_options_for
-from medseg.config import ConfigError, from_dict
+from medseg.config import from_dict
+from medseg.errors import ConfigError
 from medseg.preprocess.n4 import N4Options
 from medseg.spine.compose import StitchOptions
 

@@ -61,7 +61,7 @@ from medseg.spine.compose import StitchOptions
 from medseg.volume import Volume
 
 if typing.TYPE_CHECKING:
-    from medseg.infer.runtime import ModelRuntime
+    pass
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from medseg.config import ConfigError, from_dict
-from medseg.errors import MedsegError, ModelError
+from medseg.config import from_dict
+from medseg.errors import ConfigError
+from medseg.errors import ModelError
 
 CONTRACT_VERSION = "1.0"  # what medseg.segment.export writes
 SUPPORTED_CONTRACT_MAJOR = "1"  # contract_version "1.x" is read by this medseg

@@ -22,7 +22,6 @@ from typing import Literal, Protocol
 import numpy as np
 
 from medseg.infer.contract import ModelContract, check_model_file, load_contract
-from medseg.errors import ModelError
 
 log = logging.getLogger(__name__)
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]

@@ -4,8 +4,16 @@ The fit itself is :mod:`medseg.cc_line` (the segmenter's canonical second pass u
 segmentation comes before positioning); this module is the positioning stage's name for it.
 """
 
-from medseg.cc_line import (Localization, LineEstimate, NoCorpusCallosumError, box_estimate, clean_mask,
-                            localize, smooth_outline, subcallosal_line)
+from medseg.cc_line import (
+                            LineEstimate,
+                            Localization,
+                            NoCorpusCallosumError,
+                            box_estimate,
+                            clean_mask,
+                            localize,
+                            smooth_outline,
+                            subcallosal_line,
+)
 
 __all__ = ["Localization", "LineEstimate", "NoCorpusCallosumError", "box_estimate", "clean_mask",
            "localize", "smooth_outline", "subcallosal_line"]

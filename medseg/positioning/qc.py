@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from medseg.positioning.angles import Localization
 from medseg.geometry import ANTERIOR, SUPERIOR, Plane
+from medseg.positioning.angles import Localization
 
 COLOURS = {"cc": (80, 220, 80), "box": (0, 215, 255), "line": (60, 60, 255), "final": (255, 220, 0),
            "slab": (255, 160, 60)}

@@ -19,6 +19,7 @@ from medseg.masks import fill_holes_per_plane, largest_component
 from medseg.planes import section_axis
 from medseg.volume import Volume
 
+
 def foreground_mask(volume: Volume) -> np.ndarray:
     """Head/body foreground: Otsu threshold (SimpleITK) on log intensities, largest connected
     component, closing, holes filled in 3D and plane by plane (along the slice axis of a stack,

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.errors import InputError, MedsegError, NoBrainFoundError
+from medseg.errors import InputError, NoBrainFoundError
 from medseg.geometry import LEFT
 from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, network_frame
 from medseg.infer.normalize2d import normalize_slice

@@ -16,8 +16,9 @@ white matter and CSF go, thin attachments (the fornix columns) are opened away, 
 fornix runs under the body and splenium separated from it by a gap, only the uppermost run of
 each column is kept; what hangs below the smooth lower edge of the body, or lies more than
 8 mm below the body's upper surface (a fornix fused under it), goes too. On the FreeSurfer
-subjects this takes the mid-sagittal label areas from 730-1,180 to 570-860 mm2. The cleaning is done once per subject on its mid-sagittal plane and carried
-back to the 3D label slab (a voxel stays when its projection onto the plane is CC alone).
+subjects this takes the mid-sagittal label areas from 730-1,180 to 570-860 mm2. The cleaning is
+done once per subject on its mid-sagittal plane and carried back to the 3D label slab (a voxel
+stays when its projection onto the plane is CC alone).
 
 The same sampler trains the skull-stripping network (``target="brain"``): planes anywhere across
 the head, the target being ``brainmask.mgz`` on the sampled plane itself, and the crop taken from
