@@ -21,6 +21,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from medseg.errors import ModelError  # noqa: F401  (its former home: importers keep working)
 from medseg.infer.contract import ModelContract, check_model_file, load_contract
 
 log = logging.getLogger(__name__)
