@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medseg.config import from_dict
-from medseg.errors import ConfigError
-from medseg.errors import ModelError
+from medseg.errors import ConfigError, ModelError
 
 CONTRACT_VERSION = "1.0"  # what medseg.segment.export writes
 SUPPORTED_CONTRACT_MAJOR = "1"  # contract_version "1.x" is read by this medseg
