@@ -90,9 +90,9 @@ def test_config_values_reach_the_stages_and_flags_override_them(tmp_path, monkey
         seen["stitch"] = options
         return compose(volumes, options)
 
-    def record_n4(volume, mask=None, *, options=None):
+    def record_n4(volume, mask=None, *, options=None, **kwargs):
         seen["n4"] = options
-        return correct(volume, mask, options=options)
+        return correct(volume, mask, options=options, **kwargs)
 
     monkeypatch.setattr(medseg.spine, "compose", record_compose)
     monkeypatch.setattr(medseg.preprocess.n4, "correct_bias_field", record_n4)
