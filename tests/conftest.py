@@ -130,3 +130,13 @@ def icbm152_localizer(pitch_deg: float = 0.0, *, slices: int = 5, study: dict | 
         pytest.skip("nilearn (ICBM152 template) not installed")
     return scan_localizer(head, slices=slices, thickness_mm=5.0, pitch_deg=pitch_deg, offset_mm=0.0,
                           dicom=study)
+
+
+def compare_dcm2niix_module():
+    """``pipelines/compare_dcm2niix.py`` loaded as a module (the dcm2niix comparison helpers)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_dcm2niix", REPO / "pipelines" / "compare_dcm2niix.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

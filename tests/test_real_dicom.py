@@ -1,19 +1,14 @@
 """Every real series under shared data loads, and agrees with dcm2niix (skipped without the data)."""
 
-import importlib.util
 
 import numpy as np
 
 from medseg.io import read_nifti, scan
-from tests.conftest import REPO, data_path
+from tests.conftest import compare_dcm2niix_module, data_path
 
 
 def _compare_module():
-    spec = importlib.util.spec_from_file_location("compare_dcm2niix",
-                                                  REPO / "pipelines" / "compare_dcm2niix.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return compare_dcm2niix_module()
 
 
 def test_every_real_series_loads():

@@ -18,7 +18,6 @@ dcm2niix's conventions (its Philips/README.md "Image scaling"; issues 363 and 53
 Skipped when dcm2niix is not installed (``pip install dcm2niix``; in the dev extras).
 """
 
-import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,7 +28,7 @@ import pytest
 
 from medseg.io import scan
 from medseg.volume import LPS_TO_RAS
-from tests.conftest import REPO
+from tests.conftest import compare_dcm2niix_module
 from tests.test_vendor_scaling import _ge_epi, philips_enhanced
 
 
@@ -48,11 +47,7 @@ def _dcm2niix() -> str:
 
 
 def _compare_module():
-    spec = importlib.util.spec_from_file_location("compare_dcm2niix",
-                                                  REPO / "pipelines" / "compare_dcm2niix.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return compare_dcm2niix_module()
 
 
 def _convert(folder: Path, out: Path, *options: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
