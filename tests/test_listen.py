@@ -63,7 +63,8 @@ def _send(port, datasets, *, calling="SCANNER"):
 
 
 def _node(tmp_path, **options) -> Listener:
-    return Listener(ListenOptions(output=tmp_path / "out", host="127.0.0.1", port=0, skull_strip=False,
+    options = {"skull_strip": False, **options}
+    return Listener(ListenOptions(output=tmp_path / "out", host="127.0.0.1", port=0,
                                   allowed_callers=("SCANNER",), **options)).start()
 
 
@@ -127,6 +128,62 @@ def test_localizer_sent_by_c_store_gets_the_plan_of_medseg_position(tmp_path, lo
     failed = [p for p in (tmp_path / "out").iterdir() if p.is_dir() and p.name[0].isdigit() and p != study_dir]
     assert len(failed) == 1
     assert json.loads((failed[0] / "study.json").read_text())["status"] != "ok"
+
+
+@needs_model
+def test_plan_is_published_first_then_brain_mask_and_dicom_results(tmp_path, localizer_files):
+    """With skull stripping and DICOM results the plan is still the plan-only one (published
+    before them, not recomputed); the brain mask and the SEG/SR/SC are added to the same folder."""
+    folder, files = localizer_files
+    assert main(["position", str(folder), "-o", str(tmp_path / "position"), "--no-skullstrip", "-q"]) == 0
+    expected = json.loads((tmp_path / "position" / "result.json").read_text())
+    node = _node(tmp_path, skull_strip=True)
+    try:
+        datasets = [dcmread(p) for p in files]
+        assert _send(node.port, datasets) == [0] * len(files)
+        assert node.wait_idle(120)
+    finally:
+        node.stop()
+    study_dir = tmp_path / "out" / datasets[0].StudyInstanceUID
+    study = json.loads((study_dir / "study.json").read_text())
+    (entry,), (job,) = study["series"], study["jobs"]
+    assert entry["status"] == "ok" and entry["dicom_status"] == "ok" and entry["brain_volume_ml"] > 500
+    assert 0 < job["last_arrival_to_outputs_s"] < job["last_arrival_to_all_outputs_s"]
+    assert job["seconds"]["after_plan"] > 0
+    series_dir = study_dir / entry["result"].partition("/")[0]
+    for name in ("brain_mask.nii.gz", "dicom/seg.dcm", "dicom/sr.dcm", "dicom/sc.dcm"):
+        assert (series_dir / name).is_file(), name
+    result = json.loads((series_dir / "result.json").read_text())
+    assert result["brain"]["volume_ml"] == pytest.approx(entry["brain_volume_ml"], abs=0.1)
+    for key in ("box", "line", "final"):
+        assert result["angles"][key]["angle_deg"] == pytest.approx(expected["angles"][key]["angle_deg"], abs=1e-9)
+    sr = dcmread(series_dir / "dicom" / "sr.dcm")
+    assert sr.StudyInstanceUID == datasets[0].StudyInstanceUID
+
+
+@needs_model
+def test_failing_work_after_the_plan_keeps_the_plan(tmp_path, localizer_files, monkeypatch):
+    import medseg.batch.run as run
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(run, "_complete_position", broken)
+    folder, files = localizer_files
+    node = _node(tmp_path)
+    try:
+        datasets = [dcmread(p) for p in files]
+        datasets[0].StudyInstanceUID = generate_uid()
+        for ds in datasets:
+            ds.StudyInstanceUID = datasets[0].StudyInstanceUID
+        assert _send(node.port, datasets) == [0] * len(files)
+        assert node.wait_idle(60)
+    finally:
+        node.stop()
+    study_dir = tmp_path / "out" / datasets[0].StudyInstanceUID
+    (entry,) = json.loads((study_dir / "study.json").read_text())["series"]
+    assert entry["status"] == "ok" and "disk gone" in entry["deferred_error"]
+    assert (study_dir / entry["result"]).is_file() and "dicom_status" not in entry
 
 
 @needs_model

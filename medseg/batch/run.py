@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -91,6 +92,9 @@ class RunOptions:
     n4_options: N4Options | None = None  # None: N4Options.fast(), the positioning profile
     stitch: StitchOptions | None = None  # None: StitchOptions() on ``device`` (stitch_options_for)
     max_difference_deg: float = 10.0  # box and line angles differing more are flagged
+    # Plan first (``medseg listen``): the study folder is published with the plan, and the brain
+    # mask and the DICOM results are left in ``StudyRecord.deferred`` for complete_deferred().
+    defer_extras: bool = False
 
 
 def _fast_n4() -> N4Options:
@@ -260,6 +264,7 @@ class StudyRecord:
     series: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     resumed: bool = False  # finished by an earlier run, kept
+    deferred: list["Deferred"] = field(default_factory=list)  # RunOptions.defer_extras: work left
 
     def add(self, **entry) -> None:
         self.series.append(entry)
@@ -274,6 +279,34 @@ class StudyRecord:
 LoadedBrain = tuple[Volume, np.ndarray]  # a bias-corrected brain image and its head mask
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """Work on one published series left for after the plan (``RunOptions.defer_extras``):
+    ``run(study_folder, series_folder)`` writes it there and returns the fields it adds to the
+    series' study.json entry."""
+
+    series: str  # the series' output folder name when it was built
+    run: typing.Callable[[Path, Path], dict]
+
+
+def complete_deferred(record: StudyRecord, study_folder: Path,
+                      renamed: dict[str, str] | None = None) -> dict[str, dict]:
+    """Run the record's deferred work against the published ``study_folder`` (``renamed``: built
+    folder name -> its name there). Returns the added fields per final folder name. Never raises
+    for one series' failure: it is recorded in that series' fields."""
+    added: dict[str, dict] = {}
+    for item in record.deferred:
+        name = (renamed or {}).get(item.series, item.series)
+        try:
+            fields = item.run(study_folder, study_folder / name)
+        except Exception as exc:  # the plan is out already: record, never lose it
+            log.exception("series %s: work after the plan failed", name)
+            fields = {"deferred_error": f"{type(exc).__name__}: {exc}"}
+        added[name] = fields
+    record.deferred.clear()
+    return added
+
+
 @dataclass
 class _Prepared:
     """A study's routed series with loaded (and bias-corrected) volumes or load errors."""
@@ -283,6 +316,7 @@ class _Prepared:
     spine: list[tuple[list[SeriesRef], list[Volume] | Exception]]  # (members, [Volume] | Exception)
     seconds: dict[str, float]
     reserved: int = 0  # bytes held in the run's MemoryBudget until the study is finished
+    uncorrected: set[str] = field(default_factory=set)  # keys of brain series N4 left as they were
 
 
 def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: list[int]) -> Exception | None:
@@ -311,6 +345,7 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stri
     if budget is not None:
         budget.acquire(held[0])
     brain: list[tuple[SeriesRef, LoadedBrain | Exception]] = []
+    uncorrected: set[str] = set()
     for ref in route.brain:
         too_big = over[id(ref)]
         if too_big is not None:
@@ -327,6 +362,8 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stri
                               (("mask", find_foreground), ("n4", correct_bias)))
             seconds["n4"] += case.seconds["total"]  # the head mask counts as N4 here, as before
             brain.append((ref, (case.corrected, case.head)))
+            if case.bias_field is None:
+                uncorrected.add(ref.key)
         except Exception as exc:  # recorded per series by the caller
             brain.append((ref, _at_stage(exc, stage)))
     spine: list[tuple[list[SeriesRef], list[Volume] | Exception]] = []
@@ -340,7 +377,7 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stri
             seconds["load"] += time.perf_counter() - t
         except Exception as exc:
             spine.append((members, _at_stage(exc, "load")))
-    return _Prepared(route, brain, spine, seconds, reserved=held[0])
+    return _Prepared(route, brain, spine, seconds, reserved=held[0], uncorrected=uncorrected)
 
 
 def _at_stage(exc: Exception, stage: str) -> Exception:
@@ -395,7 +432,9 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             continue
         volume, head = loaded
         try:
-            result = position_volume(volume, segmenter, n4=False, head_mask=head, stripper=stripper,
+            defer = options.defer_extras
+            result = position_volume(volume, segmenter, n4=False, head_mask=head,
+                                     stripper=None if defer else stripper,
                                      max_difference_deg=options.max_difference_deg)
             for stage in ("skullstrip", "segment", "angles"):
                 seconds[stage] = seconds.get(stage, 0.0) + result.seconds.get(stage, 0.0)
@@ -403,7 +442,14 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             paths = write_position_outputs(result, out / names[ref.key])
             seconds["outputs"] = seconds.get("outputs", 0.0) + time.perf_counter() - t
             final = result.localization.final
-            dicom = _dicom_entry(dicom_out, ref, "write_dicom_results", out, result, ref.files, paths["qc"].parent)
+            if defer:
+                dicom = {}
+                record.deferred.append(Deferred(names[ref.key], functools.partial(
+                    _complete_position, result, head, ref, stripper, ref.key in prepared.uncorrected,
+                    dicom_out, options)))
+            else:
+                dicom = _dicom_entry(dicom_out, ref, "write_dicom_results", out, result, ref.files,
+                                     paths["qc"].parent)
             record.add(**dicom, series=names[ref.key], key=ref.key, stage="position", status="ok",
                        kind=result.segmentation.kind, final_angle_deg=round(final.angle_deg, 3),
                        box_angle_deg=round(result.localization.box.angle_deg, 3),
@@ -425,14 +471,48 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
         try:
             composite = compose(stations, stitch)
             paths = write_stitch_outputs(composite, out / name)
-            dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
-                                 members[0].files, out / name)
+            if options.defer_extras:
+                dicom = {}
+                preview = paths["preview"].relative_to(out / name)
+                record.deferred.append(Deferred(name, lambda root, folder, m=members[0], p=preview: _dicom_entry(
+                    dicom_out, m, "write_spine_capture", root, folder / p, m.files, folder)))
+            else:
+                dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
+                                     members[0].files, out / name)
             record.add(**dicom, series=name, stage="stitch", status="ok", stations=[m.key for m in members],
                        corrections_mm=[s.correction_mm for s in composite.stations],
                        qc=str(paths["preview"].relative_to(out)), result=str(paths["report"].relative_to(out)))
         except Exception as exc:
             record.add(**_error_entry(name, "stitch", exc))
         seconds["stitch"] = seconds.get("stitch", 0.0) + time.perf_counter() - t
+
+
+def _complete_position(result, head: np.ndarray, ref: SeriesRef, stripper, uncorrected: bool,
+                       dicom_out: bool, options: RunOptions, root: Path, folder: Path) -> dict:
+    """The work after a published plan: the brain mask (N4 first when the plan's image was not
+    corrected: a localizer's CC search reads it uncorrected), then the DICOM results. The plan
+    itself is not recomputed; result.json gains the brain section."""
+    from medseg.pipeline import Case, Settings, correct_bias, run_stages, strip_skull
+    from medseg.positioning.pipeline import write_position_outputs
+
+    fields: dict = {}
+    if stripper is not None:
+        settings = Settings(n4="fast" if options.n4 else "off", stripper=stripper,
+                            n4_options=options.n4_options, n4_mode="full")
+        stages = ((("n4", correct_bias),) if uncorrected else ()) + (("skullstrip", strip_skull),)
+        case = run_stages(Case(result.volume, settings, head=head,
+                               corrected=None if uncorrected else result.volume), stages)
+        error = case.brain_error
+        result = dataclasses.replace(result, brain=case.brain,
+                                     brain_error=f"{type(error).__name__}: {error}" if error else None,
+                                     seconds={**result.seconds, **{k: v for k, v in case.seconds.items()
+                                                                   if k != "total"}})
+        write_position_outputs(result, folder)
+        fields["brain_volume_ml"] = round(result.brain.volume_ml, 1) if result.brain else None
+        if result.warnings:
+            fields["warning"] = "; ".join(result.warnings)
+    fields.update(_dicom_entry(dicom_out, ref, "write_dicom_results", root, result, ref.files, folder))
+    return fields
 
 
 def _dicom_entry(enabled: bool, ref: SeriesRef, writer: str, root: Path, *args) -> dict:
@@ -525,7 +605,9 @@ def process_study(study: Study, output: Path, options: RunOptions, segmenter, st
     engines (and of ``medseg listen``). Errors are recorded in the study, never raised, except an
     OSError writing the study folder."""
     budget = budget or MemoryBudget(options.max_memory or default_max_memory())
-    prepared = _prepare(study, options.n4, budget, stripper=stripper, n4_options=options.n4_options)
+    # Plan first: N4 as for a plan without skull stripping (that comes after, complete_deferred).
+    prepared = _prepare(study, options.n4, budget, stripper=None if options.defer_extras else stripper,
+                        n4_options=options.n4_options)
     try:
         return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key, options=options)
     finally:

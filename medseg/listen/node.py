@@ -191,7 +191,7 @@ class Listener:
 
     def process(self, batch: SeriesBatch) -> list[dict]:
         """Run the batch stages on one batch of complete series; returns the study.json job entries."""
-        from medseg.batch.run import RunOptions, process_study, study_id
+        from medseg.batch.run import RunOptions, complete_deferred, process_study, study_id
         from medseg.io import scan
 
         self._job_number += 1
@@ -202,11 +202,13 @@ class Listener:
         scan_s = time.perf_counter() - t
         entries = []
         for study in found.studies:
-            record = process_study(study, work, RunOptions(n4=self.options.n4, quiet=True), self.segmenter,
-                                   self.stripper)
+            # Plan first: the study folder appears with the plan; the brain mask and the DICOM
+            # results follow (complete_deferred) and are added to it and to study.json.
+            record = process_study(study, work, RunOptions(n4=self.options.n4, quiet=True, defer_extras=True),
+                                   self.segmenter, self.stripper)
             sid = study_id(study)
             self._drop_replaced(self.output / sid, {s.get("key") for s in record.series if s.get("key")})
-            series = self._merge(work / sid, self.output / sid)
+            series, renamed = self._merge(work / sid, self.output / sid)
             latency = time.monotonic() - batch.last_arrival if batch.last_arrival else None
             entry = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": batch.files,
                      "series": [s.get("series") for s in record.series],
@@ -214,12 +216,19 @@ class Listener:
                      "seconds": {"scan": round(scan_s, 3), **{k: round(v, 3) for k, v in record.seconds.items()}},
                      "last_arrival_to_outputs_s": round(latency, 3) if latency is not None else None}
             self._write_study_json(self.output / sid, sid, series, entry)
-            self.counters.batches += 1
-            self.counters.failed_batches += record.status == "failed"
             self.counters.last_latency_s = latency
             log.info("study %s: %s (%s)%s", sid, record.status, ", ".join(
                 f"{s.get('series')} {s.get('status')}" for s in record.series),
-                f"; last file -> outputs {latency:.2f} s" if latency is not None else "")
+                f"; last file -> plan {latency:.2f} s" if latency is not None else "")
+            if record.deferred:
+                t = time.perf_counter()
+                added = complete_deferred(record, self.output / sid, renamed)
+                entry["seconds"]["after_plan"] = round(time.perf_counter() - t, 3)
+                if batch.last_arrival:
+                    entry["last_arrival_to_all_outputs_s"] = round(time.monotonic() - batch.last_arrival, 3)
+                self._update_study_json(self.output / sid, added, entry)
+            self.counters.batches += 1
+            self.counters.failed_batches += record.status == "failed"
             entries.append(entry)
         for path, error in found.errors:
             log.warning("damaged file %s: %s", Path(path).name, error)
@@ -256,10 +265,10 @@ class Listener:
         write_text_atomic(path, json.dumps(data, indent=2))
 
     @staticmethod
-    def _merge(built: Path, target: Path) -> list[dict]:
+    def _merge(built: Path, target: Path) -> tuple[list[dict], dict[str, str]]:
         """Move each output folder of ``built`` into ``target`` (renamed, so each appears whole);
         a name already there gets a numbered suffix. Returns the study.json series entries,
-        with their paths pointing at the final names."""
+        with their paths pointing at the final names, and the names (built -> final)."""
         target.mkdir(parents=True, exist_ok=True)
         data = json.loads((built / "study.json").read_text())
         renamed = {}
@@ -278,7 +287,21 @@ class Listener:
                 if key in entry:
                     head, _, rest = entry[key].partition("/")
                     entry[key] = f"{renamed.get(head, head)}/{rest}" if rest else entry[key]
-        return series
+        return series, renamed
+
+    @staticmethod
+    def _update_study_json(folder: Path, added: dict[str, dict], job: dict) -> None:
+        """Add the fields of the work after the plan to the series entries (found by their output
+        folder) and rewrite this job's entry (its timings)."""
+        path = folder / "study.json"
+        data = json.loads(path.read_text())
+        for entry in data["series"]:
+            name = str(entry.get("result", "")).partition("/")[0]
+            if name in added:
+                entry.update(added[name])
+        if data.get("jobs"):
+            data["jobs"][-1] = job
+        write_text_atomic(path, json.dumps(data, indent=2))
 
     @staticmethod
     def _write_study_json(folder: Path, sid: str, series: list[dict], job: dict) -> None:
