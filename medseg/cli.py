@@ -301,7 +301,8 @@ def cmd_position(args: argparse.Namespace) -> int:
 
     def work(ref: SeriesRef, volume: Volume, out: Path) -> list[Path]:
         result = position_volume(volume, segmenter, n4=run.n4, n4_options=config.n4,
-                                 max_difference_deg=config.positioning.max_difference_deg, stripper=stripper)
+                                 max_difference_deg=config.positioning.max_difference_deg, stripper=stripper,
+                                 n4_mode=config.positioning.localizer_n4)
         final = result.localization.final
         log.info("%s: final angle %+.1f deg (box %+.1f, line %+.1f)%s", ref.name, final.angle_deg,
                  result.localization.box.angle_deg, result.localization.line.angle_deg,
@@ -385,7 +386,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     from medseg.listen import Destination, Listener, ListenOptions
 
-    run = pipeline_config(args).run
+    config = pipeline_config(args)
+    run = config.run
     try:
         destination = Destination.parse(args.send_to) if args.send_to else None
     except ValueError as exc:
@@ -396,7 +398,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                             complete_on=args.complete_on, quiet_seconds=args.quiet_seconds,
                             queue_size=args.queue, send_to=destination, device=run.device,
                             precision=run.precision, n4=run.n4, skull_strip=run.skull_strip,
-                            health_seconds=args.health_seconds)
+                            health_seconds=args.health_seconds, run=config.run_options())
     return int(Listener(options).serve())
 
 

@@ -60,7 +60,7 @@ class Settings:
     stripper: "SkullStripper | None" = None  # None: no skull stripping
     n4: Literal["default", "fast", "off"] = "fast"
     n4_options: "N4Options | None" = None  # overrides the ``n4`` profile
-    n4_mode: Literal["slab", "full"] | None = None  # None: LOCALIZER_N4 of the positioning
+    n4_mode: Literal["off", "slab", "full"] | None = None  # None: LOCALIZER_N4 of the positioning
     max_difference_deg: float = 10.0
     outline_smoothing_mm: float = 3.5
 
@@ -127,9 +127,13 @@ def correct_bias(case: Case) -> Case:
 
     s = case.settings
     options = s.n4_options or (N4Options.fast() if s.n4 == "fast" else N4Options())
+    from medseg.positioning.pipeline import n4_slab, skips_n4
+
     if s.n4 == "off":
         return replace(case, corrected=case.volume, bias_field=None, provenance=case.noting(n4=None))
-    from medseg.positioning.pipeline import n4_slab
+    if skips_n4(case.volume, skull_strip=s.stripper is not None, mode=s.n4_mode):
+        return replace(case, corrected=case.volume, bias_field=None,
+                       provenance=case.noting(n4=None, n4_skipped="localizer planned as it came"))
 
     slab = n4_slab(case.volume, case.head, skull_strip=s.stripper is not None, mode=s.n4_mode)
     corrected, bias = correct_bias_field(case.volume, case.head, options=options, slices=slab)

@@ -2,8 +2,8 @@
 
 A 35-slice sagittal localizer (256 x 256, 4 mm) of the ICBM152 head (nilearn) is planned at
 pitches -12..+12 deg with the fast N4 profile fitted on all slices ("full") and with each choice
-given (``slab``: the fit on the slices the CC search reads only, the pipeline's default for a
-localizer without skull stripping; ``off``; ``levels=N,iterations=M``). Printed: the final angle
+given (``slab``: the fit on the slices the CC search reads only; ``off``: no N4, the pipeline's
+default for a localizer without skull stripping; ``levels=N,iterations=M``). Printed: the final angle
 of each, the difference to "full", and the N4 CPU seconds. The 5-slice rotated localizers of
 ``evaluate_rotated_localizers.py`` lie wholly inside the slab, so this script is the one that
 measures the slab.
@@ -35,11 +35,7 @@ def _cpu() -> float:
 def plan(volume, segmenter, choice: str) -> tuple[float, float]:
     """(final angle, CPU seconds of the whole positioning) with one N4 choice."""
     cpu = _cpu()
-    if choice in ("full", "slab"):
-        result = position_volume(volume, segmenter, n4_mode=choice)
-    else:
-        n4, options = n4_choice(choice)
-        result = position_volume(volume, segmenter, n4=n4, n4_options=options, n4_mode="full")
+    result = position_volume(volume, segmenter, **n4_choice(choice))
     return result.localization.final.angle_deg, _cpu() - cpu
 
 

@@ -10,9 +10,11 @@ c + R^T (p - c), averaged over the slab), stored as NIfTI reoriented to RAS (lef
 angles). The expected final angle is that of R d0, d0 being the final direction found for the
 unturned head; the pitch error is found minus expected.
 
-``--n4`` chooses the bias correction the positioning runs with: ``fast`` (the pipeline's
-profile, the default), ``off``, or ``levels=N,iterations=M`` (the fast profile with N fitting
-levels of M iterations), so a cheaper N4 for localizers is re-measured by one run.
+``--n4`` chooses the bias correction the positioning runs with: ``default`` (what the pipeline
+does with a localizer, :data:`medseg.positioning.pipeline.LOCALIZER_N4`), ``off``, ``slab`` (the
+fast profile fitted on the slices the CC search reads), ``full`` (on every slice), or
+``levels=N,iterations=M`` (the fast profile on every slice with N fitting levels of M
+iterations), so each choice for localizers is re-measured by one run.
 
 ``--bias B`` multiplies every localizer by a receive-coil-like shading fixed in scanner space
 (it does not turn with the head): ``exp(B * (0.6 a + 0.3 s + 0.4 a^2))`` with a, s the scanner's
@@ -21,7 +23,7 @@ B = 0.5 shading the back of the head about 1.6 times brighter than the front. Th
 final angle of the unturned head, to be compared between runs with and without bias (the
 errors themselves are relative to that run's unturned head).
 
-Usage: python pipelines/evaluate_rotated_localizers.py [--subjects sub-08 sub-09] [--n4 fast]
+Usage: python pipelines/evaluate_rotated_localizers.py [--subjects sub-08 sub-09] [--n4 default]
        [--bias 0.5] [--json OUT]
 """
 
@@ -79,19 +81,23 @@ def turned_localizer(subject: Subject, grid: Volume, turn: np.ndarray, slab_mm: 
     return grid.with_array(np.rint(np.clip(image, 0, 32767)).astype(np.int16))
 
 
-def n4_choice(text: str) -> tuple[bool, N4Options | None]:
-    """(n4 on, options) of an ``--n4`` value."""
-    if text in ("fast", "off"):
-        return text == "fast", None
+def n4_choice(text: str) -> dict:
+    """The position_volume keywords (n4, n4_options, n4_mode) of an ``--n4`` value."""
+    if text == "default":
+        return {}
+    if text == "off":
+        return {"n4": False}
+    if text in ("slab", "full"):
+        return {"n4_mode": text}
     fields = dict(part.split("=") for part in text.split(","))
     levels, iterations = int(fields["levels"]), int(fields["iterations"])
-    return True, dataclasses.replace(N4Options.fast(), iterations=(iterations,) * levels,
-                                     iterations_2d=(iterations,) * min(levels, 2))
+    return {"n4_mode": "full", "n4_options": dataclasses.replace(
+        N4Options.fast(), iterations=(iterations,) * levels, iterations_2d=(iterations,) * min(levels, 2))}
 
 
-def evaluate_subject(subject: Subject, segmenter: CCSegmenter, tmp: Path, n4: str = "fast",
+def evaluate_subject(subject: Subject, segmenter: CCSegmenter, tmp: Path, n4: str = "default",
                      bias: float = 0.0) -> list[dict]:
-    n4_on, n4_options = n4_choice(n4)
+    n4_keywords = n4_choice(n4)
     grid, _ = subject.sample_localizer(rotation_deg=0.0, midline_offset_mm=1.0)
     rows, d0 = [], None
     for pitch in PITCHES:
@@ -101,7 +107,7 @@ def evaluate_subject(subject: Subject, segmenter: CCSegmenter, tmp: Path, n4: st
             localizer = turned_localizer(subject, grid, turn, bias=bias).reorient("RAS")
             path = write_nifti(localizer, tmp / f"{subject.name}_{pitch:+.0f}_{roll:+.0f}_{yaw:+.0f}.nii.gz")
             volume = read_nifti(path)
-            result = position_volume(volume, segmenter, n4=n4_on, n4_options=n4_options)
+            result = position_volume(volume, segmenter, **n4_keywords)
             direction = np.asarray(result.localization.final.direction_lps)
             if pitch == 0 and roll == 0 and yaw == 0:
                 d0 = direction
@@ -120,7 +126,7 @@ def evaluate_subject(subject: Subject, segmenter: CCSegmenter, tmp: Path, n4: st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", nargs="+", default=["sub-08", "sub-09"])
-    parser.add_argument("--n4", default="fast", help="fast | off | levels=N,iterations=M")
+    parser.add_argument("--n4", default="default", help="default | off | slab | full | levels=N,iterations=M")
     parser.add_argument("--bias", type=float, default=0.0, help="coil-like shading strength (0: none)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()

@@ -97,7 +97,10 @@ def test_config_values_reach_the_stages_and_flags_override_them(tmp_path, monkey
     monkeypatch.setattr(medseg.spine, "compose", record_compose)
     monkeypatch.setattr(medseg.preprocess.n4, "correct_bias_field", record_n4)
     config = tmp_path / "pipeline.yaml"
-    config.write_text("n4:\n  iterations: [3, 3]\nstitch:\n  blend: multiband\n  register: false\n"
+    # positioning.localizer_n4: the phantom is sampled like a localizer (3.5 mm sagittal slices),
+    # which is planned without N4 by default.
+    config.write_text("n4:\n  iterations: [3, 3]\npositioning:\n  localizer_n4: slab\n"
+                      "stitch:\n  blend: multiband\n  register: false\n"
                       "run:\n  device: cuda\n  skull_strip: false\n")
     status = main(["run", "-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-c", str(config),
                    "--device", "cpu", "--report", str(tmp_path / "run.json"), "-q"])
@@ -108,6 +111,7 @@ def test_config_values_reach_the_stages_and_flags_override_them(tmp_path, monkey
     options = json.loads((tmp_path / "run.json").read_text())["options"]
     assert options["device"] == "cpu" and options["skull_strip"] is False
     assert options["n4_options"]["iterations"] == [3, 3] and options["stitch"]["blend"] == "multiband"
+    assert options["localizer_n4"] == "slab"
 
 
 def test_export_validates_its_inputs_before_importing_torch(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -20,8 +21,10 @@ from medseg.preprocess.n4 import N4Options
 from medseg.spine.compose import StitchOptions
 
 # Fields the loader fills from the other sections (or from ``run.device``); a YAML file sets them
-# in their own section, never twice.
-DERIVED = {"run": ("n4_options", "stitch", "max_difference_deg", "dask"), "stitch": ("backend", "device")}
+# in their own section, never twice. ``defer_extras`` belongs to ``medseg listen`` (plan first),
+# which sets it itself.
+DERIVED = {"run": ("n4_options", "stitch", "max_difference_deg", "localizer_n4", "dask", "defer_extras"),
+           "stitch": ("backend", "device")}
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,14 @@ class PositioningOptions:
 
     Attributes:
         max_difference_deg: box and line angles that differ more are flagged as inconsistent.
+        localizer_n4: N4 of a localizer planned without skull stripping: ``off`` (planned on the
+            image as it came), ``slab`` (fitted on the slices the CC search reads) or ``full``
+            (see :data:`medseg.positioning.pipeline.LOCALIZER_N4`). With skull stripping the
+            localizer gets the full N4 (``run.n4`` false turns N4 off everywhere).
     """
 
     max_difference_deg: float = 10.0
+    localizer_n4: Literal["off", "slab", "full"] = "off"
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,8 @@ class PipelineConfig:
     def run_options(self) -> RunOptions:
         """The batch's :class:`RunOptions` carrying the n4, stitch and positioning sections."""
         return dataclasses.replace(self.run, n4_options=self.n4, stitch=self.stitch_options(),
-                                   max_difference_deg=self.positioning.max_difference_deg)
+                                   max_difference_deg=self.positioning.max_difference_deg,
+                                   localizer_n4=self.positioning.localizer_n4)
 
 
 def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
@@ -85,5 +94,6 @@ def load_pipeline_config(path: str | Path | None = None) -> PipelineConfig:
         given = sorted(set(data.get(section) or {}) & set(names)) if isinstance(data.get(section), dict) else []
         if given:
             raise ConfigError(f"{path}: {section}.{given[0]} is not set here (n4, stitch and positioning "
-                              "have their own sections; the stitch backend follows run.device)")
+                              "have their own sections; the stitch backend follows run.device; "
+                              "medseg listen sets defer_extras)")
     return from_dict(PipelineConfig, data, where=str(path))

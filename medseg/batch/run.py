@@ -92,6 +92,7 @@ class RunOptions:
     n4_options: N4Options | None = None  # None: N4Options.fast(), the positioning profile
     stitch: StitchOptions | None = None  # None: StitchOptions() on ``device`` (stitch_options_for)
     max_difference_deg: float = 10.0  # box and line angles differing more are flagged
+    localizer_n4: Literal["off", "slab", "full"] = "off"  # N4 of a localizer planned without skull stripping
     # Plan first (``medseg listen``): the study folder is published with the plan, and the brain
     # mask and the DICOM results are left in ``StudyRecord.deferred`` for complete_deferred().
     defer_extras: bool = False
@@ -331,9 +332,9 @@ def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: l
 
 
 def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stripper=None,
-             n4_options: N4Options | None = None) -> _Prepared:
-    """Load each series; with ``n4``, bias-correct a brain series (a localizer on its CC-search
-    slab only when no skull stripping follows, see :func:`medseg.positioning.pipeline.n4_slab`)."""
+             n4_options: N4Options | None = None, localizer_n4: str = "off") -> _Prepared:
+    """Load each series; with ``n4``, bias-correct a brain series (a localizer planned without skull
+    stripping as ``localizer_n4`` says, see :data:`medseg.positioning.pipeline.LOCALIZER_N4`)."""
     from medseg.pipeline import Case, Settings, correct_bias, find_foreground, run_stages
 
     seconds = {"load": 0.0, "n4": 0.0}
@@ -358,7 +359,7 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stri
             seconds["load"] += time.perf_counter() - t
             stage = "n4"
             case = run_stages(Case(volume, Settings(n4="fast" if n4 else "off", stripper=stripper,
-                                                n4_options=n4_options)),
+                                                n4_options=n4_options, n4_mode=localizer_n4)),
                               (("mask", find_foreground), ("n4", correct_bias)))
             seconds["n4"] += case.seconds["total"]  # the head mask counts as N4 here, as before
             brain.append((ref, (case.corrected, case.head)))
@@ -607,7 +608,7 @@ def process_study(study: Study, output: Path, options: RunOptions, segmenter, st
     budget = budget or MemoryBudget(options.max_memory or default_max_memory())
     # Plan first: N4 as for a plan without skull stripping (that comes after, complete_deferred).
     prepared = _prepare(study, options.n4, budget, stripper=None if options.defer_extras else stripper,
-                        n4_options=options.n4_options)
+                        n4_options=options.n4_options, localizer_n4=options.localizer_n4)
     try:
         return _run_study(study, prepared, output, segmenter, stripper, sid=sid, key=key, options=options)
     finally:
@@ -810,7 +811,7 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
                     "shard": f"{options.shard[0]}/{options.shard[1]}", "n4": options.n4,
                     "n4_options": dataclasses.asdict(options.n4_options or _fast_n4()),
                     "stitch": dataclasses.asdict(options.stitch or stitch_options_for(options.device)),
-                    "max_difference_deg": options.max_difference_deg},
+                    "max_difference_deg": options.max_difference_deg, "localizer_n4": options.localizer_n4},
         "providers": segmenter.runtime.providers if segmenter else None,
         "batching": {"cc": batcher.stats.as_dict(),
                      "skullstrip": stripper.runtime.stats.as_dict() if stripper else None} if batcher else None,

@@ -20,6 +20,7 @@ start). A health line is logged every ``health_seconds`` and written to ``OUT/he
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -31,10 +32,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medseg.io.atomic import write_text_atomic
 from medseg.listen.spool import CompleteOn, SeriesBatch, Spool
 from medseg.pacs.config import Peer as Destination  # where results are sent: AE_TITLE@HOST:PORT
+
+if TYPE_CHECKING:
+    from medseg.batch.run import RunOptions
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,9 @@ class ListenOptions:
     skull_strip: bool = True
     health_seconds: float = 60.0
     poll_seconds: float = 0.02
+    # The stage options of the pipeline config (N4 profile, localizer N4, angle check); None: the
+    # defaults. Its device, precision, n4 and skull_strip are those above.
+    run: "RunOptions | None" = None
 
 
 @dataclass
@@ -105,6 +113,13 @@ class Listener:
         self._threads: list[threading.Thread] = []
         self._server = None
         self._job_number = 0
+        from medseg.batch.run import RunOptions
+
+        # Plan first: the study folder appears with the plan; the brain mask and the DICOM
+        # results follow (complete_deferred) and are added to it and to study.json.
+        self._run_options = dataclasses.replace(options.run or RunOptions(), n4=options.n4, quiet=True,
+                                                defer_extras=True, device=options.device,
+                                                precision=options.precision, skull_strip=options.skull_strip)
 
     # --- DICOM side -------------------------------------------------------------------------
     def _application_entity(self):
@@ -191,7 +206,7 @@ class Listener:
 
     def process(self, batch: SeriesBatch) -> list[dict]:
         """Run the batch stages on one batch of complete series; returns the study.json job entries."""
-        from medseg.batch.run import RunOptions, complete_deferred, process_study, study_id
+        from medseg.batch.run import complete_deferred, process_study, study_id
         from medseg.io import scan
 
         self._job_number += 1
@@ -202,10 +217,7 @@ class Listener:
         scan_s = time.perf_counter() - t
         entries = []
         for study in found.studies:
-            # Plan first: the study folder appears with the plan; the brain mask and the DICOM
-            # results follow (complete_deferred) and are added to it and to study.json.
-            record = process_study(study, work, RunOptions(n4=self.options.n4, quiet=True, defer_extras=True),
-                                   self.segmenter, self.stripper)
+            record = process_study(study, work, self._run_options, self.segmenter, self.stripper)
             sid = study_id(study)
             self._drop_replaced(self.output / sid, {s.get("key") for s in record.series if s.get("key")})
             series, renamed = self._merge(work / sid, self.output / sid)

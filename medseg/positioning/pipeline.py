@@ -30,7 +30,7 @@ from medseg.positioning.plan import AxialPlan
 from medseg.positioning.qc import render_qc
 from medseg.preprocess.n4 import N4Options
 from medseg.preprocess.skullstrip import BrainExtraction, SkullStripper
-from medseg.segment.infer import CCSegmentation, CCSegmenter, localizer_search_slab
+from medseg.segment.infer import CCSegmentation, CCSegmenter, is_localizer, localizer_search_slab
 from medseg.volume import Volume
 
 SCHEMA = "medseg.position/1"
@@ -105,25 +105,39 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-# N4 of a localizer when no brain mask is asked for: "slab" fits the field on the slices the CC
-# search reads only (pipelines/evaluate_rotated_localizers.py --n4 and
-# pipelines/benchmark_latency.py re-measure each choice); "full" fits it on every slice.
-LOCALIZER_N4: Literal["slab", "full"] = "slab"
+# N4 of a localizer when no brain mask is asked for: "off" plans it on the image as it came (the
+# default: the CC network is trained with random bias fields, and N4 was the largest stage of the
+# plan's latency); "slab" fits the field on the slices the CC search reads only; "full" on every
+# slice. With skull stripping a localizer gets the full N4 whatever this says (the stripper reads
+# every slice). pipelines/evaluate_rotated_localizers.py (--n4, --bias) and
+# pipelines/evaluate_localizer_n4.py re-measure each choice; the README (*Latency*) has the figures.
+LocalizerN4 = Literal["off", "slab", "full"]
+LOCALIZER_N4: LocalizerN4 = "off"
+
+
+def localizer_n4_mode(mode: LocalizerN4 | None = None) -> LocalizerN4:
+    """``mode``, or the default :data:`LOCALIZER_N4`."""
+    return mode or LOCALIZER_N4
 
 
 def n4_slab(volume: Volume, head: np.ndarray, *, skull_strip: bool,
-            mode: Literal["slab", "full"] | None = None) -> tuple[int, int] | None:
+            mode: LocalizerN4 | None = None) -> tuple[int, int] | None:
     """The slab N4 needs to be fitted on (see :data:`LOCALIZER_N4`), or None for all slices: a
     3D volume, a skull stripping (it reads every slice) or ``mode`` "full"."""
-    if skull_strip or (mode or LOCALIZER_N4) == "full" or not head.any():
+    if skull_strip or localizer_n4_mode(mode) == "full" or not head.any():
         return None
     return localizer_search_slab(volume, head)
+
+
+def skips_n4(volume: Volume, *, skull_strip: bool, mode: LocalizerN4 | None = None) -> bool:
+    """Whether a localizer is planned without N4 (``mode`` "off" and no skull stripping)."""
+    return not skull_strip and localizer_n4_mode(mode) == "off" and is_localizer(volume)
 
 
 def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
                     max_difference_deg: float = 10.0, n4_options: N4Options | None = None,
                     head_mask: np.ndarray | None = None, stripper: SkullStripper | None = None,
-                    n4_mode: Literal["slab", "full"] | None = None) -> PositionResult:
+                    n4_mode: LocalizerN4 | None = None) -> PositionResult:
     """Run the positioning stages (:data:`medseg.pipeline.POSITION`) on one image (a localizer
     series or a 3D volume).
 
