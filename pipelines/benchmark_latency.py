@@ -8,9 +8,11 @@ Two ways a 35-slice sagittal localizer (256 x 256, 4 mm, ICBM152 head via nilear
 
 Each is repeated --repeat times (the listen run sends a new study each time, with new UIDs) and
 the median is printed, with and without skull stripping (the brain mask is not used by the plan).
-Targets: warm listen < 1 s, fresh process < 3 s, on 2 CPU cores. The CPU seconds (user + system,
-all threads) are printed too: they are less inflated than wall time when the machine is shared, and
-on an idle 2-core machine the wall time lies between CPU/2 and CPU.
+Targets: warm listen < 1 s, fresh process < 3 s, on 2 CPU cores, judged by the median wall time
+(the verdict says when the load average before the run exceeded 1: other work inflates it).
+The CPU seconds (user + system, all threads) are printed too: for ``listen`` they are those of the
+whole benchmark process while a study is handled (the C-STORE sending, the receiving node and the
+work after the plan included), for the fresh process those of the whole child process.
 
 Usage: python pipelines/benchmark_latency.py [--repeat 5] [--slices 35] [--json out.json]
 """
@@ -133,8 +135,10 @@ def main() -> int:
         line = (f"{name:46s} {row['median_s']:6.2f} s  (all: {', '.join(f'{v:.2f}' for v in row['all_s'])}); "
                 f"CPU {row['cpu_median_s']:.2f} s")
         target = TARGETS.get(name)
-        if target is not None:  # on an idle machine wall <= CPU: the CPU seconds decide
-            line += f"; target < {target:.0f} s: {'met' if row['cpu_median_s'] < target else 'NOT met'} (by CPU)"
+        if target is not None:  # the wall time decides; it is only meaningful on a quiet machine
+            verdict = "met" if row["median_s"] < target else "NOT met"
+            busy = load_before > 1.0  # before: the benchmark's own node and sender load it after
+            line += f"; target < {target:.0f} s: {verdict}" + (" (machine busy: re-run when quiet)" if busy else "")
         print(line)
         if "stages_median_s" in row:
             other = row["median_s"] - sum(row["stages_median_s"].values())

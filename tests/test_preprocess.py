@@ -115,3 +115,48 @@ def test_fill_holes_equals_scipy_on_random_masks():
     ring[2:7, 2:7] = True
     ring[4, 4] = False
     assert fill_holes(ring)[4, 4] and not fill_holes(ring)[0, 0]
+
+
+def _random_masks(rng, count: int = 25):
+    from scipy import ndimage
+
+    for _ in range(count):
+        shape = tuple(int(n) for n in rng.integers(2, 24, 3))
+        yield ndimage.gaussian_filter(rng.random(shape), 1.5) > rng.uniform(0.45, 0.55)
+
+
+def test_fast_closing_and_per_plane_filling_equal_scipy():
+    """The head mask's closing and per-plane hole filling (medseg.masks) give scipy's masks,
+    masks touching the array's border included, in either memory order."""
+    from scipy import ndimage
+
+    from medseg.masks import binary_closing, fill_holes_per_plane
+
+    rng = np.random.default_rng(1)
+    for mask in _random_masks(rng):
+        for layout in (mask, np.asfortranarray(mask)):
+            for iterations in (1, 2, 3):
+                np.testing.assert_array_equal(binary_closing(layout, iterations),
+                                              ndimage.binary_closing(mask, iterations=iterations))
+            for axis in range(3):
+                expected = ndimage.binary_fill_holes(mask)
+                for k in range(mask.shape[axis]):
+                    index = [slice(None)] * 3
+                    index[axis] = k
+                    expected[tuple(index)] = ndimage.binary_fill_holes(expected[tuple(index)])
+                np.testing.assert_array_equal(fill_holes_per_plane(layout, axis), expected)
+    assert not binary_closing(np.zeros((4, 4, 4), bool), 2).any()
+
+
+def test_counted_percentiles_equal_numpy_over_the_whole_value_range():
+    from medseg.masks import percentiles
+
+    rng = np.random.default_rng(2)
+    q = [0, 0.5, 1, 37.3, 50, 99, 99.5, 100]
+    for dtype, low, high in ((np.int16, -32768, 32767), (np.uint16, 0, 65535), (np.uint8, 0, 255),
+                             (np.int32, -5, 40), (np.int16, 7, 8)):
+        values = rng.integers(low, high, size=int(rng.integers(1, 5000)), endpoint=True).astype(dtype)
+        np.testing.assert_allclose(percentiles(values.reshape(-1, 1), q), np.percentile(values, q),
+                                   rtol=0, atol=1e-9)
+    floats = rng.random(100).astype(np.float32)
+    np.testing.assert_array_equal(percentiles(floats, q), np.percentile(floats, q))

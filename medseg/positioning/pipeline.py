@@ -12,6 +12,7 @@ in ``result.json`` and does not stop the positioning.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -180,15 +181,25 @@ def write_position_outputs(result: PositionResult, out_dir: Path) -> dict[str, P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seg = result.segmentation
-    picture = render_qc(seg.image2d, seg.mask2d, seg.plane, result.localization,
-                        title=result.volume.meta.description[:40])
-    paths = {
-        "mask": write_nifti(seg.mask, out_dir / "cc_mask.nii.gz"),
-        "image": write_nifti(display_image(result.corrected or result.volume), out_dir / "image.nii.gz"),
-        "qc": write_png(picture, out_dir / "qc.png"),
+
+    def qc() -> Path:
+        picture = render_qc(seg.image2d, seg.mask2d, seg.plane, result.localization,
+                            title=result.volume.meta.description[:40])
+        return write_png(picture, out_dir / "qc.png")
+
+    writers = {
+        "image": lambda: write_nifti(display_image(result.corrected or result.volume), out_dir / "image.nii.gz"),
+        "mask": lambda: write_nifti(seg.mask, out_dir / "cc_mask.nii.gz"),
+        "qc": qc,
     }
     if result.brain is not None:
-        paths["brain_mask"] = write_nifti(result.brain.mask, out_dir / "brain_mask.nii.gz")
+        brain = result.brain.mask
+        writers["brain_mask"] = lambda: write_nifti(brain, out_dir / "brain_mask.nii.gz")
+    # The files are independent and their compression (zlib) releases the GIL: written side by
+    # side, the largest one (image.nii.gz) sets the time. result.json, which names them, comes last.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="outputs") as pool:
+        futures = {name: pool.submit(write) for name, write in writers.items()}
+        paths = {name: future.result() for name, future in futures.items()}
     data = result.as_dict()
     data["files"] = {k: v.name for k, v in paths.items()}
     paths["result"] = write_text_atomic(out_dir / "result.json", json.dumps(data, indent=2))

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from medseg.errors import InputError
 from medseg.infer.normalize2d import TRAINING_PERCENTILES
-from medseg.masks import fill_holes_per_plane, largest_component
+from medseg.masks import binary_closing, fill_holes_per_plane, largest_component, percentiles
 from medseg.planes import section_axis
 from medseg.volume import Volume
 
@@ -32,19 +31,30 @@ def foreground_mask(volume: Volume) -> np.ndarray:
     Raises:
         InputError: the image has no foreground (constant or empty).
     """
-    array = np.asarray(volume.array, dtype=np.float32)
-    if array.ndim == 4:
-        array = array[..., 0]
+    stored = np.asarray(volume.array)
+    if stored.ndim == 4:
+        stored = stored[..., 0]
+    array = stored.astype(np.float32, copy=False)
     if not np.isfinite(array).all() or np.ptp(array) <= 0:
         raise InputError(f"{volume.meta.description or 'image'}: no foreground (constant image)")
-    shifted = np.clip(array - np.percentile(array, 0.5), 0, None)
-    image = sitk.GetImageFromArray(np.log1p(shifted / (np.percentile(shifted, 99.5) + 1e-6) * 1000))
+    # the 99.5th percentile of the shifted image is that of the image minus the shift (exactly:
+    # the shift is monotonic), so one pass gives both
+    low, high = percentiles(stored, [0.5, 99.5])
+    shifted = np.clip(array - low, 0, None)  # float64, as before
+    logged = np.log1p(shifted / (max(high - low, 0.0) + 1e-6) * 1000)
+    # SimpleITK imports a C-ordered array ten times faster; a volume's array is often a
+    # transposed (Fortran-ordered) view, whose transpose is C-ordered. Otsu does not depend on
+    # the axis order; the mask is transposed back.
+    transposed = logged.flags.f_contiguous and not logged.flags.c_contiguous
+    image = sitk.GetImageFromArray(logged.T if transposed else np.ascontiguousarray(logged))
     mask = sitk.GetArrayFromImage(sitk.OtsuThreshold(image, 0, 1)).astype(bool)
+    if transposed:
+        mask = mask.T
     if not mask.any():
         raise InputError(f"{volume.meta.description or 'image'}: no foreground found")
     mask = largest_component(mask)
     # then slice by slice: cavities open to the outside in 3D (mouth, ear canals)
-    return fill_holes_per_plane(ndimage.binary_closing(mask, iterations=2) | mask,
+    return fill_holes_per_plane(binary_closing(mask, iterations=2) | mask,
                                 axis=section_axis(volume.affine, volume.spatial_shape))
 
 
