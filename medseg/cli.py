@@ -143,7 +143,8 @@ def _one_line(exc: BaseException) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     from medseg.io import scan
 
-    pipeline_config(args)  # a bad config file is an error here too
+    if args.config is not None:  # a bad config file is an error here too (its stages do not run)
+        pipeline_config(args)
     inputs = _inputs(args)
     result = scan(inputs, show_progress=not args.quiet)
     if args.json:

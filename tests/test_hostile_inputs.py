@@ -73,6 +73,7 @@ def test_unreadable_file_marks_its_series(tmp_path):  # pragma: no cover - needs
 def test_unreadable_file_is_attributed_by_its_name(tmp_path, monkeypatch):
     """Permission denied (simulated: root can read anything) is damage, not 'non-image'."""
     import medseg.io.dicom_headers as headers
+    import medseg.io.fast_header as fast_headers
 
     paths = _series(tmp_path / "s")
     victim = str(sorted(paths)[0])
@@ -84,6 +85,7 @@ def test_unreadable_file_is_attributed_by_its_name(tmp_path, monkeypatch):
         return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(headers, "open", guarded_open, raising=False)
+    monkeypatch.setattr(fast_headers, "open", guarded_open, raising=False)  # both readers open files
     result, ref = _only_series(tmp_path / "s")
     assert result.files[victim][0] == "damaged"
     assert "unreadable" in result.files[victim][1]

@@ -21,6 +21,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from medseg.io.fast_header import read_common_header
+
 log = logging.getLogger(__name__)
 
 # Study/patient attributes copied onto derived series so that a PACS files them with the source.
@@ -635,6 +637,13 @@ def read_header(path: str, *, philips_precise: bool = True, limits: ScanLimits =
         ResourceLimitError: the header declares more frames or voxels than ``limits`` allow.
     """
     size = os.path.getsize(path)
+    common = read_common_header(path, size)
+    if common is not None:
+        view, tag, offset, length = common
+        try:
+            return _file_header(view, _PixelElement(offset, length, tag=tag), path, philips_precise, limits, size)
+        except Exception:  # noqa: BLE001 - anything unusual: pydicom's reading below decides
+            pass
     ds, fp = _read_dataset(path, stop_before_pixels=True)
     try:
         modality = str(ds.get("Modality", "") or "")
@@ -643,6 +652,16 @@ def read_header(path: str, *, philips_precise: bool = True, limits: ScanLimits =
         pixels = _pixel_element(fp, ds, size, path, limits)
     finally:
         fp.close()
+    return _file_header(ds, pixels, path, philips_precise, limits, size)
+
+
+def _file_header(ds: Any, pixels: _PixelElement | None, path: str, philips_precise: bool,
+                 limits: ScanLimits, size: int | None = None) -> FileHeader:
+    """The FileHeader of a data set (a pydicom Dataset, or the common-case view of
+    :mod:`medseg.io.fast_header`) whose pixel data element has been located."""
+    modality = str(ds.get("Modality", "") or "")
+    if modality.upper() in _NON_IMAGE_MODALITIES:
+        raise NotImageDicom(f"DICOM without image data (modality {modality})")
     if pixels is None:
         if _is_image_class(ds):
             raise _damaged(f"{path}: image object without pixel data (the file ends at byte {size}: "
