@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from medseg.errors import NoCorpusCallosumError
-from medseg.geometry import SUPERIOR, Plane, anterior_pointing, image_angle, physical_angle
+from medseg.geometry import SUPERIOR, Plane, anterior_pointing, as_vec3, image_angle, physical_angle
 from medseg.masks import largest_component
 
 
@@ -83,8 +83,8 @@ def _estimate(plane: Plane, center_xy: np.ndarray, dxy: np.ndarray) -> LineEstim
         center_px=(float(center_xy[0]), float(center_xy[1])),
         direction_px=(float(dxy[0]), float(dxy[1])),
         angle_image_deg=image_angle(dxy),
-        center_mm=tuple(float(v) for v in plane.to_patient(center_xy)[0]),
-        direction_lps=tuple(float(v) for v in direction),
+        center_mm=as_vec3(plane.to_patient(center_xy)[0]),
+        direction_lps=as_vec3(direction),
         angle_deg=physical_angle(direction),
     )
 
@@ -186,7 +186,7 @@ def _mean_direction(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def smooth_outline(mask: np.ndarray, plane: Plane, probability: np.ndarray | None, smoothing_mm: float,
-                   *, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+                   *, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray | None]:
     """(mask, probability) of the CC smoothed by a Gaussian of ``smoothing_mm``; the smoothed
     probability is the CC above ``threshold`` (a smoothed binary mask above 0.5).
 

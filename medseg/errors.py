@@ -8,7 +8,9 @@ them (``medseg.segment.infer.NoCCFoundError`` ...).
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal, Mapping, get_args
 
 Stage = Literal["config", "route", "load", "n4", "skullstrip", "segment", "angles", "position",
                 "stitch", "outputs", "model", "engine", "pacs", "internal", "medseg"]
@@ -94,7 +96,14 @@ class OutputError(MedsegError):
 
 
 class DicomOutputError(OutputError):
-    """A DICOM result object cannot be built for this series (no usable source DICOM)."""
+    """A DICOM result object cannot be built for this series (no usable source DICOM).
+
+    Raised by :func:`medseg.dicomout.write_dicom_results` when some objects failed: ``written``
+    holds the objects that were written, ``failures`` the reason per failed object (both empty
+    otherwise)."""
+
+    written: Mapping[str, Path] = MappingProxyType({})
+    failures: Mapping[str, str] = MappingProxyType({})
 
 
 class DaskEngineError(MedsegError):

@@ -14,6 +14,7 @@ is stored (row/column order, flips, head-first/feet-first, prone/supine).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -22,6 +23,12 @@ from medseg.volume import Volume
 ANTERIOR = np.array([0.0, -1.0, 0.0])
 SUPERIOR = np.array([0.0, 0.0, 1.0])
 LEFT = np.array([1.0, 0.0, 0.0])
+
+
+def as_vec3(values: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
+    """A 3-vector as a tuple of Python floats (ValueError if it has not exactly 3 entries)."""
+    x, y, z = (float(v) for v in values)
+    return x, y, z
 
 
 @dataclass(frozen=True)

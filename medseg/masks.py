@@ -90,7 +90,7 @@ def _cross_step(mask: np.ndarray, grow: bool) -> np.ndarray:
         else:
             out[lo] &= mask[up]
             out[up] &= mask[lo]
-            edge = [slice(None)] * mask.ndim
+            edge: list[slice | int] = [slice(None)] * mask.ndim
             for end in (0, -1):
                 edge[axis] = end
                 out[tuple(edge)] = False

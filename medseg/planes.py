@@ -86,7 +86,7 @@ def slice_normal(affine: np.ndarray, axis: int) -> np.ndarray:
     return normal if np.dot(normal, directions[:, axis]) >= 0 else -normal
 
 
-def plane_of_normal(normal: Sequence[float]) -> PlaneName:
+def plane_of_normal(normal: Sequence[float] | np.ndarray) -> PlaneName:
     """``"sag"``, ``"cor"`` or ``"ax"``: the patient axis closest to a plane's normal."""
     return PLANE_NAMES[int(np.argmax(np.abs(np.asarray(normal, dtype=np.float64))))]
 

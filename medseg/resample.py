@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -14,7 +16,7 @@ _INTERPOLATORS = {
 }
 
 
-def _reference_image(shape: tuple[int, int, int], affine: np.ndarray) -> sitk.Image:
+def _reference_image(shape: Sequence[int], affine: np.ndarray) -> sitk.Image:
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     reference = sitk.Image([int(s) for s in shape], sitk.sitkUInt8)
     reference.SetSpacing([float(s) for s in spacing])

@@ -17,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
+import numpy.typing as npt
 from nibabel import orientations as nio
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -133,16 +134,16 @@ class Volume:
         """The affine in RAS (as NIfTI/nibabel store it)."""
         return LPS_TO_RAS @ self.affine
 
-    def world_coordinates(self, indices: np.ndarray) -> np.ndarray:
+    def world_coordinates(self, indices: npt.ArrayLike) -> np.ndarray:
         """LPS coordinates (N x 3) of voxel indices (N x 3, may be fractional)."""
-        indices = np.atleast_2d(np.asarray(indices, dtype=np.float64))
-        return indices @ self.affine[:3, :3].T + self.affine[:3, 3]
+        ijk = np.atleast_2d(np.asarray(indices, dtype=np.float64))
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
 
-    def voxel_coordinates(self, points: np.ndarray) -> np.ndarray:
+    def voxel_coordinates(self, points: npt.ArrayLike) -> np.ndarray:
         """Fractional voxel indices (N x 3) of LPS points (N x 3)."""
-        points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+        xyz = np.atleast_2d(np.asarray(points, dtype=np.float64))
         inv = np.linalg.inv(self.affine)
-        return points @ inv[:3, :3].T + inv[:3, 3]
+        return xyz @ inv[:3, :3].T + inv[:3, 3]
 
     # ---- derivation ---------------------------------------------------------------------------
     def with_array(
@@ -171,15 +172,15 @@ class Volume:
         new_ras = ras @ nio.inv_ornt_aff(transform, self.spatial_shape)
         return Volume(np.ascontiguousarray(array), LPS_TO_RAS @ new_ras, self.meta)
 
-    def permute_axes(self, order: tuple[int, int, int]) -> "Volume":
+    def permute_axes(self, order: Sequence[int]) -> "Volume":
         """The same voxels with the array axes reordered: new axis ``n`` is old axis ``order[n]``
         (a 4th axis stays last). No interpolation; every voxel keeps its world position."""
-        order = tuple(int(a) for a in order)
-        if sorted(order) != [0, 1, 2]:
-            raise ValueError(f"permute_axes needs a permutation of (0, 1, 2), got {order}")
-        array = np.transpose(self.array, order + ((3,) if self.array.ndim == 4 else ()))
+        axes = tuple(int(a) for a in order)
+        if sorted(axes) != [0, 1, 2]:
+            raise ValueError(f"permute_axes needs a permutation of (0, 1, 2), got {axes}")
+        array = np.transpose(self.array, axes + ((3,) if self.array.ndim == 4 else ()))
         affine = self.affine.copy()
-        affine[:3, :3] = self.affine[:3, list(order)]
+        affine[:3, :3] = self.affine[:3, list(axes)]
         return Volume(np.ascontiguousarray(array), affine, self.meta)
 
     def resample_to(

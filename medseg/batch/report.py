@@ -15,7 +15,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from medseg.io.atomic import write_text_atomic
 
@@ -88,7 +88,7 @@ def status_counts(studies: list[dict]) -> dict[str, int]:
     return {status: sum(s["status"] == status for s in studies) for status in STUDY_STATUSES}
 
 
-def write_summaries(studies: list[dict], output: Path, runs: list[str] = ()) -> None:
+def write_summaries(studies: list[dict], output: Path, runs: Sequence[str] = ()) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()

@@ -94,7 +94,8 @@ def _flags(row: dict) -> list[str]:
 
 def _links(row: dict, output: Path, niivue_js: Path | None) -> tuple[Path | None, dict]:
     """(the bundle, once written), and the row's links (view, qc, result) relative to ``output``."""
-    entry, links = row["_entry"], {}
+    entry = row["_entry"]
+    links: dict[str, str] = {}
     if not row["study_id"] or row["study_id"].startswith(".") or "/" in row["study_id"] or "\\" in row["study_id"]:
         return niivue_js, links  # not a study folder name medseg writes: link nothing
     study = PurePosixPath(row["study_id"])

@@ -128,12 +128,12 @@ def dicom_entry(write, root: Path, *args) -> dict:
     try:
         paths = write(*args)
     except DicomOutputError as exc:
-        written = getattr(exc, "written", {})
-        entry = {"dicom_status": "skipped" if "NIfTI" in str(exc) else "partial" if written else "failed",
-                 "dicom_message": str(exc)}
+        written = exc.written
+        status = "skipped" if "NIfTI" in str(exc) else "partial" if written else "failed"
+        entry: dict[str, object] = {"dicom_status": status, "dicom_message": str(exc)}
         if written:
             entry["dicom"] = {k: str(Path(v).relative_to(root)) for k, v in written.items()}
-            entry["dicom_errors"] = exc.failures
+            entry["dicom_errors"] = dict(exc.failures)
         return entry
     except Exception as exc:  # a failing DICOM object must not lose the other outputs
         return {"dicom_status": "failed", "dicom_message": f"{type(exc).__name__}: {exc}"}

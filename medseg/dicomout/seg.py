@@ -53,19 +53,22 @@ def build_segmentation(frames: Sequence[SourceFrame], cc_mask: Volume, brain_mas
     # frame f of the SEG pixel array = mask slice k, as rows x columns (array[i, j, k] -> [j, i])
     pixels = np.stack([np.stack([a[:, :, f.slice_index].T > 0 for a in arrays], axis=-1) for f in frames])
     datasets = list({id(f.dataset): f.dataset for f in frames}.values())
-    geometry = {}
+    pixel_measures: hd.PixelMeasuresSequence | None = None
+    plane_orientation: hd.PlaneOrientationSequence | None = None
+    plane_positions: list[hd.PlanePositionSequence] | None = None
     if len(datasets) == 1 and frames[0].frame is not None:
         # enhanced multi-frame source: the SEG frames follow the source frames, and the plane
         # geometry is given explicitly (the source may keep it per frame, not shared)
-        order = np.argsort([f.frame for f in frames])
+        numbers = [f.frame for f in frames if f.frame is not None]
+        assert len(numbers) == len(frames)  # map_frames numbers every frame of a multi-frame source
+        order = np.argsort(numbers)
         pixels, ordered = pixels[order], [frames[i] for i in order]
         spacing = np.linalg.norm(cc_mask.affine[:3, :3], axis=0)
         thickness = frame_thickness(ordered[0].dataset, ordered[0].frame) or float(spacing[2])
-        geometry = {
-            "pixel_measures": hd.PixelMeasuresSequence(pixel_spacing=(float(spacing[1]), float(spacing[0])),
-                                                       slice_thickness=thickness),
-            "plane_orientation": hd.PlaneOrientationSequence("PATIENT", ordered[0].orientation),
-            "plane_positions": [hd.PlanePositionSequence("PATIENT", f.position) for f in ordered]}
+        pixel_measures = hd.PixelMeasuresSequence(pixel_spacing=(float(spacing[1]), float(spacing[0])),
+                                                  slice_thickness=thickness)
+        plane_orientation = hd.PlaneOrientationSequence("PATIENT", ordered[0].orientation)
+        plane_positions = [hd.PlanePositionSequence("PATIENT", f.position) for f in ordered]
     if not pixels[..., 0].any():
         raise DicomOutputError("the CC mask is empty on the source frames")
     return hd.seg.Segmentation(
@@ -75,4 +78,5 @@ def build_segmentation(frames: Sequence[SourceFrame], cc_mask: Volume, brain_mas
         manufacturer="medseg", manufacturer_model_name=(contract.name if contract else "medseg")[:64],
         software_versions=f"medseg {__version__}", device_serial_number="0",
         series_description="medseg CC and brain segmentation", omit_empty_frames=True,
-        content_label="MEDSEG", content_description="corpus callosum and brain mask (automatic)", **geometry)
+        content_label="MEDSEG", content_description="corpus callosum and brain mask (automatic)",
+        pixel_measures=pixel_measures, plane_orientation=plane_orientation, plane_positions=plane_positions)

@@ -16,6 +16,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from medseg.errors import DicomOutputError
+from medseg.geometry import as_vec3
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def read_sources(files: Sequence[str | Path]) -> list[Dataset]:
     """The source datasets (pixel data left out: only headers are needed; files are not changed)."""
     if not files:
         raise DicomOutputError("no source DICOM files (NIfTI input has none)")
-    datasets = []
+    datasets: list[Dataset] = []
     for path in files:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -118,5 +119,5 @@ def map_frames(datasets: Sequence[Dataset], affine: np.ndarray, shape: tuple[int
             if (np.abs(ijk[:2]).max() > tolerance or abs(ijk[2] - k) > tolerance or not 0 <= k < shape[2]
                     or np.abs(orientation - direction.T.ravel()).max() > 1e-3):
                 raise DicomOutputError("a source frame does not lie on the result's grid")
-            frames.append(SourceFrame(ds, frame, k, tuple(map(float, position)), tuple(map(float, orientation))))
+            frames.append(SourceFrame(ds, frame, k, as_vec3(position), tuple(map(float, orientation))))
     return frames

@@ -140,8 +140,11 @@ def read_angles(sr) -> dict[str, float]:
         report = hd.sr.srread(sr)
     else:
         report = sr if isinstance(sr, hd.sr.Comprehensive3DSR) else hd.sr.Comprehensive3DSR.from_dataset(sr)
-    values = {}
-    for group in report.content.get_volumetric_roi_measurement_groups():
+    content = report.content  # a MeasurementReport when the SR declares TID 1500, as build_report's do
+    if not isinstance(content, hd.sr.MeasurementReport):
+        raise ValueError("not a TID 1500 measurement report")
+    values: dict[str, float] = {}
+    for group in content.get_volumetric_roi_measurement_groups():
         for key, code in {**ANGLES, **PLAN_ANGLES}.items():
             for item in group.get_measurements(name=code):
                 values[key] = item.value

@@ -80,6 +80,7 @@ class DynamicBatcher:
         request.done.wait()
         if request.error is not None:
             raise request.error
+        assert request.result is not None  # _run sets the result or the error before done
         return request.result
 
     def _ready(self) -> bool:
@@ -97,7 +98,8 @@ class DynamicBatcher:
                     if remaining <= 0:
                         break
                     self._condition.wait(remaining)
-                taken, size = [], 0
+                taken: list[_Request] = []
+                size = 0
                 for request in self._pending:
                     if taken and size + len(request.batch) > self.max_batch:
                         break

@@ -10,16 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 # What training uses and export records in the contract (``input.normalization``).
-NORMALIZATION = {
+TRAINING_PERCENTILES: tuple[float, float] = (1.0, 99.0)
+NORMALIZATION: dict[str, object] = {
     "method": "percentile",
-    "lower_percentile": 1.0,
-    "upper_percentile": 99.0,
+    "lower_percentile": TRAINING_PERCENTILES[0],
+    "upper_percentile": TRAINING_PERCENTILES[1],
     "region": "foreground of each network-grid plane: pixels above the Otsu threshold of a 128-bin "
               "histogram of the plane (bins spanning min..max); all pixels if fewer than 50 qualify",
     "outside_image_value": 0.0,
     "output": "(x - p_lower) / (p_upper - p_lower), not clipped; p_upper == p_lower -> divide by 1",
 }
-TRAINING_PERCENTILES = (NORMALIZATION["lower_percentile"], NORMALIZATION["upper_percentile"])
 
 
 def head_mask_2d(image: np.ndarray) -> np.ndarray:

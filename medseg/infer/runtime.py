@@ -17,7 +17,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from medseg.infer.contract import ModelContract, check_model_file, load_contract
 log = logging.getLogger(__name__)
 Device = Literal["auto", "cpu", "cuda", "tensorrt"]
 Precision = Literal["fp32", "fp16"]
+# An onnxruntime execution provider: its name, or (name, provider options).
+Provider = str | tuple[str, dict[str, Any]]
 
 
 def default_models_dir() -> Path:
@@ -42,22 +44,23 @@ def default_models_dir() -> Path:
     return Path(str(files("medseg") / "models"))
 
 
-_CUDA = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
+_CUDA: Provider = ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})
 
 
-def _providers(device: str, precision: str) -> list:
+def _providers(device: str, precision: str) -> list[Provider]:
     """Providers wanted for a device, in order of preference. TensorRT builds its engines in fp16
     when asked, and caches them (building takes minutes) under $MEDSEG_CACHE or ~/.cache/medseg."""
     import os
 
     cache = Path(os.environ.get("MEDSEG_CACHE", Path.home() / ".cache" / "medseg")) / "tensorrt"
-    tensorrt = ("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16",
-                                              "trt_engine_cache_enable": True,
-                                              "trt_engine_cache_path": str(cache)})
-    return {"cpu": ["CPUExecutionProvider"],
-            "cuda": [_CUDA, "CPUExecutionProvider"],
-            "tensorrt": [tensorrt, _CUDA, "CPUExecutionProvider"],
-            "auto": [tensorrt, _CUDA, "CPUExecutionProvider"]}[device]
+    tensorrt: Provider = ("TensorrtExecutionProvider", {"trt_fp16_enable": precision == "fp16",
+                                                        "trt_engine_cache_enable": True,
+                                                        "trt_engine_cache_path": str(cache)})
+    choices: dict[str, list[Provider]] = {"cpu": ["CPUExecutionProvider"],
+                                          "cuda": [_CUDA, "CPUExecutionProvider"],
+                                          "tensorrt": [tensorrt, _CUDA, "CPUExecutionProvider"],
+                                          "auto": [tensorrt, _CUDA, "CPUExecutionProvider"]}
+    return choices[device]
 
 
 class Predictor(Protocol):
@@ -80,7 +83,7 @@ class ModelRuntime:
     """One onnxruntime session of a shipped model; implements :class:`Predictor`."""
 
     contract: ModelContract
-    session: object
+    session: Any  # an onnxruntime.InferenceSession (onnxruntime ships no type information)
     providers: list[str]
     path: Path
     precision: str = "fp32"

@@ -32,10 +32,10 @@ SECONDARY_CAPTURE = pydicom.uid.SecondaryCaptureImageStorage
 def _to_stored(array: np.ndarray) -> tuple[np.ndarray, float, float, bool]:
     """Stored 16-bit values plus RescaleSlope/Intercept that recover ``array``."""
     if np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.bool_):
-        lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
-        if lo >= 0 and hi <= 65535:
+        low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        if low >= 0 and high <= 65535:
             return array.astype(np.uint16), 1.0, 0.0, False
-        if lo >= -32768 and hi <= 32767:
+        if low >= -32768 and high <= 32767:
             return array.astype(np.int16), 1.0, 0.0, True
     values = array.astype(np.float64)
     lo, hi = float(np.nanmin(values)), float(np.nanmax(values))

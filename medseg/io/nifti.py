@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 from medseg.errors import CorruptFileError
 from medseg.io.atomic import atomic_path
@@ -30,6 +31,8 @@ def read_nifti(path: str | os.PathLike) -> Volume:
     path = str(path)
     try:
         image = nib.load(path)
+        if not isinstance(image, SpatialImage):  # e.g. CIFTI or GIFTI: no voxel grid, no affine
+            raise TypeError(f"not a spatial image but {type(image).__name__}")
         array = np.asanyarray(image.dataobj)
     except Exception as exc:  # nibabel raises several types on damaged files
         raise CorruptFileError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc

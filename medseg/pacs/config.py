@@ -36,8 +36,8 @@ class Peer:
     def parse(cls, text: str) -> "Peer":
         try:
             ae_title, address = str(text).split("@", 1)
-            host, port = address.rsplit(":", 1)
-            port = int(port)
+            host, port_text = address.rsplit(":", 1)
+            port = int(port_text)
         except ValueError:
             raise PeerError(f"a DICOM peer is AE_TITLE@HOST:PORT, got {text!r}") from None
         return cls(check_ae_title(ae_title), host, port)

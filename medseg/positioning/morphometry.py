@@ -75,7 +75,9 @@ def _longest_skeleton_path(skeleton: np.ndarray) -> np.ndarray:
     points = np.argwhere(skeleton)
     index = -np.ones(skeleton.shape, dtype=int)
     index[tuple(points.T)] = np.arange(len(points))
-    rows, cols, weights = [], [], []
+    rows: list[int] = []
+    cols: list[int] = []
+    weights: list[float] = []
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):
             if dr == 0 and dc == 0:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medseg.geometry import ANTERIOR, LEFT, SUPERIOR
+from medseg.geometry import ANTERIOR, LEFT, SUPERIOR, as_vec3
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,11 @@ def plan_axial(center_mm: np.ndarray, line_direction_lps: np.ndarray, midsagitta
     roll = float(np.degrees(np.arctan2(np.dot(left, SUPERIOR), np.dot(left, LEFT))))
     yaw = float(np.degrees(np.arctan2(np.dot(anterior, LEFT), np.dot(anterior, ANTERIOR))))
     return AxialPlan(
-        center_mm=tuple(float(v) for v in center_mm),
-        normal=tuple(float(v) for v in normal),
-        row_direction=tuple(float(v) for v in left),
-        column_direction=tuple(float(v) for v in posterior),
+        center_mm=as_vec3(center_mm),
+        normal=as_vec3(normal),
+        row_direction=as_vec3(left),
+        column_direction=as_vec3(posterior),
         image_orientation_patient=tuple(round(float(v), 6) for v in (*left, *posterior)),
         pitch_deg=pitch, roll_deg=roll, yaw_deg=yaw,
-        midsagittal_normal=tuple(float(v) for v in left),
+        midsagittal_normal=as_vec3(left),
     )

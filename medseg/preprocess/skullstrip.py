@@ -37,7 +37,7 @@ from medseg.errors import InputError, NoBrainFoundError
 from medseg.geometry import LEFT
 from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, network_frame
 from medseg.infer.normalize2d import normalize_slice
-from medseg.infer.runtime import Predictor, load_runtime
+from medseg.infer.runtime import Device, Precision, Predictor, load_runtime
 from medseg.masks import fill_holes_per_plane, largest_component
 from medseg.planes import left_right_axis
 from medseg.preprocess.normalize import foreground_mask
@@ -103,7 +103,7 @@ class SkullStripper:
     """Brain extraction with the shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: Predictor | None = None, *, name: str = MODEL_NAME,
-                 device: str = "cpu", precision: str = "fp32", batch_size: int = 16):
+                 device: Device = "cpu", precision: Precision = "fp32", batch_size: int = 16):
         self.runtime: Predictor = runtime or load_runtime(name, device=device, precision=precision)
         contract = self.runtime.contract  # every value below is the model's, never a copy
         self.size = contract.input.size
@@ -206,6 +206,6 @@ class SkullStripper:
             confidence=float(probabilities[predicted].mean()), uncertain_fraction=uncertain)
 
 
-def extract_brain(volume: Volume, *, device: str = "cpu", head_mask: np.ndarray | None = None) -> BrainExtraction:
+def extract_brain(volume: Volume, *, device: Device = "cpu", head_mask: np.ndarray | None = None) -> BrainExtraction:
     """Skull-strip ``volume`` with the shipped model (sessions are cached per process)."""
     return SkullStripper(device=device).extract(volume, head_mask)

@@ -29,17 +29,19 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.spatialimages import SpatialImage
 
 from medseg.io.atomic import write_text_atomic
 
 NIIVUE = "niivue.umd.js"
 _LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
+Triangles = list[tuple[int, int, int]]  # corner indices of a mesh's triangles
 
 
 def write_niivue(folder: Path) -> Path:
     """Write the vendored NiiVue bundle into ``folder`` (once; it is 2.3 MB) and return its path."""
     target = Path(folder) / NIIVUE
-    data = gzip.decompress(resources.files("medseg.report").joinpath("static", NIIVUE + ".gz").read_bytes())
+    data = gzip.decompress((resources.files("medseg.report") / "static" / (NIIVUE + ".gz")).read_bytes())
     if not target.exists() or target.stat().st_size != len(data):
         from medseg.io.atomic import atomic_path
 
@@ -51,6 +53,8 @@ def write_niivue(folder: Path) -> Path:
 def _display_nifti(path: Path, *, label: bool = False) -> nib.Nifti1Image:
     """A NIfTI for display: uint8 for masks; int16 for images whose range allows it, else float32."""
     image = nib.load(str(path))
+    if not isinstance(image, SpatialImage):  # e.g. CIFTI or GIFTI: no voxel grid, no affine
+        raise ValueError(f"{Path(path).name}: not a spatial image but {type(image).__name__}")
     array = np.asanyarray(image.dataobj)
     if array.ndim == 4:
         array = array[..., 0]
@@ -80,7 +84,7 @@ def _world_points(image: nib.Nifti1Image, mask: np.ndarray, limit: int = 200_000
     return ras * _LPS_TO_RAS
 
 
-def _mesh(name: str, corners: list[np.ndarray], faces: list[tuple[int, int, int]], rgba: list[int],
+def _mesh(name: str, corners: list[np.ndarray], faces: Triangles, rgba: list[int],
           opacity: float) -> dict:
     """A NiiVue mesh in RAS mm; every triangle is written in both windings (visible from both sides)."""
     pts = [float(x) for c in corners for x in np.asarray(c) * _LPS_TO_RAS]
@@ -127,18 +131,20 @@ def position_meshes(result: dict, brain_points_lps: np.ndarray | None) -> list[d
     return [stack, central, sagittal]
 
 
-def _slab(centre: np.ndarray, axes: np.ndarray, half: np.ndarray) -> tuple[list[np.ndarray], list]:
+def _slab(centre: np.ndarray, axes: np.ndarray, half: np.ndarray) -> tuple[list[np.ndarray], Triangles]:
     """Corners and triangles of a box centred at ``centre`` with half-sizes ``half`` along ``axes`` rows."""
     corners = [centre + axes.T @ (half * np.array([a, b, d])) for d in (-1, 1) for b in (-1, 1) for a in (-1, 1)]
-    faces = [(0, 1, 3), (0, 3, 2), (4, 6, 7), (4, 7, 5), (0, 4, 5), (0, 5, 1),
+    faces: Triangles = [(0, 1, 3), (0, 3, 2), (4, 6, 7), (4, 7, 5), (0, 4, 5), (0, 5, 1),
              (2, 3, 7), (2, 7, 6), (0, 2, 6), (0, 6, 4), (1, 5, 7), (1, 7, 3)]
     return corners, faces
 
 
-def _merge(name: str, parts: list[tuple[list[np.ndarray], list]], rgba: list[int], opacity: float) -> dict:
-    corners, faces = [], []
+def _merge(name: str, parts: list[tuple[list[np.ndarray], Triangles]], rgba: list[int], opacity: float) -> dict:
+    corners: list[np.ndarray] = []
+    faces: Triangles = []
     for part_corners, part_faces in parts:
-        faces += [tuple(i + len(corners) for i in f) for f in part_faces]
+        n = len(corners)
+        faces += [(a + n, b + n, c + n) for a, b, c in part_faces]
         corners += part_corners
     return _mesh(name, corners, faces, rgba, opacity)
 

@@ -42,7 +42,7 @@ from medseg.errors import MedsegError, NoCCFoundError
 from medseg.geometry import Plane
 from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, grid_plane, network_frame, plane_grid
 from medseg.infer.normalize2d import has_anatomy, normalize_slice
-from medseg.infer.runtime import Predictor, load_runtime
+from medseg.infer.runtime import Device, Precision, Predictor, load_runtime
 from medseg.masks import largest_component
 from medseg.planes import left_right_axis, plane_of_normal, slice_axis, slice_normal
 from medseg.preprocess.midsagittal import midsagittal_plane
@@ -200,7 +200,7 @@ class CCSegmenter:
     """Segment the CC with a shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: Predictor | None = None, *, name: str = "cc_attention_unet",
-                 device: str = "cpu", precision: str = "fp32", cc_alone: bool = True):
+                 device: Device = "cpu", precision: Precision = "fp32", cc_alone: bool = True):
         self.runtime: Predictor = runtime or load_runtime(name, device=device, precision=precision)
         self.cc_alone = cc_alone  # reduce the prediction to the CC alone (medseg.segment.cc_alone)
         contract = self.runtime.contract  # every value below is the model's, never a copy
@@ -358,7 +358,7 @@ class CCSegmenter:
             batch = [k for k in remaining if abs(offsets[k]) <= ring]
         candidates, scores = [], []
         for k in range(n):
-            entry = {"slice": k, "offset_from_head_centre_mm": round(offsets[k], 2)}
+            entry: dict[str, object] = {"slice": k, "offset_from_head_centre_mm": round(offsets[k], 2)}
             if k not in scored:
                 entry["skipped"] = ("no head in this slice" if not in_head[k] else bounds[k] if k in bounds else
                                     f"over {LR_SEARCH_MM:g} mm from the head's left-right centre")
@@ -370,7 +370,8 @@ class CCSegmenter:
             candidates.append({**entry, "cc_area_mm2": round(area, 1), "confidence": round(confidence, 4),
                                "score": round(score, 2)})
         best = int(np.argmax(scores))
-        area, confidence = candidates[best].get("cc_area_mm2", 0.0), candidates[best].get("confidence", 0.0)
+        # as recorded in candidates[best] (0 for a slice not scored)
+        area, confidence = (round(scored[best][0], 1), round(scored[best][1], 4)) if best in scored else (0.0, 0.0)
         if scores[best] <= 0 or area < MIN_CC_AREA_MM2:
             raise NoCCFoundError(f"no corpus callosum found in {n} slices (best: slice {best}, "
                                  f"{area:.0f} mm2, confidence {confidence:.2f})")
@@ -417,7 +418,7 @@ class CCSegmenter:
     def _segment_volume(self, volume: Volume, lookup: VolumeLookup) -> CCSegmentation:
         point, normal = midsagittal_plane(volume, lookup.head)
         symmetry_point, symmetry_normal = point, normal
-        candidates = [{"stage": "symmetry", "point": [round(float(v), 2) for v in point],
+        candidates: list[dict[str, object]] = [{"stage": "symmetry", "point": [round(float(v), 2) for v in point],
                        "normal": [round(float(v), 4) for v in normal]}]
         steps = int(round(SYMMETRY_SEARCH_MM / SYMMETRY_STEP_MM))
         offsets = np.arange(-steps, steps + 1) * SYMMETRY_STEP_MM

@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -145,7 +145,7 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
 
     loss_fn = (DiceCELoss(to_onehot_y=True, softmax=True) if cfg.loss == "dice_ce"
                else DiceLoss(to_onehot_y=True, softmax=True))
-    state = {"epoch": 0, "best": -1.0, "since_best": 0, "seconds": 0.0}
+    state: dict[str, Any] = {"epoch": 0, "best": -1.0, "since_best": 0, "seconds": 0.0}  # as checkpointed
     last = out / "last.pt"
     if resume and last.exists():
         checkpoint = torch.load(last, map_location="cpu", weights_only=False)
