@@ -100,3 +100,28 @@ def test_freesurfer_labels_cleaned_to_an_adult_cc():
     ours = measure(clean_mask(alone), plane, np.array([1.0, 0.0]))
     assert plausibility_problems(ours) == [], plausibility_problems(ours)
     assert plausibility_problems(raw), "the gate should fire on the label with the fornix"
+
+
+def test_a_cc_alone_step_that_cuts_the_cc_itself_keeps_the_network_mask_and_says_so():
+    """A CC shaded from genu to splenium (a raw thick slab): the rule's one intensity level cuts
+    the darker body and splenium away. The segmenter then keeps the network's (plausible) mask
+    for the angles and warns that area and thickness include more than the CC; an evenly lit CC
+    is reduced by the rule, without a warning."""
+    from medseg.segment.infer import CCSegmenter
+
+    segmenter = CCSegmenter()
+    spacing = segmenter.spacing
+    mask = arc_cc(genu=5.5 / spacing, body=3.0 / spacing, splenium=6.5 / spacing, shape=(160, 160))
+    probability = np.where(mask, 0.95, 0.02).astype(np.float32)
+    columns = np.arange(160)[None, :]
+    lit = np.where(mask, 1000.0, 100.0)
+    # genu lit, the rest at a third: the rule keeps about a third of the arch
+    shaded = np.where(mask, np.interp(columns, [40, 60, 70, 120], [1000.0, 1000.0, 300.0, 300.0]), 100.0) \
+        * np.ones((160, 1))
+    kept, warning = segmenter.alone(lit.astype(np.float32), probability)
+    assert warning is None and (kept > segmenter.threshold).sum() >= 0.4 * mask.sum()
+    kept, warning = segmenter.alone(shaded.astype(np.float32), probability)
+    assert warning is not None and "include the fornix" in warning
+    np.testing.assert_array_equal(kept, probability)
+    segmenter.cc_alone = False
+    assert segmenter.alone(shaded.astype(np.float32), probability) == (probability, None)

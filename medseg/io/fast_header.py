@@ -76,6 +76,7 @@ _ENCODINGS = {"": "iso8859", "ISO_IR 6": "iso8859", "ISO_IR 100": "latin_1", "IS
 _STRING_VRS = {"AE", "AS", "CS", "DA", "DT", "TM"}  # pydicom's convert_string: default encoding
 _TEXT_VRS = {"SH", "LO", "UC"}  # pydicom's convert_text: the character set, split on backslash
 _NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+_DECODABLE = set(_NUMBERS) | _STRING_VRS | _TEXT_VRS | {"UI", "DS", "IS", "PN"}
 _FIRST_READ = 1 << 16
 _MAX_HEADER = 1 << 22  # a header beyond 4 MB before the pixels: pydicom's business
 
@@ -289,11 +290,11 @@ def _walk(data: bytes, size: int) -> tuple[HeaderView, int, int, int]:
             if value is not None or vr not in ("DS", "IS"):  # pydicom: empty numbers are absent here
                 values[keyword] = value if value is not None else ""
         private = {}
-        for number, (vr, raw) in raw_private.items():
-            decodable = vr is not None and vr != "UN" and (vr in _NUMBERS or vr in _STRING_VRS or vr in _TEXT_VRS
-                                                           or vr in ("UI", "DS", "IS", "PN"))
-            private[(number >> 16, number & 0xFFFF)] = PrivateElement(_value(vr, raw, encoding) if decodable
-                                                                      else raw)
+        for number, (explicit_vr, raw) in raw_private.items():
+            decoded: Any = raw  # implicit VR or UN: the raw bytes, as pydicom keeps them
+            if explicit_vr in _DECODABLE:
+                decoded = _value(explicit_vr, raw, encoding)
+            private[(number >> 16, number & 0xFFFF)] = PrivateElement(decoded)
     return HeaderView(values, meta, private), tag, after, length
 
 

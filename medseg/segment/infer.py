@@ -71,6 +71,9 @@ SYMMETRY_STEP_MM = 1.5
 SYMMETRY_PRIOR_SD_MM = 2.5
 SYMMETRY_FLAG_MM = 2.0  # a plane moved further than this from the symmetry plane is flagged
 MIN_CC_AREA_MM2 = 120.0  # below this no CC is reported
+# The CC-alone step keeps 0.65-0.73 of the network's mask on the held-out subjects and the XA30
+# T1; much less means it cut the CC itself (CCSegmenter.alone).
+CC_ALONE_MIN_FRACTION = 0.4
 # Anatomical plausibility of a mid-sagittal CC (adults ~400-1200 mm2, children from ~250 mm2).
 # Elongation = long/short side of the minimum-area box; the box spans the arch's height, so real
 # CCs measure 2.35-2.87 (FreeSurfer labels of the 7 training/validation subjects): 1.8 leaves margin.
@@ -266,19 +269,34 @@ class CCSegmenter:
             return None
         return canonical, image, second
 
-    def alone(self, image: np.ndarray, probability: np.ndarray) -> np.ndarray:
-        """The probability with what is not the CC alone (fornix, septum, ventricle CSF under the
-        body; :func:`corpus_callosum_alone`) held at or below the threshold; the removed part's rim keeps
-        its soft values for the outline smoothing. ``image``/``probability`` on a network plane
-        (rows inferior, columns posterior)."""
+    def alone(self, image: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, str | None]:
+        """(probability, warning): the probability with what is not the CC alone (fornix, septum,
+        ventricle CSF under the body; :func:`corpus_callosum_alone`) held at or below the
+        threshold, the removed part's rim keeping its soft values for the outline smoothing.
+        ``image``/``probability`` on a network plane (rows inferior, columns posterior).
+
+        When the rule leaves no plausible CC (or under CC_ALONE_MIN_FRACTION of the network's
+        mask) while the network's mask is plausible, the network's mask is kept and the warning
+        says so: the rule's fixed intensity level can cut a shaded or thin-walled CC to its genu
+        (thick slabs of a raw scan), and the angles from the whole arc are then the right ones;
+        its area and thickness include the fornix and are not the CC alone."""
         if not self.cc_alone:
-            return probability
+            return probability, None
         mask = largest_component(probability > self.threshold)
         alone = corpus_callosum_alone(mask, image, self.spacing)
-        if alone.sum() * self.spacing ** 2 < MIN_CC_AREA_MM2:
-            return probability  # nothing CC-like left: the gate that follows decides
+        pixel_area = self.spacing ** 2
+        if alone.sum() * pixel_area < MIN_CC_AREA_MM2 and implausibility(mask, pixel_area):
+            return probability, None  # nothing CC-like at all: the gate that follows decides
+        reason = implausibility(alone, pixel_area)
+        if alone.sum() < CC_ALONE_MIN_FRACTION * mask.sum():
+            reason = f"kept {alone.sum() / max(mask.sum(), 1):.0%} of the network's mask"
+        if reason and not implausibility(mask, pixel_area):
+            warning = (f"the CC-alone step left no plausible CC ({reason}); the network's mask is kept: "
+                       f"the angles hold, area and thickness include the fornix ({mask.sum() * pixel_area:.0f} mm2)")
+            log.warning("%s", warning)
+            return probability, warning
         rim = ndimage.binary_dilation(alone)
-        return np.where(alone, probability, np.minimum(probability, self.threshold) * rim).astype(np.float32)
+        return np.where(alone, probability, np.minimum(probability, self.threshold) * rim).astype(np.float32), None
 
     # -- entry point ---------------------------------------------------------------------------
     def segment(self, volume: Volume, *, localizer: bool | None = None,
@@ -382,7 +400,7 @@ class CCSegmenter:
             net, net_image, net_probability = refined
         if net_image is None:
             net_image = lookup.image(plane_grid(net, self.size))
-        net_probability = self.alone(net_image, net_probability)
+        net_probability, alone_warning = self.alone(net_image, net_probability)
         # Back onto the chosen slice's own pixels.
         native = Plane.from_volume_slice(volume, best)
         xs, ys = np.meshgrid(np.arange(volume.shape[0]), np.arange(volume.shape[1]))
@@ -405,7 +423,7 @@ class CCSegmenter:
             plane=native, image2d=image2d.T, mask2d=mask2d, probability2d=probability,
             kind="localizer", slice_index=best, midsagittal_point=native.origin,
             midsagittal_normal=native.normal, area_mm2=float(mask2d.sum()) * native.pixel_area_mm2,
-            confidence=confidence, candidates=candidates)
+            confidence=confidence, candidates=candidates, warnings=[alone_warning] if alone_warning else [])
 
     # -- 3D volume -----------------------------------------------------------------------------
     def _evaluate_planes(self, lookup: VolumeLookup, poses: list[tuple[np.ndarray, np.ndarray]]):
@@ -456,7 +474,9 @@ class CCSegmenter:
         refined = self.canonical_pass(lookup, plane, probability)
         if refined is not None:
             plane, image, probability = refined
-        probability = self.alone(image, probability)
+        probability, alone_warning = self.alone(image, probability)
+        if alone_warning:
+            warnings.append(alone_warning)
         area, confidence = _score(probability, self.spacing, self.threshold)
         mask2d = largest_component(probability > self.threshold)
         # Into the volume's own grid: every voxel hit by the CC pixels (sampled at 1/3 pixel).
