@@ -499,14 +499,14 @@ def _complete_position(result, head: np.ndarray, ref: SeriesRef, stripper, uncor
     """The work after a published plan: the brain mask (N4 first when the plan's image was not
     corrected: a localizer's CC search reads it uncorrected), then the DICOM results. The plan
     itself is not recomputed; result.json gains the brain section."""
-    from medseg.pipeline import Case, Settings, correct_bias, run_stages, strip_skull
+    from medseg.pipeline import Case, Settings, Stage, correct_bias, run_stages, strip_skull
     from medseg.positioning.pipeline import write_position_outputs
 
     fields: dict = {}
     if stripper is not None:
         settings = Settings(n4="fast" if options.n4 else "off", stripper=stripper,
                             n4_options=options.n4_options, n4_mode="full")
-        stages = ((("n4", correct_bias),) if uncorrected else ()) + (("skullstrip", strip_skull),)
+        stages: tuple[Stage, ...] = ((("n4", correct_bias),) if uncorrected else ()) + (("skullstrip", strip_skull),)
         case = run_stages(Case(result.volume, settings, head=head,
                                corrected=None if uncorrected else result.volume), stages)
         error = case.brain_error
