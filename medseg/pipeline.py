@@ -212,7 +212,7 @@ class PreprocessResult:
     error: MedsegError | None = None  # skull stripping's, when it found no brain
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         meta = self.volume.meta
         return {
             "schema": SCHEMA,

@@ -126,7 +126,7 @@ def split_series(headers: list[FileHeader], series_name: str,
             return [Stack(frames=frames, n_slices=len(frames), n_volumes=1, affine=None, label="",
                           problems=[str(invalid)], error=invalid)]
 
-    buckets: dict[tuple, list[Frame]] = defaultdict(list)
+    buckets: dict[tuple[object, ...], list[Frame]] = defaultdict(list)
     for frame in frames:
         spacing = tuple(round(s, 4) for s in _placement(frame)[2])
         buckets[(frame.split_key, frame.rows, frame.cols, spacing)].append(frame)
