@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, Mapping, get_args
 
-Stage = Literal["config", "route", "load", "n4", "skullstrip", "segment", "angles", "position",
+Stage = Literal["config", "route", "load", "mask", "n4", "skullstrip", "segment", "angles", "position",
                 "stitch", "outputs", "model", "engine", "pacs", "internal", "medseg"]
 STAGES: tuple[str, ...] = get_args(Stage)
 

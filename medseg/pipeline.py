@@ -35,12 +35,13 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, TypeVar
 
 import numpy as np
 
 from medseg import __version__
 from medseg.errors import MedsegError
+from medseg.errors import Stage as StageName
 from medseg.volume import Volume
 
 if TYPE_CHECKING:
@@ -83,12 +84,20 @@ class Case:
     provenance: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     seconds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
-    def noting(self, **provenance: Any) -> dict[str, Any]:
+    def noting(self, **provenance: Any) -> Mapping[str, Any]:
         """``provenance`` with entries added (for ``replace(case, provenance=...)``)."""
         return MappingProxyType({**self.provenance, **provenance})
 
 
-Stage = tuple[str, Callable[[Case], Case]]
+Stage = tuple[StageName, Callable[[Case], Case]]
+T = TypeVar("T")
+
+
+def _needed(value: T | None, what: str) -> T:
+    """A Case field an earlier stage sets, or a setting a stage needs (the lists run in order)."""
+    if value is None:
+        raise RuntimeError(f"the case has no {what}")
+    return value
 
 
 def run_stages(case: Case, stages: tuple[Stage, ...] | list[Stage]) -> Case:
@@ -135,7 +144,8 @@ def correct_bias(case: Case) -> Case:
         return replace(case, corrected=case.volume, bias_field=None,
                        provenance=case.noting(n4=None, n4_skipped="localizer planned as it came"))
 
-    slab = n4_slab(case.volume, case.head, skull_strip=s.stripper is not None, mode=s.n4_mode)
+    slab = n4_slab(case.volume, _needed(case.head, "head mask (the mask stage)"), skull_strip=s.stripper is not None,
+                   mode=s.n4_mode)
     corrected, bias = correct_bias_field(case.volume, case.head, options=options, slices=slab)
     return replace(case, corrected=corrected, bias_field=bias, provenance=case.noting(n4=options, n4_slab=slab))
 
@@ -146,7 +156,8 @@ def strip_skull(case: Case) -> Case:
     if case.settings.stripper is None:
         return case
     try:
-        brain = case.settings.stripper.extract(case.corrected, head_mask=case.head)
+        brain = case.settings.stripper.extract(_needed(case.corrected, "corrected image (the n4 stage)"),
+                                               head_mask=case.head)
     except MedsegError as exc:
         return replace(case, brain_error=exc)
     return replace(case, brain=brain)
@@ -154,7 +165,9 @@ def strip_skull(case: Case) -> Case:
 
 def segment_cc(case: Case) -> Case:
     """The mid-sagittal plane and the CC mask."""
-    return replace(case, segmentation=case.settings.segmenter.segment(case.corrected, head_mask=case.head))
+    segmenter = _needed(case.settings.segmenter, "CC segmenter (Settings.segmenter)")
+    corrected = _needed(case.corrected, "corrected image (the n4 stage)")
+    return replace(case, segmentation=segmenter.segment(corrected, head_mask=case.head))
 
 
 def localize_and_plan(case: Case) -> Case:
@@ -163,10 +176,11 @@ def localize_and_plan(case: Case) -> Case:
     from medseg.positioning.morphometry import measure
     from medseg.positioning.plan import plan_axial
 
-    seg, s = case.segmentation, case.settings
+    seg, s = _needed(case.segmentation, "CC segmentation (the segment stage)"), case.settings
+    segmenter = _needed(s.segmenter, "CC segmenter (Settings.segmenter)")
     localization = localize(seg.mask2d, seg.plane, max_difference_deg=s.max_difference_deg,
                             probability=seg.probability2d, smoothing_mm=s.outline_smoothing_mm,
-                            threshold=s.segmenter.threshold)
+                            threshold=segmenter.threshold)
     plan = plan_axial(np.array(localization.final.center_mm), np.array(localization.final.direction_lps),
                       seg.midsagittal_normal)
     measurements = measure(clean_mask(seg.mask2d), seg.plane, np.array(localization.box.direction_px))
@@ -198,7 +212,7 @@ class PreprocessResult:
     error: MedsegError | None = None  # skull stripping's, when it found no brain
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         meta = self.volume.meta
         return {
             "schema": SCHEMA,
@@ -226,8 +240,8 @@ def preprocess_volume(volume: Volume, stripper: SkullStripper | None, *,
     from medseg.preprocess.n4 import N4Options
 
     options = n4_options or (N4Options.fast() if n4 == "fast" else N4Options())
-    return PreprocessResult(volume, case.head, case.corrected, case.bias_field, case.brain, options,
-                            case.brain_error, seconds)
+    return PreprocessResult(volume, _needed(case.head, "head mask"), _needed(case.corrected, "corrected image"),
+                            case.bias_field, case.brain, options, case.brain_error, seconds)
 
 
 def write_preprocess_outputs(result: PreprocessResult, out_dir: Path) -> dict[str, Path]:

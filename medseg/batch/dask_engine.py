@@ -24,12 +24,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from medseg.errors import DaskEngineError
+
+if TYPE_CHECKING:
+    from medseg.infer.runtime import Device, Precision
 
 try:  # the dask extra; DaskOptions stays importable without it
     from distributed import WorkerPlugin
@@ -78,7 +81,7 @@ class MedsegWorkerPlugin(WorkerPlugin):
 
     name = "medseg-models"
 
-    def __init__(self, device: str, precision: str, skull_strip: bool, threads: int = 0) -> None:
+    def __init__(self, device: Device, precision: Precision, skull_strip: bool, threads: int = 0) -> None:
         self.device, self.precision, self.skull_strip, self.threads = device, precision, skull_strip, threads
 
     def setup(self, worker) -> None:  # noqa: D401 - Dask's hook
@@ -97,7 +100,7 @@ def _study_task(item, output: str, options) -> dict:
     from medseg.batch.run import load_models, process_study
 
     study, key, sid = item
-    worker = get_worker()
+    worker: Any = get_worker()  # a distributed.Worker carrying our medseg_models (MedsegWorkerPlugin)
     models = getattr(worker, "medseg_models", None)
     if models is None:  # the plugin did not run (e.g. an old worker): load once now
         models = worker.medseg_models = load_models(options.device, options.precision, options.skull_strip)
@@ -129,7 +132,7 @@ def _make_cluster(options: DaskOptions):
             import dask_jobqueue
         except ImportError as exc:
             raise DaskEngineError("--cluster slurm|pbs needs dask-jobqueue: pip install 'medseg[dask]'") from exc
-        return _jobqueue_cluster(kind, options, dask_jobqueue), None
+        return _jobqueue_cluster("slurm" if kind == "slurm" else "pbs", options, dask_jobqueue), None
     raise DaskEngineError(f"--cluster must be local:N, slurm or pbs, got {options.cluster!r}")
 
 
@@ -194,7 +197,7 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
     cluster, address = _make_cluster(dask)
     started = time.perf_counter()
     per_worker: Counter[str] = Counter()
-    busy: dict[str, float] = Counter()
+    busy: defaultdict[str, float] = defaultdict(float)
     lost: list[dict] = []
     try:
         with Client(address if address is not None else cluster) as client:

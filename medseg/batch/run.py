@@ -332,7 +332,8 @@ def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: l
 
 
 def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stripper=None,
-             n4_options: N4Options | None = None, localizer_n4: str = "off") -> _Prepared:
+             n4_options: N4Options | None = None, localizer_n4: Literal["off", "slab", "full"] = "off"
+             ) -> _Prepared:
     """Load each series; with ``n4``, bias-correct a brain series (a localizer planned without skull
     stripping as ``localizer_n4`` says, see :data:`medseg.positioning.pipeline.LOCALIZER_N4`)."""
     from medseg.pipeline import Case, Settings, correct_bias, find_foreground, run_stages
@@ -362,7 +363,9 @@ def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stri
                                                 n4_options=n4_options, n4_mode=localizer_n4)),
                               (("mask", find_foreground), ("n4", correct_bias)))
             seconds["n4"] += case.seconds["total"]  # the head mask counts as N4 here, as before
-            brain.append((ref, (case.corrected, case.head)))
+            corrected, head = case.corrected, case.head
+            assert corrected is not None and head is not None  # set by the two stages just run
+            brain.append((ref, (corrected, head)))
             if case.bias_field is None:
                 uncorrected.add(ref.key)
         except Exception as exc:  # recorded per series by the caller
@@ -475,8 +478,11 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             if options.defer_extras:
                 dicom = {}
                 preview = paths["preview"].relative_to(out / name)
-                record.deferred.append(Deferred(name, lambda root, folder, m=members[0], p=preview: _dicom_entry(
-                    dicom_out, m, "write_spine_capture", root, folder / p, m.files, folder)))
+
+                def spine_capture(root: Path, folder: Path, m: SeriesRef = members[0], p: Path = preview) -> dict:
+                    return _dicom_entry(dicom_out, m, "write_spine_capture", root, folder / p, m.files, folder)
+
+                record.deferred.append(Deferred(name, spine_capture))
             else:
                 dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
                                      members[0].files, out / name)
@@ -493,14 +499,14 @@ def _complete_position(result, head: np.ndarray, ref: SeriesRef, stripper, uncor
     """The work after a published plan: the brain mask (N4 first when the plan's image was not
     corrected: a localizer's CC search reads it uncorrected), then the DICOM results. The plan
     itself is not recomputed; result.json gains the brain section."""
-    from medseg.pipeline import Case, Settings, correct_bias, run_stages, strip_skull
+    from medseg.pipeline import Case, Settings, Stage, correct_bias, run_stages, strip_skull
     from medseg.positioning.pipeline import write_position_outputs
 
     fields: dict = {}
     if stripper is not None:
         settings = Settings(n4="fast" if options.n4 else "off", stripper=stripper,
                             n4_options=options.n4_options, n4_mode="full")
-        stages = ((("n4", correct_bias),) if uncorrected else ()) + (("skullstrip", strip_skull),)
+        stages: tuple[Stage, ...] = ((("n4", correct_bias),) if uncorrected else ()) + (("skullstrip", strip_skull),)
         case = run_stages(Case(result.volume, settings, head=head,
                                corrected=None if uncorrected else result.volume), stages)
         error = case.brain_error

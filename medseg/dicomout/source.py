@@ -15,7 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from medseg.errors import DicomOutputError
+from medseg.errors import DicomOutputError as DicomOutputError  # importable from here too (medseg.errors)
 from medseg.geometry import as_vec3
 
 

@@ -38,7 +38,7 @@ class BatchStats:
     requests: int = 0  # caller requests served
     planes: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, float]:
         return {"session_calls": self.calls, "requests": self.requests, "planes": self.planes,
                 "mean_planes_per_call": round(self.planes / self.calls, 2) if self.calls else 0.0}
 
@@ -109,7 +109,7 @@ class DynamicBatcher:
             self._run(taken)
 
     def _run(self, taken: list[_Request]) -> None:
-        groups: dict[tuple, list[_Request]] = {}
+        groups: dict[tuple[int, ...], list[_Request]] = {}
         for request in taken:  # one call per plane size
             groups.setdefault(request.batch.shape[1:], []).append(request)
         for requests in groups.values():

@@ -62,6 +62,13 @@ def _cluster_orientations(frames: list[Frame]) -> list[list[Frame]]:
     return [members for _, members in groups]
 
 
+def _placement(frame: Frame) -> tuple[tuple[float, float, float], tuple[float, ...], tuple[float, float]]:
+    """(ImagePositionPatient, ImageOrientationPatient, PixelSpacing) of a frame that has all three
+    (:func:`split_series` puts frames without them in a stack of their own that fails to load)."""
+    assert frame.ipp is not None and frame.iop is not None and frame.pixel_spacing is not None
+    return frame.ipp, frame.iop, frame.pixel_spacing
+
+
 def geometry_problem(frame: Frame, limits: ScanLimits = DEFAULT_LIMITS) -> str | None:
     """Why a frame's (present) geometry tags cannot describe a real image, or None.
 
@@ -69,21 +76,22 @@ def geometry_problem(frame: Frame, limits: ScanLimits = DEFAULT_LIMITS) -> str |
     ImageOrientationPatient two unit, orthogonal vectors, ImagePositionPatient finite and within
     ``limits.max_position_mm``.
     """
-    spacing = np.asarray(frame.pixel_spacing, dtype=np.float64)
+    frame_ipp, frame_iop, frame_spacing = _placement(frame)
+    spacing = np.asarray(frame_spacing, dtype=np.float64)
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0) or np.any(spacing > limits.max_pixel_spacing_mm):
-        return f"PixelSpacing {list(frame.pixel_spacing)} is not a positive size in mm"
-    iop = np.asarray(frame.iop, dtype=np.float64)
+        return f"PixelSpacing {list(frame_spacing)} is not a positive size in mm"
+    iop = np.asarray(frame_iop, dtype=np.float64)
     row, col = iop[:3], iop[3:]
     norms = (float(np.linalg.norm(row)), float(np.linalg.norm(col)))
     if not np.all(np.isfinite(iop)) or abs(norms[0] - 1) > 0.01 or abs(norms[1] - 1) > 0.01:
-        return (f"ImageOrientationPatient {list(frame.iop)} does not hold two unit vectors "
+        return (f"ImageOrientationPatient {list(frame_iop)} does not hold two unit vectors "
                 f"(lengths {norms[0]:.3g}, {norms[1]:.3g})")
     if abs(float(np.dot(row, col))) > 0.01:
-        return (f"ImageOrientationPatient {list(frame.iop)}: row and column directions are not "
+        return (f"ImageOrientationPatient {list(frame_iop)}: row and column directions are not "
                 f"orthogonal (cosine {float(np.dot(row, col)):.3g})")
-    ipp = np.asarray(frame.ipp, dtype=np.float64)
+    ipp = np.asarray(frame_ipp, dtype=np.float64)
     if not np.all(np.isfinite(ipp)) or np.max(np.abs(ipp)) > limits.max_position_mm:
-        return f"ImagePositionPatient {list(frame.ipp)} lies outside +-{limits.max_position_mm:g} mm"
+        return f"ImagePositionPatient {list(frame_ipp)} lies outside +-{limits.max_position_mm:g} mm"
     return None
 
 
@@ -113,14 +121,14 @@ def split_series(headers: list[FileHeader], series_name: str,
     for frame in frames:
         problem = geometry_problem(frame, limits)
         if problem is not None:
-            error = InvalidGeometryError(f"series {series_name}: {problem} (e.g. {frame.path}); "
-                                         "cannot place it in patient space")
+            invalid = InvalidGeometryError(f"series {series_name}: {problem} (e.g. {frame.path}); "
+                                           "cannot place it in patient space")
             return [Stack(frames=frames, n_slices=len(frames), n_volumes=1, affine=None, label="",
-                          problems=[str(error)], error=error)]
+                          problems=[str(invalid)], error=invalid)]
 
-    buckets: dict[tuple, list[Frame]] = defaultdict(list)
+    buckets: dict[tuple[object, ...], list[Frame]] = defaultdict(list)
     for frame in frames:
-        spacing = tuple(round(s, 4) for s in frame.pixel_spacing)
+        spacing = tuple(round(s, 4) for s in _placement(frame)[2])
         buckets[(frame.split_key, frame.rows, frame.cols, spacing)].append(frame)
     groups = [group for bucket in buckets.values() for group in _cluster_orientations(bucket)]
 
@@ -146,7 +154,7 @@ def _label_stacks(stacks: list[Stack], groups: list[list[Frame]]) -> None:
     components = [k.get("component") for k in keys]
     if len(set(components)) > 1:
         for p, component in zip(parts, components):
-            if component != "magnitude":
+            if component is not None and component != "magnitude":  # None: no component key (magnitude)
                 p.append({"phase": "ph", "real": "real", "imaginary": "imag"}[component])
     sizes = [(g[0].rows, g[0].cols) for g in groups]
     if len(set(sizes)) > 1:
@@ -161,10 +169,11 @@ def _label_stacks(stacks: list[Stack], groups: list[list[Frame]]) -> None:
 
 def _build_stack(frames: list[Frame], series_name: str) -> Stack:
     first = frames[0]
-    iop = np.asarray(first.iop)
+    _, first_iop, first_spacing = _placement(first)
+    iop = np.asarray(first_iop)
     row_cos, col_cos = iop[:3], iop[3:]
     normal = np.cross(row_cos, col_cos)
-    positions = np.array([np.dot(f.ipp, normal) for f in frames])
+    positions = np.array([np.dot(_placement(f)[0], normal) for f in frames])
     order = sorted(range(len(frames)), key=lambda i: (positions[i], frames[i].order_key))
     frames = [frames[i] for i in order]
     positions = positions[order]
@@ -183,7 +192,7 @@ def _build_stack(frames: list[Frame], series_name: str) -> Stack:
     n_slices, n_volumes = len(slice_starts), int(counts[0])
     # Slice-major order -> within a position, volumes in acquisition order.
     slice_positions = positions[slice_starts]
-    first_ipps = np.array([frames[s].ipp for s in slice_starts], dtype=np.float64)
+    first_ipps = np.array([_placement(frames[s])[0] for s in slice_starts], dtype=np.float64)
 
     if n_slices > 1:
         steps = np.diff(slice_positions)
@@ -205,8 +214,8 @@ def _build_stack(frames: list[Frame], series_name: str) -> Stack:
         slice_vector = normal * float(thickness)
 
     affine = np.eye(4)
-    affine[:3, 0] = row_cos * first.pixel_spacing[1]
-    affine[:3, 1] = col_cos * first.pixel_spacing[0]
+    affine[:3, 0] = row_cos * first_spacing[1]
+    affine[:3, 1] = col_cos * first_spacing[0]
     affine[:3, 2] = slice_vector
     affine[:3, 3] = first_ipps[0]
     if error is not None:
@@ -229,20 +238,21 @@ class _PixelCache:
 
     def get(self, frame: Frame) -> np.ndarray:
         path = frame.path
-        if path != self._path:
-            try:
-                if frame.layout is not None:
-                    array = frame.layout.read(path)
-                else:
-                    array = open_dataset(path, pixels=True).pixel_array
-            except CorruptFileError:
-                raise
-            except Exception as exc:  # decoders raise many types; all mean "cannot decode"
-                raise CorruptFileError(
-                    f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})"
-                ) from exc
-            self._path, self._array = path, array
-        return self._array
+        if path == self._path and self._array is not None:
+            return self._array
+        try:
+            if frame.layout is not None:
+                array = frame.layout.read(path)
+            else:
+                array = open_dataset(path, pixels=True).pixel_array
+        except CorruptFileError:
+            raise
+        except Exception as exc:  # decoders raise many types; all mean "cannot decode"
+            raise CorruptFileError(
+                f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc})"
+            ) from exc
+        self._path, self._array = path, array
+        return array
 
 
 def _frame_pixels(frame: Frame, cache: _PixelCache) -> np.ndarray:
@@ -297,4 +307,5 @@ def load_stack(stack: Stack, meta: VolumeMeta) -> Volume:
     data = np.transpose(data, (3, 2, 0, 1))  # -> (cols, rows, slices, volumes)
     if stack.n_volumes == 1:
         data = data[..., 0]
+    assert stack.affine is not None  # only a stack with an error (raised above) has none
     return Volume(np.ascontiguousarray(data), stack.affine, meta)

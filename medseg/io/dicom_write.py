@@ -52,7 +52,7 @@ def _ds_number(value: float) -> str:
 
 def write_dicom_series(
     volume: Volume,
-    out_dir: str | os.PathLike,
+    out_dir: str | os.PathLike[str],
     *,
     series_description: str = "medseg derived",
     series_number: int = 9000,

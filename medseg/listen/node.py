@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medseg.io.atomic import write_text_atomic
 from medseg.listen.spool import CompleteOn, SeriesBatch, Spool
@@ -40,6 +40,7 @@ from medseg.pacs.config import Peer as Destination  # where results are sent: AE
 
 if TYPE_CHECKING:
     from medseg.batch.run import RunOptions
+    from medseg.infer.runtime import Device, Precision
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ class ListenOptions:
     quiet_seconds: float = 2.0
     queue_size: int = 4  # complete studies waiting for the worker
     send_to: Destination | None = None
-    device: str = "cpu"
-    precision: str = "fp32"
+    device: Device = "cpu"
+    precision: Precision = "fp32"
     n4: bool = True
     skull_strip: bool = True
     health_seconds: float = 60.0
@@ -89,6 +90,7 @@ class Listener:
     until SIGINT/SIGTERM."""
 
     def __init__(self, options: ListenOptions):
+        from medseg.infer.runtime import ModelRuntime
         from medseg.segment.infer import CCSegmenter
 
         self.options = options
@@ -97,13 +99,15 @@ class Listener:
         self.spool = Spool(options.spool or self.output / ".spool", complete_on=options.complete_on,
                            quiet_seconds=options.quiet_seconds)
         self.segmenter = CCSegmenter(device=options.device, precision=options.precision)
-        self.segmenter.runtime.warm_up()
+        if isinstance(self.segmenter.runtime, ModelRuntime):  # always, as created here
+            self.segmenter.runtime.warm_up()
         self.stripper = None
         if options.skull_strip:
             from medseg.preprocess.skullstrip import SkullStripper
 
             self.stripper = SkullStripper(device=options.device, precision=options.precision)
-            self.stripper.runtime.warm_up()
+            if isinstance(self.stripper.runtime, ModelRuntime):
+                self.stripper.runtime.warm_up()
         for module in _WARM_MODULES:
             importlib.import_module(module)
         self.counters = Counters()
@@ -219,10 +223,10 @@ class Listener:
         for study in found.studies:
             record = process_study(study, work, self._run_options, self.segmenter, self.stripper)
             sid = study_id(study)
-            self._drop_replaced(self.output / sid, {s.get("key") for s in record.series if s.get("key")})
+            self._drop_replaced(self.output / sid, {s["key"] for s in record.series if s.get("key")})
             series, renamed = self._merge(work / sid, self.output / sid)
             latency = time.monotonic() - batch.last_arrival if batch.last_arrival else None
-            entry = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": batch.files,
+            entry: dict[str, Any] = {"finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": batch.files,
                      "series": [s.get("series") for s in record.series],
                      "status": record.status,
                      "seconds": {"scan": round(scan_s, 3), **{k: round(v, 3) for k, v in record.seconds.items()}},
@@ -318,7 +322,8 @@ class Listener:
     @staticmethod
     def _write_study_json(folder: Path, sid: str, series: list[dict], job: dict) -> None:
         path = folder / "study.json"
-        data = json.loads(path.read_text()) if path.exists() else {"study_id": sid, "series": [], "jobs": []}
+        data: dict[str, Any] = (json.loads(path.read_text()) if path.exists()
+                                else {"study_id": sid, "series": [], "jobs": []})
         data["series"].extend(series)
         data.setdefault("jobs", []).append(job)
         statuses = [s["status"] for s in data["series"]]

@@ -58,7 +58,7 @@ def _loop(source: Transport, store: Transport, config: PacsConfig, query: StudyQ
 
     uids = query_studies(source, query)
     log.info("%d studies matched", len(uids))
-    report: dict = {"schema": "medseg.pacs/1", "url": config.url or f"dimse://{config.dimse.source}",
+    report: dict = {"schema": "medseg.pacs/1", "url": config.source_name,
                     "store_url": config.store_name, "studies": {}}
     if not uids:
         return 2, report

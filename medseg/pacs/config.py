@@ -143,6 +143,11 @@ class PacsConfig:
         return self.store_url or self.url
 
     @property
+    def source_name(self) -> str:
+        """Where studies come from, as written in pacs.json."""
+        return f"dimse://{self.dimse.source}" if self.dimse else self.url
+
+    @property
     def store_name(self) -> str:
         """Where results go, as written in send logs and pacs.json."""
         return f"dimse://{self.dimse.store_peer}" if self.dimse else self.stow_url

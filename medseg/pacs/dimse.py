@@ -13,13 +13,16 @@ released (or aborted after an error) in every case, so a silent peer cannot hang
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pydicom
 from pydicom.dataset import Dataset
 
-from medseg.pacs.config import PacsConfig, PacsError, Peer
+from medseg.pacs.config import DimseConfig, PacsConfig, PacsError, Peer
 from medseg.pacs.loop import StudyQuery
+
+if TYPE_CHECKING:
+    from pynetdicom.association import Association
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +49,13 @@ class DimseTransport:
         # medseg's -v logs unless its logger was set up on purpose
         if logging.getLogger("pynetdicom").level == logging.NOTSET:
             logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-        self._dimse = config.dimse
+        if config.dimse is None:
+            raise PacsError("a DIMSE transport needs a DIMSE peer (--dimse or a 'dimse' block)")
+        self._dimse: DimseConfig = config.dimse
         self._timeout = float(config.timeout_s)
         self._source: Peer = self._dimse.source
         self._store_peer: Peer = self._dimse.store_peer
-        self._store_assoc = None
+        self._store_assoc: Association | None = None
         self.name = f"dimse://{self._store_peer}"
 
     def _ae(self):

@@ -13,6 +13,7 @@ product (the slice normal) points superior, as for a standard head-first axial s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ class AxialPlan:
     yaw_deg: float  # rotation about S-I (+: anterior turned to the left)
     midsagittal_normal: tuple[float, float, float]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 

@@ -90,9 +90,9 @@ class Subject:
     normal: np.ndarray
     posterior: np.ndarray
     inferior: np.ndarray
-    head: np.ndarray = field(repr=False, default=None)  # uint8 head mask
+    head: np.ndarray | None = field(repr=False, default=None)  # uint8 head mask (from_volumes sets it)
     white_level: float = 1.0  # 99.5th percentile of the image (intensity scale)
-    tissue: np.ndarray = field(repr=False, default=None)  # uint8 tissue class (see TISSUE_CLASSES)
+    tissue: np.ndarray | None = field(repr=False, default=None)  # uint8 tissue class (see TISSUE_CLASSES)
     brain: np.ndarray | None = field(repr=False, default=None)  # uint8 brain mask (skull stripping)
 
     @classmethod
@@ -163,10 +163,13 @@ class Subject:
         """The posed sampling plane as a positioning ``Plane`` (x = column, y = row). The crop is
         centred on the head as seen in this plane, or with ``crop_from_midline`` as seen in the
         mid-sagittal plane and moved along the normal (how skull stripping crops every plane)."""
+        head = self.head
+        if head is None:
+            raise ValueError(f"{self.name}: no head mask")
         row_dir, col_dir, normal = self._frame(pose)
         centre = self.centre + normal * pose.offset_mm
         crop = crop_centre_from_sampler(
-            lambda pts: self._lookup(self.head, pts, order=0) > 0,
+            lambda pts: self._lookup(head, pts, order=0) > 0,
             self.centre if crop_from_midline else centre, row_dir, col_dir, spacing=2.5,
             top_to_centre_mm=CROP_TOP_TO_CENTRE_MM)
         if crop_from_midline:
@@ -186,6 +189,8 @@ class Subject:
         brain_target = target == "brain"
         if brain_target and self.brain is None:
             raise ValueError(f"{self.name}: no brain mask")
+        if tissue and self.tissue is None:
+            raise ValueError(f"{self.name}: no tissue classes")
         plane = self.plane(pose, size, spacing, crop_from_midline=brain_target)
         normal = self._frame(pose)[2]  # +L (Plane.normal = x cross y points the other way)
         index = np.arange(size, dtype=np.float64)
@@ -196,6 +201,7 @@ class Subject:
         image = np.mean([self._lookup(self.image, grid + normal * o) for o in offsets], axis=0)
         brain = self._lookup(self.brain, grid, order=0) if self.brain is not None else None
         if brain_target:
+            assert brain is not None  # a brain target needs self.brain (checked above)
             label = brain > 0
         else:
             mid_grid = grid - normal * pose.offset_mm  # same image coordinates, on the midline
@@ -203,6 +209,7 @@ class Subject:
             if abs(pose.offset_mm) > 8.0:
                 label = np.zeros_like(label)
         if tissue:
+            assert self.tissue is not None  # checked above
             return image.astype(np.float32), label, self._lookup(self.tissue, grid, order=0), brain
         return image.astype(np.float32), label
 
@@ -215,6 +222,9 @@ class Subject:
         with ``target="brain"``, the brain mask on the slice's central plane."""
         from medseg.volume import Volume, VolumeMeta
 
+        brain = self.brain
+        if target == "brain" and brain is None:
+            raise ValueError(f"{self.name}: no brain mask")
         pose = PlanePose(rotation_deg=rotation_deg)
         plane = self.plane(pose, size, spacing)
         normal = self._frame(pose)[2]
@@ -228,7 +238,8 @@ class Subject:
         for offset in offsets:
             slices.append(np.mean([self._lookup(self.image, grid + normal * (offset + o)) for o in slabs], axis=0))
             if target == "brain":
-                labels.append(self._lookup(self.brain, grid + normal * offset, order=0) > 0)
+                assert brain is not None  # checked above
+                labels.append(self._lookup(brain, grid + normal * offset, order=0) > 0)
             else:
                 labels.append(label if abs(offset) <= 8.0 else np.zeros_like(label))
         affine = np.eye(4)

@@ -93,7 +93,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
     example = torch.randn(2, 1, size, size)
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"}
     with atomic_path(onnx_path, suffix=".onnx") as temp:
-        torch.onnx.export(model, example, str(temp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        torch.onnx.export(model, (example,), str(temp), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, opset_version=OPSET,
                           dynamo=False)
         proto = onnx.load(str(temp))
