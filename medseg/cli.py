@@ -337,14 +337,14 @@ def run_options(args: argparse.Namespace) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from medseg.batch.run import run
-    from medseg.io.atomic import check_output_file, write_text_atomic
+    from medseg.io.atomic import check_output_file, write_json_atomic
 
     options = run_options(args)
     if args.report:
         check_output_file(args.report)  # before the run, not after hours of work
     status, report = run(_inputs(args), args.output, options)
     if args.report:
-        write_text_atomic(args.report, json.dumps(report, indent=2))
+        write_json_atomic(args.report, report)
     stopped = f"stopped by {report['interrupted']}: " if report["interrupted"] else ""
     print(f"{stopped}{report['studies']} studies ({report['resumed_studies']} kept from earlier runs), "
           f"{report['partial_studies']} partial, {report['failed_studies']} failed"

@@ -30,7 +30,6 @@ without a brain keeps its N4 outputs and gets the skull-stripping error recorded
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -246,7 +245,7 @@ def preprocess_volume(volume: Volume, stripper: SkullStripper | None, *,
 
 def write_preprocess_outputs(result: PreprocessResult, out_dir: Path) -> dict[str, Path]:
     from medseg.io import write_nifti
-    from medseg.io.atomic import write_text_atomic
+    from medseg.io.atomic import write_json_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -259,5 +258,5 @@ def write_preprocess_outputs(result: PreprocessResult, out_dir: Path) -> dict[st
         paths["brain"] = write_nifti(result.corrected.with_array(stripped), out_dir / "brain.nii.gz")
     data = result.as_dict()
     data["files"] = {k: v.name for k, v in paths.items()}
-    paths["result"] = write_text_atomic(out_dir / "preprocess.json", json.dumps(data, indent=2))
+    paths["result"] = write_json_atomic(out_dir / "preprocess.json", data)
     return paths

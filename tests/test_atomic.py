@@ -45,3 +45,18 @@ def test_failed_write_leaves_no_temporary_file(tmp_path):
         temp.write_text("partial")
         raise RuntimeError("writer failed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_outputs_are_strict_json():
+    """NaN and infinities (a measurement that cannot be taken) are written as null: JSON has no
+    NaN/Infinity, and strict readers (.NET, Node's JSON.parse) refuse them."""
+    import json
+
+    import numpy as np
+
+    from medseg.io.atomic import json_text
+
+    text = json_text({"a": float("nan"), "b": [1.5, float("inf"), -float("inf")], "c": (np.float64("nan"), 2),
+                      "d": np.array([1.0, np.nan]), "e": "NaN"})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} written")) == \
+        {"a": None, "b": [1.5, None, None], "c": [None, 2], "d": [1.0, None], "e": "NaN"}

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from medseg.io.atomic import write_text_atomic
+from medseg.io.atomic import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -100,4 +100,4 @@ def write_summaries(studies: list[dict], output: Path, runs: Sequence[str] = ())
     write_text_atomic(output / "summary.csv", buffer.getvalue())
     summary = {"schema": "medseg.summary/1", "counts": status_counts(studies), "runs": list(runs),
                "studies": studies}
-    write_text_atomic(output / "summary.json", json.dumps(summary, indent=2, default=str))
+    write_json_atomic(output / "summary.json", summary, default=str)

@@ -54,7 +54,14 @@ from medseg.batch.report import read_study, rebuild
 from medseg.batch.routing import Route, route_study
 from medseg.errors import InputError, MedsegError, ResourceLimitError, os_error_message
 from medseg.io import scan
-from medseg.io.atomic import ensure_output_dir, fsync_tree, short_hash, unique_names, write_text_atomic
+from medseg.io.atomic import (
+    ensure_output_dir,
+    fsync_tree,
+    short_hash,
+    unique_names,
+    write_json_atomic,
+    write_text_atomic,
+)
 from medseg.io.scan import RUN_MARKER, SeriesRef, Study
 from medseg.preprocess.n4 import N4Options
 from medseg.progress import progress
@@ -570,10 +577,10 @@ def _finish_study(partial: Path, output: Path, record: StudyRecord, key: str) ->
         OSError: the study folder could not be written.
     """
     try:
-        write_text_atomic(partial / "study.json", json.dumps(
-            {"schema": "medseg.study/1", "study_id": record.study_id, "study_key": key_digest(key),
-             "status": record.status, "series": record.series,
-             "seconds": {k: round(v, 3) for k, v in record.seconds.items()}}, indent=2), durable=True)
+        write_json_atomic(partial / "study.json",
+                          {"schema": "medseg.study/1", "study_id": record.study_id, "study_key": key_digest(key),
+                           "status": record.status, "series": record.series,
+                           "seconds": {k: round(v, 3) for k, v in record.seconds.items()}}, durable=True)
         fsync_tree(partial)
         _move_into_place(partial, output / record.study_id)
     except BaseException:
@@ -839,7 +846,7 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
                     **_stage_totals(records)},
         "versions": _versions(),
     }
-    write_text_atomic(output / "runs" / f"{run_id}.json", json.dumps(report, indent=2, default=str))
+    write_json_atomic(output / "runs" / f"{run_id}.json", report, default=str)
     rebuild(output)
     if stop.signum is not None:
         return 128 + stop.signum, report

@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
+import math
 import os
 import re
 import secrets
 import tempfile
 import unicodedata
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 _TEMP_ATTEMPTS = 100
 
@@ -91,6 +93,30 @@ def write_text_atomic(target: str | os.PathLike[str], text: str, *, durable: boo
     with atomic_path(target, durable=durable) as temp:
         temp.write_text(text, encoding="utf-8")
     return Path(target)
+
+
+def json_text(data: Any, *, indent: int | None = 2, default: Callable[[Any], Any] | None = None) -> str:
+    """``data`` as strict JSON: a NaN or infinite float becomes null (Python's json writes NaN and
+    Infinity, which JSON does not have and strict readers, e.g. .NET's System.Text.Json, refuse)."""
+    return json.dumps(_finite(data), indent=indent, default=default, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return _finite(value.tolist())
+    return value
+
+
+def write_json_atomic(target: str | os.PathLike[str], data: Any, *, indent: int | None = 2,
+                      default: Callable[[Any], Any] | None = None, durable: bool = False) -> Path:
+    """:func:`write_text_atomic` of :func:`json_text`."""
+    return write_text_atomic(target, json_text(data, indent=indent, default=default), durable=durable)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medseg.io.atomic import write_text_atomic
+from medseg.io.atomic import write_json_atomic
 from medseg.listen.spool import CompleteOn, SeriesBatch, Spool
 from medseg.pacs.config import Peer as Destination  # where results are sent: AE_TITLE@HOST:PORT
 
@@ -278,7 +278,7 @@ class Listener:
             for name in {str(entry.get(k, "")).partition("/")[0] for k in ("qc", "result")} - {""}:
                 shutil.rmtree(folder / name, ignore_errors=True)
         data["series"] = kept
-        write_text_atomic(path, json.dumps(data, indent=2))
+        write_json_atomic(path, data)
 
     @staticmethod
     def _merge(built: Path, target: Path) -> tuple[list[dict], dict[str, str]]:
@@ -317,7 +317,7 @@ class Listener:
                 entry.update(added[name])
         if data.get("jobs"):
             data["jobs"][-1] = job
-        write_text_atomic(path, json.dumps(data, indent=2))
+        write_json_atomic(path, data)
 
     @staticmethod
     def _write_study_json(folder: Path, sid: str, series: list[dict], job: dict) -> None:
@@ -328,7 +328,7 @@ class Listener:
         data.setdefault("jobs", []).append(job)
         statuses = [s["status"] for s in data["series"]]
         data["status"] = "failed" if "failed" in statuses else "ok" if "ok" in statuses else "skipped"
-        write_text_atomic(path, json.dumps(data, indent=2))
+        write_json_atomic(path, data)
 
     # --- life cycle -------------------------------------------------------------------------
     def health(self) -> dict:
@@ -341,7 +341,7 @@ class Listener:
     def write_health(self) -> dict:
         data = self.health()
         log.info("health: " + ", ".join(f"{k} {v}" for k, v in data.items()))
-        write_text_atomic(self.output / "health.json", json.dumps(data, indent=2))
+        write_json_atomic(self.output / "health.json", data)
         return data
 
     @property

@@ -54,7 +54,7 @@ def _loop(source: Transport, store: Transport, config: PacsConfig, query: StudyQ
     import time
 
     from medseg.batch.run import run
-    from medseg.io.atomic import write_text_atomic
+    from medseg.io.atomic import write_json_atomic
 
     uids = query_studies(source, query)
     log.info("%d studies matched", len(uids))
@@ -92,5 +92,5 @@ def _loop(source: Transport, store: Transport, config: PacsConfig, query: StudyQ
         log.info("study %s: %s, %d sent, %d already sent, %d failed", uid, study, summary.sent,
                  summary.already_sent, summary.failed)
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    write_text_atomic(output / "pacs.json", json.dumps(report, indent=2))
+    write_json_atomic(output / "pacs.json", report)
     return (1 if failed else 0), report

@@ -11,7 +11,6 @@ in ``result.json`` and does not stop the positioning.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from medseg import __version__
 from medseg.infer.contract import ModelContract
 from medseg.io import write_nifti
-from medseg.io.atomic import write_text_atomic
+from medseg.io.atomic import write_json_atomic
 from medseg.io.png import write_png
 from medseg.pipeline import POSITION, Case, Settings, run_stages, stages_for
 from medseg.positioning.angles import Localization
@@ -202,5 +201,5 @@ def write_position_outputs(result: PositionResult, out_dir: Path) -> dict[str, P
         paths = {name: future.result() for name, future in futures.items()}
     data = result.as_dict()
     data["files"] = {k: v.name for k, v in paths.items()}
-    paths["result"] = write_text_atomic(out_dir / "result.json", json.dumps(data, indent=2))
+    paths["result"] = write_json_atomic(out_dir / "result.json", data)
     return paths

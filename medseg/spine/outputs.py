@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from medseg.io import write_dicom_series, write_nifti
-from medseg.io.atomic import write_text_atomic
+from medseg.io.atomic import write_json_atomic
 from medseg.io.png import write_png
 from medseg.spine.compose import CompositeResult
 from medseg.volume import Volume
@@ -48,5 +47,5 @@ def write_stitch_outputs(result: CompositeResult, out_dir: Path, *, dicom: bool 
     paths["preview"] = write_png(preview_image(result.volume), out_dir / "preview.png")
     report = result.report()
     report["files"] = {k: str(v) for k, v in paths.items()}
-    paths["report"] = write_text_atomic(out_dir / "stitch.json", json.dumps(report, indent=2))
+    paths["report"] = write_json_atomic(out_dir / "stitch.json", report)
     return paths
