@@ -29,12 +29,12 @@ def test_mypy_finds_nothing():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_modules_skipped_by_mypy_only_shrink():
-    """The modules mypy does not yet check are listed once; the strict ones are never among them."""
+def test_no_module_skipped_by_mypy():
+    """mypy checks every module (no ``ignore_errors`` override); the strict modules are listed once."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     overrides = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
     skipped = [m for o in overrides if o.get("ignore_errors") for m in o["module"]]
     strict = [m for o in overrides if o.get("disallow_untyped_defs") for m in o["module"]]
-    assert len(skipped) == len(set(skipped)) <= 9
-    assert not set(skipped) & set(strict)
+    assert skipped == []
+    assert len(strict) == len(set(strict))
     assert {"medseg.cli", "medseg.config", "medseg.errors"} <= set(strict)

@@ -14,7 +14,7 @@ import os
 import struct
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pydicom
@@ -116,6 +116,26 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     return values
 
 
+def _vec3(values: tuple[float, ...] | None) -> tuple[float, float, float] | None:
+    """A 3-vector from :func:`_floats` (``values`` has exactly 3 entries when not None)."""
+    if values is None:
+        return None
+    x, y, z = values
+    return x, y, z
+
+
+def _vec2(values: tuple[float, ...] | None) -> tuple[float, float] | None:
+    """A pair from :func:`_floats` (``values`` has exactly 2 entries when not None)."""
+    if values is None:
+        return None
+    row, col = values
+    return row, col
+
+
+@overload
+def _float(value: Any, default: float) -> float: ...
+@overload
+def _float(value: Any, default: None = None) -> float | None: ...
 def _float(value: Any, default: float | None = None) -> float | None:
     try:
         result = float(value)
@@ -493,7 +513,7 @@ def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
     intercept = _float(ds.get("RescaleIntercept"), 0.0) or 0.0
     slope, intercept = _philips_scaling(ds, slope, intercept, precise)
     image_type = ds.get("ImageType")
-    split_key = (
+    split_key: tuple[tuple[str, object], ...] = (
         ("echo", _int(ds.get("EchoNumbers")) or 1),
         ("component", _component(image_type)),
     )
@@ -510,10 +530,13 @@ def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
     ipp = _floats(ds.get("ImagePositionPatient"), 3)
     if pepolar == "rev":
         ipp, iop = _reversed_rows_geometry(ipp, iop, _floats(ds.get("PixelSpacing"), 2), int(ds.Rows))
-    common = dict(
+    frame = Frame(
         path=path,
+        rows=int(ds.Rows),
+        cols=int(ds.Columns),
+        ipp=_vec3(ipp),
         iop=iop,
-        pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+        pixel_spacing=_vec2(_floats(ds.get("PixelSpacing"), 2)),
         slope=slope,
         intercept=intercept,
         split_key=split_key,
@@ -522,20 +545,14 @@ def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
         spacing_between_slices=_float(ds.get("SpacingBetweenSlices")),
     )
     if "MOSAIC" in [str(v).upper() for v in (image_type or [])]:
-        return _mosaic_frames(ds, common)
-    return [
-        Frame(
-            rows=int(ds.Rows),
-            cols=int(ds.Columns),
-            ipp=ipp,
-            **common,
-        )
-    ]
+        return _mosaic_frames(ds, frame)
+    return [frame]
 
 
-def _mosaic_frames(ds: Dataset, common: dict[str, Any]) -> list[Frame]:
-    """Siemens mosaic: one frame per tile; the CSA header (nibabel.nicom) gives tile count and the
-    true position of the first slice (a mosaic's IPP refers to the whole mosaic)."""
+def _mosaic_frames(ds: Dataset, whole: Frame) -> list[Frame]:
+    """Siemens mosaic: one frame per tile of ``whole`` (the file as one frame); the CSA header
+    (nibabel.nicom) gives tile count and the true position of the first slice (a mosaic's IPP
+    refers to the whole mosaic)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nibabel flags nicom as experimental; checked vs dcm2niix
         from nibabel.nicom import dicomwrappers
@@ -550,8 +567,8 @@ def _mosaic_frames(ds: Dataset, common: dict[str, Any]) -> list[Frame]:
     for tile in range(n_tiles):
         position = affine @ np.array([0.0, 0.0, tile, 1.0])
         frames.append(
-            Frame(rows=tile_rows, cols=tile_cols, ipp=tuple(position[:3]), tile_index=tile,
-                  mosaic_grid=grid, **common)
+            dataclasses.replace(whole, rows=tile_rows, cols=tile_cols, ipp=tuple(position[:3]),
+                                tile_index=tile, mosaic_grid=grid)
         )
     return frames
 
@@ -606,9 +623,9 @@ def _enhanced_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
                 path=path,
                 rows=int(ds.Rows),
                 cols=int(ds.Columns),
-                ipp=_floats(position.get("ImagePositionPatient") if position else None, 3),
+                ipp=_vec3(_floats(position.get("ImagePositionPatient") if position else None, 3)),
                 iop=_floats(orientation.get("ImageOrientationPatient") if orientation else None, 6),
-                pixel_spacing=_floats(measures.get("PixelSpacing") if measures else None, 2),
+                pixel_spacing=_vec2(_floats(measures.get("PixelSpacing") if measures else None, 2)),
                 slope=slope or 1.0,
                 intercept=intercept or 0.0,
                 frame_index=index,

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import nibabel as nib
 import numpy as np
+from nibabel.analyze import AnalyzeHeader
+from nibabel.spatialimages import SpatialImage
 
 from medseg.errors import CorruptFileError, InputError, MedsegError, NoImagesError
 from medseg.io.atomic import safe_name, sha256_file
@@ -121,6 +123,8 @@ class SeriesRef:
             frame_of_reference_uid=self.frame_of_reference_uid,
             dicom=self.study_attributes,
         )
+        if self._stack is None:
+            raise RuntimeError(f"series {self.key}: a DICOM series without its stack")
         return load_stack(self._stack, meta)
 
     def summary(self) -> dict:
@@ -286,6 +290,8 @@ def _nifti_ref(path: str) -> SeriesRef:
     error: Exception | None = None
     try:
         image = nib.load(path)
+        if not isinstance(image, SpatialImage):  # NIfTI and MGZ files load as spatial images
+            raise TypeError(f"{type(image).__name__} is not a spatial image")
         shape = tuple(int(n) for n in image.shape)
         affine = LPS_TO_RAS @ image.affine
         if not shape or min(shape) < 1:
@@ -293,7 +299,10 @@ def _nifti_ref(path: str) -> SeriesRef:
         elif not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
             error = CorruptFileError(f"{path}: degenerate or non-finite affine")
         elif str(path).lower().endswith(".nii"):
-            needed = int(image.header.get_data_offset()) + int(np.prod(shape)) * image.get_data_dtype().itemsize
+            header = image.header
+            if not isinstance(header, AnalyzeHeader):  # NIfTI-1/2 headers derive from Analyze's
+                raise TypeError(f"{type(header).__name__} is not a NIfTI header")
+            needed = int(header.get_data_offset()) + int(np.prod(shape)) * image.get_data_dtype().itemsize
             if os.path.getsize(path) < needed:
                 error = CorruptFileError(f"{path}: truncated NIfTI file ({os.path.getsize(path)} of "
                                          f"{needed} bytes)")
@@ -475,10 +484,10 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     present = {(ref.study_uid, ref.series_uid) for ref in all_refs}
     for (study_uid, series_uid), items in damaged.items():
         if (study_uid, series_uid) not in present:  # every file of this series is damaged
-            paths = [p for p, _ in items]
+            files = [p for p, _ in items]
             by_study[study_uid].append(SeriesRef(
                 study_uid=study_uid, series_uid=series_uid, series_number=None, description="",
-                modality="", label="", kind="dicom", source=paths[0], files=paths, shape=(),
+                modality="", label="", kind="dicom", source=files[0], files=files, shape=(),
                 affine=None))
     for study_uid, refs in by_study.items():
         for ref in refs:

@@ -45,7 +45,7 @@ def multiband(images: Sequence[np.ndarray], weights: Sequence[np.ndarray], spaci
     view and normalised over stations, where hard_i marks the voxels that station i wins in the
     feather weights, and G_b blurs at band b's scale (the finest band uses hard_i itself).
     """
-    spacing = np.asarray(spacing, dtype=np.float64)
+    step = np.asarray(spacing, dtype=np.float64)
     stack = np.stack(weights)
     covered = stack.sum(axis=0) > 0
     masks = [(w > 0).astype(np.float32) for w in weights]
@@ -54,11 +54,11 @@ def multiband(images: Sequence[np.ndarray], weights: Sequence[np.ndarray], spaci
     bands = []  # per station: list of band images (last = residual low-pass)
     for image, mask in zip(images, masks):
         levels = [image.astype(np.float32)] + [
-            _normalised_blur(image.astype(np.float32), mask, s / spacing) for s in sigmas_mm]
+            _normalised_blur(image.astype(np.float32), mask, s / step) for s in sigmas_mm]
         bands.append([levels[b] - levels[b + 1] for b in range(len(sigmas_mm))] + [levels[-1]])
     out = np.zeros_like(images[0], dtype=np.float32)
     for b, scale in enumerate(scales):
-        w = [hard[i] if scale == 0 else ndimage.gaussian_filter(hard[i], scale / spacing) * masks[i]
+        w = [hard[i] if scale == 0 else ndimage.gaussian_filter(hard[i], scale / step) * masks[i]
              for i in range(len(images))]
         total = np.maximum(sum(w), 1e-6)
         for i in range(len(images)):

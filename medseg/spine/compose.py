@@ -244,8 +244,10 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
             common = _core(before_inside & candidate_inside)
             before_ncc = ncc(before_values, fixed_values, common)
             registered_ncc = ncc(candidate_values, fixed_values, common)
-            noise = ncc_noise(lambda shift, common=common: ncc(overlap_values(translated(station, shift))[0],
-                                                              fixed_values, common))
+            def ncc_at(shift: np.ndarray, common: np.ndarray = common) -> float:
+                return ncc(overlap_values(translated(station, shift))[0], fixed_values, common)
+
+            noise = ncc_noise(ncc_at)
             report.ncc_before = round(before_ncc, 4)
             accepted, reason = check_correction(
                 before_ncc, registered_ncc, noise,
@@ -290,7 +292,8 @@ def compose(stations: Sequence[Volume], options: StitchOptions = StitchOptions()
     start = time.perf_counter()
     ordered = order_head_to_foot(stations)
     count = len(ordered)
-    reference = {"head": 0, "foot": count - 1}.get(options.reference, options.reference)
+    ends: dict[object, int] = {"head": 0, "foot": count - 1}
+    reference = ends.get(options.reference, options.reference)
     if not isinstance(reference, int) or not 0 <= reference < count:
         raise InputError(f"reference station {options.reference!r} is not one of 0..{count - 1}")
     reports = [
@@ -323,6 +326,7 @@ def compose(stations: Sequence[Volume], options: StitchOptions = StitchOptions()
         image = resample_station(volume, shape, affine, backend=backend, device=device)
         inside, ramp = coverage_and_ramp(volume, shape, affine, head_foot_axis(volume))
         if profiles is not None:
+            assert z_mm is not None  # set with profiles above
             image = image * profiles[i].multiplier(z_mm).astype(np.float32)
         else:
             gain, offset = gains[i]
@@ -434,7 +438,7 @@ def _intensity_profiles(volumes: list[Volume], gains: dict[int, tuple[float, flo
 def _find_gaps(covered: np.ndarray, affine: np.ndarray, axis: int) -> list[dict]:
     """Runs of head-foot positions that no station covers."""
     other = tuple(a for a in range(3) if a != axis)
-    any_cover = covered.any(axis=other)
+    any_cover = np.asarray(covered.any(axis=other))
     spacing = float(np.linalg.norm(affine[:3, axis]))
     gaps, start = [], None
     for index, value in enumerate(list(any_cover) + [True]):

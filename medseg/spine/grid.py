@@ -24,7 +24,7 @@ def union_grid(volumes: Sequence[Volume], reference: Volume, spacing: Sequence[f
     if spacing is None:
         finest = min(float(min(v.spacing[0], v.spacing[1])) for v in volumes)
         spacing = (finest, finest, float(reference.spacing[2]))
-    spacing = np.asarray(spacing, dtype=np.float64)
+    step = np.asarray(spacing, dtype=np.float64)
     lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
     for v in volumes:
         shape = v.spatial_shape
@@ -32,11 +32,11 @@ def union_grid(volumes: Sequence[Volume], reference: Volume, spacing: Sequence[f
                             for k in (0, shape[2] - 1)], dtype=np.float64)
         local = v.world_coordinates(corners) @ direction  # coordinates along the grid axes
         lo, hi = np.minimum(lo, local.min(axis=0)), np.maximum(hi, local.max(axis=0))
-    shape = tuple(int(n) for n in np.floor((hi - lo) / spacing + 1e-6).astype(int) + 1)
+    ni, nj, nk = (int(n) for n in np.floor((hi - lo) / step + 1e-6).astype(int) + 1)
     affine = np.eye(4)
-    affine[:3, :3] = direction * spacing
+    affine[:3, :3] = direction * step
     affine[:3, 3] = direction @ lo
-    return shape, affine
+    return (ni, nj, nk), affine
 
 
 def station_coordinates(volume: Volume, shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
@@ -68,6 +68,8 @@ def coverage_and_ramp(volume: Volume, shape: Sequence[int], affine: np.ndarray, 
         inside &= (c >= -0.5) & (c <= n - 0.5)
         if row == axis:
             ramp = np.minimum(c + 0.5, n - 0.5 - c) * float(volume.spacing[row])
+    if ramp is None:
+        raise ValueError(f"head-foot axis must be 0, 1 or 2, not {axis!r}")
     return inside, np.clip(ramp, 0.0, None) * inside
 
 
@@ -76,7 +78,8 @@ def resample_station(volume: Volume, shape: Sequence[int], affine: np.ndarray, *
     """Linear resampling of a station onto the output grid (0 outside its field of view)."""
     if backend == "torch":
         return resample_torch(volume, shape, affine, device=device)
-    return np.asarray(resample_to_grid(volume, tuple(shape), affine, interpolation="linear").array,
+    i, j, k = shape
+    return np.asarray(resample_to_grid(volume, (i, j, k), affine, interpolation="linear").array,
                       dtype=np.float32)
 
 

@@ -55,6 +55,7 @@ def register_overlap(fixed: Volume, fixed_mask: np.ndarray, moving: Volume, *,
     moving_image = sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
     mask = fixed.with_array(fixed_mask.astype(np.uint8)).to_sitk()
     center = fixed.world_coordinates([(np.array(fixed.spatial_shape) - 1) / 2.0])[0]
+    initial: sitk.Transform
     if rigid:
         initial = sitk.Euler3DTransform()
         initial.SetCenter(tuple(center))
@@ -80,7 +81,7 @@ def register_overlap(fixed: Volume, fixed_mask: np.ndarray, moving: Volume, *,
     method.SetSmoothingSigmasAreSpecifiedInPhysicalUnits(True)
     method.SetInitialTransform(initial, inPlace=False)
     transform = method.Execute(fixed_image, moving_image)
-    metric = float(method.GetMetricValue())
+    metric_value = float(method.GetMetricValue())
 
     # SimpleITK's transform maps fixed points to moving points: x_moving = T(x_fixed).
     # The station must move by the inverse to land on the neighbour.
@@ -99,9 +100,9 @@ def register_overlap(fixed: Volume, fixed_mask: np.ndarray, moving: Volume, *,
         rotation, rot_center = np.eye(3), center
     shift = float(np.linalg.norm(translation))
     if not np.isfinite(shift) or shift > max_shift_mm:
-        return Registration(np.zeros(3), np.eye(3), rot_center, metric, False,
+        return Registration(np.zeros(3), np.eye(3), rot_center, metric_value, False,
                             f"shift {shift:.1f} mm exceeds the {max_shift_mm:.1f} mm bound")
-    return Registration(translation, rotation, rot_center, metric, True)
+    return Registration(translation, rotation, rot_center, metric_value, True)
 
 
 NOISE_SHIFT_MM = 0.2  # the perturbation that measures the overlap NCC's noise

@@ -56,17 +56,18 @@ def find_station_sets(series: Sequence[SeriesRef], *, min_overlap_mm: float = 0.
     of two or more stations are returned.
     """
     groups: dict[tuple, list[SeriesRef]] = defaultdict(list)
+    extents: dict[int, tuple[float, float]] = {}
     for ref in series:
         if ref.affine is None or not ref.ok or len(ref.shape) != 3:
             continue
         plane = plane_of(ref.affine, ref.shape)
         if plane == "ax":
             continue
+        extents[id(ref)] = head_foot_extent(ref.shape, ref.affine)
         # Not keyed by FrameOfReferenceUID: some scanners issue a new one after each table move.
         groups[(ref.study_uid, plane, ref.modality, contrast_key(ref.description))].append(ref)
     sets = []
     for members in groups.values():
-        extents = {id(m): head_foot_extent(m.shape, m.affine) for m in members}
         members = sorted(members, key=lambda m: -np.mean(extents[id(m)]))
         current = [members[0]]
         for previous, member in zip(members, members[1:]):
