@@ -102,9 +102,13 @@ def test_corners_of_the_common_case(tmp_path, syntax):
     sequence = Sequence([Dataset(), Dataset()])
     sequence[0].ReferencedSOPInstanceUID = generate_uid()
     sequence[1].ReferencedImageSequence = Sequence([Dataset()])  # nested
+    icon = Dataset()  # a thumbnail: pixel data inside a sequence item, skipped by its length
+    icon.Rows, icon.Columns, icon.BitsAllocated = 2, 2, 8
+    icon.PixelData = bytes(4)
     cases = {
         "plain": {},
         "sequence": {"ReferencedImageSequence": sequence},  # skipped by its lengths
+        "icon": {"IconImageSequence": Sequence([icon])},
         "latin1": {"SpecificCharacterSet": "ISO_IR 100", "SeriesDescription": "t1 säg ",
                    "PatientName": "Müller^Jürgen"},
         "utf8": {"SpecificCharacterSet": "ISO_IR 192", "SeriesDescription": "t1 矢状"},

@@ -195,38 +195,44 @@ def _skip_sequence(data: bytes, pos: int, explicit: bool) -> int:
             if group << 16 | element == _ITEM_END:
                 pos += 8
                 break
-            pos, _, _, _ = _element(data, pos, explicit)
+            pos, _, _ = _element(data, pos, explicit)
 
 
-def _element(data: bytes, pos: int, explicit: bool) -> tuple[int, int, str | None, bytes | None]:
-    """(position after, tag, VR or None for implicit, value) of the element at ``pos``; the value
-    is None for a skipped undefined-length sequence. Raises _NeedMore past the bytes read."""
+def _element_header(data: bytes, pos: int, explicit: bool) -> tuple[int, str | None, int, int]:
+    """(tag, VR or None for implicit, value length, value position) of the element at ``pos``.
+    Raises _NeedMore past the bytes read."""
     if pos + 8 > len(data):
         raise _NeedMore
     group, element = struct.unpack_from("<HH", data, pos)
-    tag = group << 16 | element
-    vr: str | None = None
     if explicit and group != 0xFFFE:
         code = data[pos + 4:pos + 6]
         vr = code.decode("ascii", "replace")
         if code in _LONG_VRS:
             if pos + 12 > len(data):
                 raise _NeedMore
-            (length,), start = struct.unpack_from("<I", data, pos + 8), pos + 12
-        else:
-            (length,), start = struct.unpack_from("<H", data, pos + 6), pos + 8
-    else:
-        (length,), start = struct.unpack_from("<I", data, pos + 4), pos + 8
-    if tag in _PIXEL_TAGS:
-        return start, tag, vr, data[start:start]  # the caller stops here; length re-read there
+            return group << 16 | element, vr, struct.unpack_from("<I", data, pos + 8)[0], pos + 12
+        return group << 16 | element, vr, struct.unpack_from("<H", data, pos + 6)[0], pos + 8
+    return group << 16 | element, None, struct.unpack_from("<I", data, pos + 4)[0], pos + 8
+
+
+def _element_value(data: bytes, vr: str | None, length: int, start: int, explicit: bool) -> tuple[int, bytes | None]:
+    """(position after, value) of an element whose header :func:`_element_header` read; the value
+    is None for a skipped undefined-length sequence."""
     if length == _UNDEFINED:
         if explicit and vr not in ("SQ", "UN"):
             raise _Unusual(f"undefined length with VR {vr}")
-        return _skip_sequence(data, start, explicit and vr == "SQ"), tag, vr, None
+        return _skip_sequence(data, start, explicit and vr == "SQ"), None
     end = start + length
     if end > len(data):
         raise _NeedMore
-    return end, tag, vr, data[start:end]
+    return end, data[start:end]
+
+
+def _element(data: bytes, pos: int, explicit: bool) -> tuple[int, int, bytes | None]:
+    """(position after, tag, value) of the element at ``pos`` (see :func:`_element_value`)."""
+    tag, vr, length, start = _element_header(data, pos, explicit)
+    after, raw = _element_value(data, vr, length, start, explicit)
+    return after, tag, raw
 
 
 def _walk(data: bytes, size: int) -> tuple[HeaderView, int, int, int]:
@@ -235,7 +241,7 @@ def _walk(data: bytes, size: int) -> tuple[HeaderView, int, int, int]:
         raise _Unusual("no DICM preamble")
     pos, meta = 132, {}
     while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":  # file meta: explicit VR LE
-        pos, tag, _, raw = _element(data, pos, explicit=True)
+        pos, tag, raw = _element(data, pos, explicit=True)
         if tag in (0x00020002, 0x00020010) and raw is not None:
             meta["MediaStorageSOPClassUID" if tag == 0x00020002 else "TransferSyntaxUID"] = \
                 UID(raw.decode("ascii").rstrip("\0 "))
@@ -247,20 +253,17 @@ def _walk(data: bytes, size: int) -> tuple[HeaderView, int, int, int]:
     raw_private: dict[int, tuple[str | None, bytes]] = {}
     previous = 0
     while True:
-        after, tag, vr, raw = _element(data, pos, explicit)
+        tag, vr, length, start = _element_header(data, pos, explicit)
         if tag <= previous:
             raise _Unusual("elements out of order")
         previous = tag
         if tag in _PIXEL_TAGS:
-            if explicit:
-                if vr not in ("OB", "OW", "OF", "OD"):
-                    raise _Unusual(f"pixel data with VR {vr}")
-                (length,) = struct.unpack_from("<I", data, pos + 8)
-            else:
-                (length,) = struct.unpack_from("<I", data, pos + 4)
+            if explicit and vr not in ("OB", "OW", "OF", "OD"):
+                raise _Unusual(f"pixel data with VR {vr}")
             if length == _UNDEFINED:
                 raise _Unusual("encapsulated pixel data")
             break
+        after, raw = _element_value(data, vr, length, start, explicit)
         if tag > 0x7FE00010:
             raise _Unusual("no pixel data")
         if tag in _PRIVATE:
@@ -295,7 +298,7 @@ def _walk(data: bytes, size: int) -> tuple[HeaderView, int, int, int]:
             if explicit_vr in _DECODABLE:
                 decoded = _value(explicit_vr, raw, encoding)
             private[(number >> 16, number & 0xFFFF)] = PrivateElement(decoded)
-    return HeaderView(values, meta, private), tag, after, length
+    return HeaderView(values, meta, private), tag, start, length
 
 
 def read_common_header(path: str, size: int) -> tuple[HeaderView, tuple[int, int], int, int] | None:
