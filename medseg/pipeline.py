@@ -92,7 +92,7 @@ Stage = tuple[StageName, Callable[[Case], Case]]
 T = TypeVar("T")
 
 
-def _needed(value: T | None, what: str) -> T:
+def needed(value: T | None, what: str) -> T:
     """A Case field an earlier stage sets, or a setting a stage needs (the lists run in order)."""
     if value is None:
         raise RuntimeError(f"the case has no {what}")
@@ -143,7 +143,7 @@ def correct_bias(case: Case) -> Case:
         return replace(case, corrected=case.volume, bias_field=None,
                        provenance=case.noting(n4=None, n4_skipped="localizer planned as it came"))
 
-    slab = n4_slab(case.volume, _needed(case.head, "head mask (the mask stage)"), skull_strip=s.stripper is not None,
+    slab = n4_slab(case.volume, needed(case.head, "head mask (the mask stage)"), skull_strip=s.stripper is not None,
                    mode=s.n4_mode)
     corrected, bias = correct_bias_field(case.volume, case.head, options=options, slices=slab)
     return replace(case, corrected=corrected, bias_field=bias, provenance=case.noting(n4=options, n4_slab=slab))
@@ -155,7 +155,7 @@ def strip_skull(case: Case) -> Case:
     if case.settings.stripper is None:
         return case
     try:
-        brain = case.settings.stripper.extract(_needed(case.corrected, "corrected image (the n4 stage)"),
+        brain = case.settings.stripper.extract(needed(case.corrected, "corrected image (the n4 stage)"),
                                                head_mask=case.head)
     except MedsegError as exc:
         return replace(case, brain_error=exc)
@@ -164,8 +164,8 @@ def strip_skull(case: Case) -> Case:
 
 def segment_cc(case: Case) -> Case:
     """The mid-sagittal plane and the CC mask."""
-    segmenter = _needed(case.settings.segmenter, "CC segmenter (Settings.segmenter)")
-    corrected = _needed(case.corrected, "corrected image (the n4 stage)")
+    segmenter = needed(case.settings.segmenter, "CC segmenter (Settings.segmenter)")
+    corrected = needed(case.corrected, "corrected image (the n4 stage)")
     return replace(case, segmentation=segmenter.segment(corrected, head_mask=case.head))
 
 
@@ -175,8 +175,8 @@ def localize_and_plan(case: Case) -> Case:
     from medseg.positioning.morphometry import measure
     from medseg.positioning.plan import plan_axial
 
-    seg, s = _needed(case.segmentation, "CC segmentation (the segment stage)"), case.settings
-    segmenter = _needed(s.segmenter, "CC segmenter (Settings.segmenter)")
+    seg, s = needed(case.segmentation, "CC segmentation (the segment stage)"), case.settings
+    segmenter = needed(s.segmenter, "CC segmenter (Settings.segmenter)")
     localization = localize(seg.mask2d, seg.plane, max_difference_deg=s.max_difference_deg,
                             probability=seg.probability2d, smoothing_mm=s.outline_smoothing_mm,
                             threshold=segmenter.threshold)
@@ -239,7 +239,7 @@ def preprocess_volume(volume: Volume, stripper: SkullStripper | None, *,
     from medseg.preprocess.n4 import N4Options
 
     options = n4_options or (N4Options.fast() if n4 == "fast" else N4Options())
-    return PreprocessResult(volume, _needed(case.head, "head mask"), _needed(case.corrected, "corrected image"),
+    return PreprocessResult(volume, needed(case.head, "head mask"), needed(case.corrected, "corrected image"),
                             case.bias_field, case.brain, options, case.brain_error, seconds)
 
 

@@ -100,23 +100,6 @@ def _shift(first: int) -> np.ndarray:
     return shift
 
 
-def test_fill_holes_equals_scipy_on_random_masks():
-    from scipy import ndimage
-
-    from medseg.masks import fill_holes
-
-    rng = np.random.default_rng(0)
-    for shape in [(64, 64), (30, 40, 20), (1, 5)]:
-        for density in (0.3, 0.5, 0.7):
-            mask = ndimage.binary_opening(rng.random(shape) < density)
-            filled = fill_holes(mask)
-            np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(mask))
-    ring = np.zeros((9, 9), bool)
-    ring[2:7, 2:7] = True
-    ring[4, 4] = False
-    assert fill_holes(ring)[4, 4] and not fill_holes(ring)[0, 0]
-
-
 def _random_masks(rng, count: int = 25):
     from scipy import ndimage
 

@@ -23,7 +23,7 @@ from medseg.infer.contract import ModelContract
 from medseg.io import write_nifti
 from medseg.io.atomic import write_json_atomic
 from medseg.io.png import write_png
-from medseg.pipeline import POSITION, Case, Settings, _needed, run_stages, stages_for
+from medseg.pipeline import POSITION, Case, Settings, needed, run_stages, stages_for
 from medseg.positioning.angles import Localization
 from medseg.positioning.morphometry import CCMeasurements
 from medseg.positioning.plan import AxialPlan
@@ -155,11 +155,11 @@ def position_volume(volume: Volume, segmenter: CCSegmenter, *, n4: bool = True,
 def result_of(case: Case) -> PositionResult:
     """The :class:`PositionResult` of a Case that ran the positioning stages."""
     error = case.brain_error
-    segmentation = _needed(case.segmentation, "segmentation")
-    localization = _needed(case.localization, "localization")
-    plan = _needed(case.plan, "plan")
-    measurements = _needed(case.measurements, "measurements")
-    segmenter = _needed(case.settings.segmenter, "segmenter")
+    segmentation = needed(case.segmentation, "segmentation")
+    localization = needed(case.localization, "localization")
+    plan = needed(case.plan, "plan")
+    measurements = needed(case.measurements, "measurements")
+    segmenter = needed(case.settings.segmenter, "segmenter")
     return PositionResult(case.volume, segmentation, localization, plan, measurements, dict(case.seconds),
                           case.brain, f"{type(error).__name__}: {error}" if error else None, case.corrected,
                           model=segmenter.runtime.contract, providers=segmenter.runtime.providers)
