@@ -285,12 +285,13 @@ class CCSegmenter:
         mask = largest_component(probability > self.threshold)
         alone = corpus_callosum_alone(mask, image, self.spacing)
         pixel_area = self.spacing ** 2
-        if alone.sum() * pixel_area < MIN_CC_AREA_MM2 and implausibility(mask, pixel_area):
+        network_implausible = implausibility(mask, pixel_area) is not None
+        if alone.sum() * pixel_area < MIN_CC_AREA_MM2 and network_implausible:
             return probability, None  # nothing CC-like at all: the gate that follows decides
         reason = implausibility(alone, pixel_area)
         if alone.sum() < CC_ALONE_MIN_FRACTION * mask.sum():
             reason = f"kept {alone.sum() / max(mask.sum(), 1):.0%} of the network's mask"
-        if reason and not implausibility(mask, pixel_area):
+        if reason and not network_implausible:
             warning = (f"the CC-alone step left no plausible CC ({reason}); the network's mask is kept: "
                        f"the angles hold, area and thickness include the fornix ({mask.sum() * pixel_area:.0f} mm2)")
             log.warning("%s", warning)
