@@ -52,6 +52,16 @@ if TYPE_CHECKING:
     from medseg.segment.infer import CCSegmentation, CCSegmenter
 
 
+# N4 of a localizer when no brain mask is asked for: "off" plans it on the image as it came (the
+# default: the CC network is trained with random bias fields, and N4 was the largest stage of the
+# plan's latency); "slab" fits the field on the slices the CC search reads only; "full" on every
+# slice. With skull stripping a localizer gets the full N4 whatever this says (the stripper reads
+# every slice). pipelines/evaluate_rotated_localizers.py (--n4, --bias) and
+# pipelines/evaluate_localizer_n4.py re-measure each choice; the README (*Latency*) has the figures.
+LocalizerN4 = Literal["off", "slab", "full"]
+LOCALIZER_N4: LocalizerN4 = "off"
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the stages are run with (the models and the choices), the same for every case of a run."""
@@ -60,7 +70,7 @@ class Settings:
     stripper: "SkullStripper | None" = None  # None: no skull stripping
     n4: Literal["default", "fast", "off"] = "fast"
     n4_options: "N4Options | None" = None  # overrides the ``n4`` profile
-    n4_mode: Literal["off", "slab", "full"] | None = None  # None: LOCALIZER_N4 of the positioning
+    n4_mode: LocalizerN4 | None = None  # None: LOCALIZER_N4
     max_difference_deg: float = 10.0
     outline_smoothing_mm: float = 3.5
 

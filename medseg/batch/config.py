@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import yaml
 
 from medseg.batch.run import RunOptions, stitch_options_for
 from medseg.config import from_dict
 from medseg.errors import ConfigError
+from medseg.pipeline import LOCALIZER_N4, LocalizerN4
 from medseg.preprocess.n4 import N4Options
 from medseg.spine.compose import StitchOptions
 
@@ -35,12 +35,12 @@ class PositioningOptions:
         max_difference_deg: box and line angles that differ more are flagged as inconsistent.
         localizer_n4: N4 of a localizer planned without skull stripping: ``off`` (planned on the
             image as it came), ``slab`` (fitted on the slices the CC search reads) or ``full``
-            (see :data:`medseg.positioning.pipeline.LOCALIZER_N4`). With skull stripping the
+            (see :data:`medseg.pipeline.LOCALIZER_N4`). With skull stripping the
             localizer gets the full N4 (``run.n4`` false turns N4 off everywhere).
     """
 
     max_difference_deg: float = 10.0
-    localizer_n4: Literal["off", "slab", "full"] = "off"
+    localizer_n4: LocalizerN4 = LOCALIZER_N4
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ from medseg.io.atomic import (
     write_text_atomic,
 )
 from medseg.io.scan import RUN_MARKER, SeriesRef, Study
+from medseg.pipeline import LOCALIZER_N4, LocalizerN4
 from medseg.preprocess.n4 import N4Options
 from medseg.progress import progress
 from medseg.spine.compose import StitchOptions
@@ -99,7 +100,7 @@ class RunOptions:
     n4_options: N4Options | None = None  # None: N4Options.fast(), the positioning profile
     stitch: StitchOptions | None = None  # None: StitchOptions() on ``device`` (stitch_options_for)
     max_difference_deg: float = 10.0  # box and line angles differing more are flagged
-    localizer_n4: Literal["off", "slab", "full"] = "off"  # N4 of a localizer planned without skull stripping
+    localizer_n4: LocalizerN4 = LOCALIZER_N4  # N4 of a localizer planned without skull stripping
     # Plan first (``medseg listen``): the study folder is published with the plan, and the brain
     # mask and the DICOM results are left in ``StudyRecord.deferred`` for complete_deferred().
     defer_extras: bool = False
@@ -339,10 +340,9 @@ def _fits(refs: list[SeriesRef], what: str, budget: MemoryBudget | None, held: l
 
 
 def _prepare(study: Study, n4: bool, budget: MemoryBudget | None = None, *, stripper=None,
-             n4_options: N4Options | None = None, localizer_n4: Literal["off", "slab", "full"] = "off"
-             ) -> _Prepared:
+             n4_options: N4Options | None = None, localizer_n4: LocalizerN4 = LOCALIZER_N4) -> _Prepared:
     """Load each series; with ``n4``, bias-correct a brain series (a localizer planned without skull
-    stripping as ``localizer_n4`` says, see :data:`medseg.positioning.pipeline.LOCALIZER_N4`)."""
+    stripping as ``localizer_n4`` says, see :data:`medseg.pipeline.LOCALIZER_N4`)."""
     from medseg.pipeline import Case, Settings, correct_bias, find_foreground, run_stages
 
     seconds = {"load": 0.0, "n4": 0.0}

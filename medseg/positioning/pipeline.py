@@ -14,7 +14,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -23,7 +22,16 @@ from medseg.infer.contract import ModelContract
 from medseg.io import write_nifti
 from medseg.io.atomic import write_json_atomic
 from medseg.io.png import write_png
-from medseg.pipeline import POSITION, Case, Settings, needed, run_stages, stages_for
+from medseg.pipeline import (
+    LOCALIZER_N4,
+    POSITION,
+    Case,
+    LocalizerN4,
+    Settings,
+    needed,
+    run_stages,
+    stages_for,
+)
 from medseg.positioning.angles import Localization
 from medseg.positioning.morphometry import CCMeasurements
 from medseg.positioning.plan import AxialPlan
@@ -105,14 +113,6 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-# N4 of a localizer when no brain mask is asked for: "off" plans it on the image as it came (the
-# default: the CC network is trained with random bias fields, and N4 was the largest stage of the
-# plan's latency); "slab" fits the field on the slices the CC search reads only; "full" on every
-# slice. With skull stripping a localizer gets the full N4 whatever this says (the stripper reads
-# every slice). pipelines/evaluate_rotated_localizers.py (--n4, --bias) and
-# pipelines/evaluate_localizer_n4.py re-measure each choice; the README (*Latency*) has the figures.
-LocalizerN4 = Literal["off", "slab", "full"]
-LOCALIZER_N4: LocalizerN4 = "off"
 
 
 def localizer_n4_mode(mode: LocalizerN4 | None = None) -> LocalizerN4:
