@@ -143,6 +143,91 @@ def test_private_vendor_values_reach_the_vendor_rules(tmp_path):
         assert frame.slope == pytest.approx(4.0)  # 1 / MRScaleSlope
 
 
+def _enhanced(path: Path, undefined: bool, philips: bool = False) -> Path:
+    """An enhanced MR object of 4 frames: shared pixel measures and orientation, per-frame
+    positions, frame content, rescale, echo and frame type (two stacks, two echo times), an
+    unrelated sequence beside them, and (``philips``) a per-frame private item with
+    MRScaleSlope; every sequence and item of undefined length when ``undefined``."""
+    ds = pydicom.dcmread(_file(path, NumberOfFrames=4, Rows=3, Columns=2, ImagePositionPatient=None,
+                               ImageOrientationPatient=None, PixelSpacing=None, SliceThickness=None,
+                               Manufacturer="Philips Medical Systems" if philips else "SIEMENS"))
+    ds.PixelData = np.arange(4 * 3 * 2, dtype=np.uint16).tobytes()
+
+    def item(**values):
+        item = Dataset()
+        for keyword, value in values.items():
+            setattr(item, keyword, value)
+        return item
+
+    shared = item(PixelMeasuresSequence=Sequence([item(PixelSpacing=[0.5, 0.75], SliceThickness="2")]),
+                  PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=[0, 1, 0, 0, 0, -1])]),
+                  ReferencedImageSequence=Sequence([item(ReferencedSOPInstanceUID=generate_uid())]))
+    frames = []
+    for index in range(4):
+        frame = item(
+            PlanePositionSequence=Sequence([item(ImagePositionPatient=[1.5 * index, -20, 30])]),
+            FrameContentSequence=Sequence([item(StackID=str(1 + index % 2), TemporalPositionIndex=1,
+                                                DimensionIndexValues=[1, index + 1])]),
+            PixelValueTransformationSequence=Sequence([item(RescaleSlope="2", RescaleIntercept="-5",
+                                                            RescaleType="US")]),
+            MREchoSequence=Sequence([item(EffectiveEchoTime=2.5 + index // 2)]),
+            MRImageFrameTypeSequence=Sequence([item(FrameType=["ORIGINAL", "PRIMARY", "M", "NONE"],
+                                                    ComplexImageComponent="MAGNITUDE")]),
+        )
+        if philips:
+            private = item()
+            block = private.private_block(0x2005, "Philips MR Imaging DD 001", create=True)
+            block.add_new(0x0E, "FL", 0.25 * (index + 1))
+            frame.add_new((0x2005, 0x0014), "LO", "Philips MR Imaging DD 005")  # (its block 0x14)
+            frame.add_new((0x2005, 0x140F), "SQ", Sequence([private]))
+        frames.append(frame)
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    if undefined:
+        def mark(dataset):
+            for element in dataset:
+                if element.VR == "SQ":
+                    element.is_undefined_length = True
+                    for child in element.value:
+                        child.is_undefined_length_sequence_item = True
+                        mark(child)
+        mark(ds)
+    ds.save_as(path, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    return path
+
+
+@pytest.mark.parametrize("undefined", [False, True])
+def test_enhanced_multiframe_read_alike(tmp_path, undefined):
+    """The functional groups parsed by the common-case reader: the frames are pydicom's (per-frame
+    positions, shared spacing and orientation, stacks, echo times, rescale, Philips per-frame
+    MRScaleSlope), in sequences of defined and of undefined length."""
+    for philips in (False, True):
+        path = str(_enhanced(tmp_path / f"enhanced_{philips}.dcm", undefined, philips))
+        assert _fast(path) and _same(path)
+        frames = dicom_headers.read_header(path).frames
+        assert [f.ipp for f in frames] == [(1.5 * i, -20.0, 30.0) for i in range(4)]
+        assert {f.pixel_spacing for f in frames} == {(0.5, 0.75)}
+        assert len({f.split_key for f in frames}) == 4  # 2 stacks x 2 echo times
+        expected = [1 / (0.25 * (i + 1)) for i in range(4)] if philips else [2.0] * 4
+        assert [f.slope for f in frames] == pytest.approx(expected)
+
+
+def test_encapsulated_pixel_data_read_alike(tmp_path):
+    """A compressed (RLE) file through the common-case reader, its fragments walked as pydicom's
+    path walks them; cut inside a fragment it is damaged either way."""
+    from pydicom.uid import RLELossless
+
+    path = _file(tmp_path / "rle.dcm")
+    ds = pydicom.dcmread(path)
+    ds.compress(RLELossless)
+    ds.save_as(path, enforce_file_format=True)
+    assert _fast(str(path)) and _same(str(path))
+    assert dicom_headers.read_header(str(path)).frames[0].layout is None  # decoded by pydicom
+    cut = tmp_path / "rle_cut.dcm"
+    cut.write_bytes(path.read_bytes()[:-10])
+    assert _same(str(cut)) and _header(str(cut)).__name__ == "CorruptFileError"
+
+
 def test_unusual_and_damaged_files_go_to_pydicom(tmp_path):
     good = _file(tmp_path / "good.dcm")
     data = good.read_bytes()

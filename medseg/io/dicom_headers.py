@@ -21,7 +21,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medseg.io.fast_header import read_common_header
+from medseg.io.fast_header import UNDEFINED, read_common_header
 
 log = logging.getLogger(__name__)
 
@@ -195,18 +195,19 @@ def _private_int(element: Any) -> int | None:
     return _int(value)
 
 
-def _philips_private_item(item: Dataset | None) -> Dataset | None:
+def _philips_private_item(item: Any) -> Any:
     """The first item of a frame's Philips private sequence (2005,140F), if any."""
-    if item is None or (0x2005, 0x140F) not in item:
+    element = item.get((0x2005, 0x140F)) if item is not None else None
+    if element is None:
         return None
-    sequence = item[(0x2005, 0x140F)].value
+    sequence = element.value
     if isinstance(sequence, (bytes, bytearray)) or not len(sequence):
         return None  # an undecoded (UN) private sequence: nothing dependable in it
     return sequence[0]
 
 
-def _philips_scaling(ds: Dataset, slope: float, intercept: float, precise: bool,
-                     frame_item: Dataset | None = None) -> tuple[float, float]:
+def _philips_scaling(ds: Any, slope: float, intercept: float, precise: bool,
+                     frame_item: Any = None) -> tuple[float, float]:
     """Philips 'precise floating point' values, as dcm2niix writes them by default.
 
     FP = (SV * RS + RI) / (RS * SS), with SS = MRScaleSlope (2005,100E) (Chenevert et al. 2014,
@@ -573,21 +574,24 @@ def _mosaic_frames(ds: Dataset, whole: Frame) -> list[Frame]:
     return frames
 
 
-def _group(item: Dataset, shared: Dataset | None, sequence: str) -> Dataset | None:
+def _group(item: Any, shared: Any, sequence: str) -> Any:
+    """The first item of a functional group ``sequence``, per frame before shared (a pydicom
+    Dataset or the common-case reader's view, see :mod:`medseg.io.fast_header`)."""
     for source in (item, shared):
-        if source is not None and sequence in source and len(source[sequence].value):
-            return source[sequence][0]
+        items = source.get(sequence) if source is not None else None
+        if items:
+            return items[0]
     return None
 
 
-def _enhanced_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
+def _enhanced_frames(ds: Any, path: str, precise: bool, layout: PixelLayout | None = None) -> list[Frame]:
     """Frames of an enhanced multi-frame object (per-frame functional groups)."""
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
     n_frames = _int(ds.get("NumberOfFrames")) or 1
     frames = []
     for index in range(n_frames):
-        item = per_frame[index] if index < len(per_frame) else Dataset()
+        item = per_frame[index] if index < len(per_frame) else None
         position = _group(item, shared, "PlanePositionSequence")
         orientation = _group(item, shared, "PlaneOrientationSequence")
         measures = _group(item, shared, "PixelMeasuresSequence")
@@ -629,6 +633,7 @@ def _enhanced_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
                 slope=slope or 1.0,
                 intercept=intercept or 0.0,
                 frame_index=index,
+                layout=layout,
                 split_key=split_key,
                 order_key=tuple(v if v is not None else 0 for v in order_key),
                 slice_thickness=_float(measures.get("SliceThickness")) if measures else None,
@@ -658,7 +663,13 @@ def read_header(path: str, *, philips_precise: bool = True, limits: ScanLimits =
     if common is not None:
         view, tag, offset, length = common
         try:
-            return _file_header(view, _PixelElement(offset, length, tag=tag), path, philips_precise, limits, size)
+            if length == UNDEFINED:  # encapsulated: its fragments walked as below
+                with open(path, "rb") as fp:
+                    fp.seek(offset - 12)  # the element's header (explicit VR, OB: 12 bytes)
+                    pixels = _pixel_element(fp, view, size, path, limits)
+            else:
+                pixels = _PixelElement(offset, length, tag=tag)
+            return _file_header(view, pixels, path, philips_precise, limits, size)
         except Exception:  # noqa: BLE001 - anything unusual: pydicom's reading below decides
             pass
     ds, fp = _read_dataset(path, stop_before_pixels=True)
@@ -695,11 +706,11 @@ def _file_header(ds: Any, pixels: _PixelElement | None, path: str, philips_preci
         raise _damaged(f"{path}: declares {n_frames} frames but has {len(per_frame)} per-frame "
                        "functional group items", ds)
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
-        frames = _enhanced_frames(ds, path, philips_precise)
+        frames = _enhanced_frames(ds, path, philips_precise, layout)
     else:
         frames = _classic_frames(ds, path, philips_precise)
-    if layout is not None:
-        frames = [dataclasses.replace(f, layout=layout) for f in frames]
+        if layout is not None:
+            frames = [dataclasses.replace(f, layout=layout) for f in frames]
     study_attributes = {k: ds.get(k) for k in STUDY_KEYWORDS if k in ds}
     return FileHeader(
         path=path,

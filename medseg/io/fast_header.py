@@ -6,15 +6,18 @@ conversion of a 170-file series), and no library reads a few tags of a data set 
 Python. This reader covers only the common case and answers None for anything else, which then
 goes through pydicom (:func:`medseg.io.dicom_headers.read_header`):
 
-- a Part-10 file ('DICM' after the preamble) in explicit or implicit VR little endian, with
-  native (uncompressed) pixel data;
-- no enhanced multi-frame functional groups, no Siemens mosaic (the private elements the
-  Philips and GE rules read are kept, see PRIVATE_TAGS);
+- a Part-10 file ('DICM' after the preamble) in explicit or implicit VR little endian with
+  native pixel data, or in an encapsulated (compressed) transfer syntax of explicit VR little
+  endian (its fragments are then walked by dicom_headers._pixel_element, as for pydicom's path);
+- classic or enhanced multi-frame (the functional groups the frame builder reads are parsed
+  into nested views, see SEQUENCE_KEYWORDS), no Siemens mosaic (the private elements the
+  Philips and GE rules read are kept, see PRIVATE_TAGS and PRIVATE_SEQUENCES);
 - the default character repertoire, ISO_IR 100 (Latin-1) or ISO_IR 192 (UTF-8);
 - every element read here well formed (a number that does not parse, an unexpected VR, an
   element running past the end: None).
 
-Sequences and all other elements are skipped by their lengths; the walk stops at the pixel data
+Other sequences and all other elements are skipped by their lengths (an undefined-length one walked
+item by item to its delimiter); the walk stops at the pixel data
 element, whose value offset and length are returned. The values read are those pydicom gives
 (the same types for UI, PN, DS and IS; strings stripped as pydicom strips them), so the frames
 built from them are the same: tests/test_fast_header.py compares both readers on every file.
@@ -47,19 +50,31 @@ KEYWORDS = (
     "Rows", "Columns", "PixelSpacing", "BitsAllocated", "BitsStored", "PixelRepresentation",
     "RescaleIntercept", "RescaleSlope", "ComplexImageComponent", "SequenceName",
 )
+# The functional-group sequences of enhanced multi-frame objects the frame builder reads
+# (dicom_headers._enhanced_frames), and what it reads inside their items.
+SEQUENCE_KEYWORDS = (
+    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "PlanePositionSequence",
+    "PlaneOrientationSequence", "PixelMeasuresSequence", "PixelValueTransformationSequence",
+    "FrameContentSequence", "MREchoSequence", "MRImageFrameTypeSequence", "MRDiffusionSequence",
+)
+ITEM_KEYWORDS = ("FrameType", "StackID", "TemporalPositionIndex", "DimensionIndexValues",
+                 "EffectiveEchoTime", "DiffusionBValue")
 # Private elements the vendor rules read (dicom_headers._philips_scaling, _ge_pepolar_direction),
 # by tag as pydicom's ``ds.get((group, element))`` reads them: Philips MRScaleSlope, GE pulse
 # sequence names and user data 12.
 PRIVATE_TAGS = (0x2005100E, 0x0019109C, 0x0019109E, 0x001910B3)
-# Present in a file, these send it to pydicom (enhanced multi-frame objects).
-_FULL_PARSER_KEYWORDS = ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence")
+# A private sequence read the same way: Philips' per-frame private item (MRScaleSlope and rescale
+# values of an enhanced object, dicom_headers._philips_private_item).
+PRIVATE_SEQUENCES = (0x2005140F,)
 
 _TAGS: dict[int, tuple[str, str]] = {}
-for _keyword in KEYWORDS + _FULL_PARSER_KEYWORDS:
+for _keyword in KEYWORDS + ITEM_KEYWORDS + SEQUENCE_KEYWORDS:
     _tag = tag_for_keyword(_keyword)
     assert _tag is not None, _keyword
     _TAGS[_tag] = (_keyword, dictionary_VR(_tag))
     assert " " not in _TAGS[_tag][1], _keyword  # one VR each (no "US or SS")
+_SEQUENCES = {tag for tag, (_, vr) in _TAGS.items() if vr == "SQ"} | set(PRIVATE_SEQUENCES)
+assert len(_SEQUENCES) == len(SEQUENCE_KEYWORDS) + len(PRIVATE_SEQUENCES)
 
 _PRIVATE = set(PRIVATE_TAGS)
 # Kept as pydicom's value classes: copied onto derived series (dicom_headers.STUDY_KEYWORDS, e.g.
@@ -71,7 +86,7 @@ _TYPED = {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "Patient
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_UNDEFINED = 0xFFFFFFFF
+_UNDEFINED = UNDEFINED = 0xFFFFFFFF
 _ENCODINGS = {"": "iso8859", "ISO_IR 6": "iso8859", "ISO_IR 100": "latin_1", "ISO_IR 192": "UTF8"}
 _STRING_VRS = {"AE", "AS", "CS", "DA", "DT", "TM"}  # pydicom's convert_string: default encoding
 _TEXT_VRS = {"SH", "LO", "UC"}  # pydicom's convert_text: the character set, split on backslash
@@ -174,11 +189,10 @@ def _value(vr: str, raw: bytes, encoding: str, typed: bool = True) -> Any:
 
 
 def _skip_sequence(data: bytes, pos: int, explicit: bool) -> int:
-    """The position after an undefined-length sequence starting at ``pos`` (its first item)."""
+    """The position after an undefined-length sequence starting at ``pos`` (its first item),
+    walked element by element without reading values (struct.error past the bytes read)."""
     while True:
-        if pos + 8 > len(data):
-            raise _NeedMore
-        group, element, length = struct.unpack_from("<HHI", data, pos)
+        group, element, length = _IMPLICIT_HEAD.unpack_from(data, pos)
         tag = group << 16 | element
         pos += 8
         if tag == _SEQUENCE_END:
@@ -189,30 +203,50 @@ def _skip_sequence(data: bytes, pos: int, explicit: bool) -> int:
             pos += length
             continue
         while True:  # an undefined-length item: its elements up to the item delimiter
-            if pos + 8 > len(data):
-                raise _NeedMore
-            group, element = struct.unpack_from("<HH", data, pos)
-            if group << 16 | element == _ITEM_END:
+            code = b""
+            if explicit:
+                group, element, code, length = _EXPLICIT_HEAD.unpack_from(data, pos)
+            else:
+                group, element, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+            if group == 0xFFFE:
+                if element != 0xE00D:
+                    raise _Unusual("no item delimiter")
                 pos += 8
                 break
-            pos, _, _ = _element(data, pos, explicit)
+            if code in _LONG_VRS:
+                length = _U32.unpack_from(data, pos + 8)[0]
+                pos += 12
+            else:
+                pos += 8
+            if length == _UNDEFINED:
+                if explicit and code not in (b"SQ", b"UN"):
+                    raise _Unusual(f"undefined length with VR {code!r}")
+                pos = _skip_sequence(data, pos, explicit and code == b"SQ")
+            else:
+                pos += length
+
+
+_EXPLICIT_HEAD = struct.Struct("<HH2sH")
+_IMPLICIT_HEAD = struct.Struct("<HHI")
+_U32 = struct.Struct("<I")
+_VR_NAMES = {code: code.decode() for code in _LONG_VRS} | {
+    vr.encode(): vr for vr in ("AE", "AS", "AT", "CS", "DA", "DS", "DT", "FD", "FL", "IS", "LO", "LT",
+                               "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US")}
 
 
 def _element_header(data: bytes, pos: int, explicit: bool) -> tuple[int, str | None, int, int]:
     """(tag, VR or None for implicit, value length, value position) of the element at ``pos``.
-    Raises _NeedMore past the bytes read."""
-    if pos + 8 > len(data):
-        raise _NeedMore
-    group, element = struct.unpack_from("<HH", data, pos)
-    if explicit and group != 0xFFFE:
-        code = data[pos + 4:pos + 6]
-        vr = code.decode("ascii", "replace")
-        if code in _LONG_VRS:
-            if pos + 12 > len(data):
-                raise _NeedMore
-            return group << 16 | element, vr, struct.unpack_from("<I", data, pos + 8)[0], pos + 12
-        return group << 16 | element, vr, struct.unpack_from("<H", data, pos + 6)[0], pos + 8
-    return group << 16 | element, None, struct.unpack_from("<I", data, pos + 4)[0], pos + 8
+    Raises struct.error past the bytes read (the hottest function of a scan: one struct call
+    for the common short-VR element)."""
+    if explicit:
+        group, element, code, short = _EXPLICIT_HEAD.unpack_from(data, pos)
+        if group != 0xFFFE:
+            vr = _VR_NAMES.get(code) or code.decode("ascii", "replace")
+            if code in _LONG_VRS:
+                return group << 16 | element, vr, _U32.unpack_from(data, pos + 8)[0], pos + 12
+            return group << 16 | element, vr, short, pos + 8
+    group, element, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+    return group << 16 | element, None, length, pos + 8
 
 
 def _element_value(data: bytes, vr: str | None, length: int, start: int, explicit: bool) -> tuple[int, bytes | None]:
@@ -235,90 +269,208 @@ def _element(data: bytes, pos: int, explicit: bool) -> tuple[int, int, bytes | N
     return after, tag, raw
 
 
-def _walk(data: bytes, size: int) -> tuple[HeaderView, int, int, int]:
-    """(view, pixel tag, value offset, value length) of a whole header held in ``data``."""
+class _Raw:
+    """The elements of one data set (the file's, or a sequence item's) as read, not decoded."""
+
+    __slots__ = ("values", "private", "sequences")
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[str, bytes]] = {}
+        self.private: dict[int, tuple[str | None, bytes]] = {}
+        self.sequences: dict[int, list[_Raw]] = {}
+
+
+def _sequence(data: bytes, pos: int, length: int, explicit: bool, depth: int) -> tuple[int, list[_Raw]]:
+    """(position after, items) of a sequence whose value starts at ``pos``: items of defined or
+    undefined length, in a sequence of defined or undefined length."""
+    if depth > 8:
+        raise _Unusual("sequences nested too deep")
+    stop = None if length == _UNDEFINED else pos + length
+    items = []
+    while stop is None or pos < stop:
+        if pos + 8 > len(data):
+            raise _NeedMore
+        group, element, item_length = _IMPLICIT_HEAD.unpack_from(data, pos)
+        tag = group << 16 | element
+        pos += 8
+        if tag == _SEQUENCE_END and stop is None:
+            return pos, items
+        if tag != _ITEM:
+            raise _Unusual("no item in a sequence")
+        raw = _Raw()
+        pos, _ = _elements(data, pos, None if item_length == _UNDEFINED else pos + item_length,
+                           explicit, raw, depth + 1)
+        items.append(raw)
+    if pos != stop:
+        raise _Unusual("a sequence's items overrun its length")
+    return pos, items
+
+
+def _elements(data: bytes, pos: int, stop: int | None, explicit: bool, raw: _Raw,
+              depth: int) -> tuple[int, tuple[int, int, int] | None]:
+    """Read the elements of one data set from ``pos`` into ``raw``: up to ``stop`` (an item of
+    defined length), the item delimiter (``stop`` None, ``depth`` > 0) or, in the file's own
+    data set (``depth`` 0), the pixel data element. Returns (position after, (pixel tag, value
+    offset, value length) at depth 0)."""
+    previous = 0
+    while True:
+        if stop is not None and pos >= stop:
+            if pos != stop or depth == 0:
+                raise _Unusual("an item's elements overrun its length")
+            return pos, None
+        # _element_header, inlined: this loop runs for every element of every file scanned
+        vr: str | None = None
+        if explicit:
+            group, element, code, length = _EXPLICIT_HEAD.unpack_from(data, pos)
+            if group == 0xFFFE:
+                length = _U32.unpack_from(data, pos + 4)[0]
+                start = pos + 8
+            else:
+                vr = _VR_NAMES.get(code) or code.decode("ascii", "replace")
+                if code in _LONG_VRS:
+                    length = _U32.unpack_from(data, pos + 8)[0]
+                    start = pos + 12
+                else:
+                    start = pos + 8
+        else:
+            group, element, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+            start = pos + 8
+        tag = group << 16 | element
+        if depth and stop is None and tag == _ITEM_END:
+            return pos + 8, None
+        if tag <= previous:
+            raise _Unusual("elements out of order")
+        previous = tag
+        if depth == 0 and tag in _PIXEL_TAGS:
+            if explicit and vr not in ("OB", "OW", "OF", "OD"):
+                raise _Unusual(f"pixel data with VR {vr}")
+            return start, (tag, start, length)
+        if depth == 0 and tag > 0x7FE00010:
+            raise _Unusual("no pixel data")
+        known = _TAGS.get(tag)
+        if tag in _SEQUENCES:
+            if vr not in ("SQ", None if known is not None else "SQ"):
+                raise _Unusual(f"sequence {tag:08X} with VR {vr}")  # (implicit: known ones only)
+            pos, raw.sequences[tag] = _sequence(data, start, length, explicit, depth)
+            continue
+        if known is None and tag not in _PRIVATE:  # skipped, its value not copied
+            if length == _UNDEFINED:
+                if explicit and vr not in ("SQ", "UN"):
+                    raise _Unusual(f"undefined length with VR {vr}")
+                pos = _skip_sequence(data, start, explicit and vr == "SQ")
+            else:
+                pos = start + length
+            continue
+        after, value = _element_value(data, vr, length, start, explicit)
+        if tag in _PRIVATE:
+            if value is None:
+                raise _Unusual("a private sequence read by a vendor rule")
+            raw.private[tag] = (vr, value)
+        if known is not None:
+            keyword, dictionary = known
+            if vr is not None and vr != dictionary:
+                raise _Unusual(f"{keyword} with VR {vr}")
+            if value is None:
+                raise _Unusual(f"{keyword} as a sequence")
+            raw.values[keyword] = (dictionary, value)
+        pos = after
+
+
+def _view(raw: _Raw, encoding: str, file_meta: dict[str, UID], top: bool) -> HeaderView:
+    """The decoded view of one data set read by :func:`_elements` (its sequences as lists of
+    views, by keyword, or as a PrivateElement for a private one)."""
+    values: dict[str, Any] = {}
+    for keyword, (vr, data) in raw.values.items():
+        value = _value(vr, data, encoding, typed=top and keyword in _TYPED)
+        if value is not None or vr not in ("DS", "IS"):  # pydicom: empty numbers are absent here
+            values[keyword] = value if value is not None else ""
+    private: dict[tuple[int, int], PrivateElement] = {}
+    for number, (explicit_vr, data) in raw.private.items():
+        decoded: Any = data  # implicit VR or UN: the raw bytes, as pydicom keeps them
+        if explicit_vr in _DECODABLE:
+            decoded = _value(explicit_vr, data, encoding)
+        private[(number >> 16, number & 0xFFFF)] = PrivateElement(decoded)
+    for number, items in raw.sequences.items():
+        views = [_view(item, encoding, {}, top=False) for item in items]
+        if number in _TAGS:
+            values[_TAGS[number][0]] = views
+        else:
+            private[(number >> 16, number & 0xFFFF)] = PrivateElement(views)
+    return HeaderView(values, file_meta, private)
+
+
+def _walk(data: bytes, size: int, raw: _Raw) -> tuple[HeaderView, int, int, int]:
+    """(view, pixel tag, value offset, value length) of a whole header held in ``data``; the
+    file's own elements are read into ``raw`` (what was read before a _NeedMore tells
+    :func:`_header_size` how much to read)."""
     if data[128:132] != b"DICM":
         raise _Unusual("no DICM preamble")
     pos, meta = 132, {}
     while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":  # file meta: explicit VR LE
-        pos, tag, raw = _element(data, pos, explicit=True)
-        if tag in (0x00020002, 0x00020010) and raw is not None:
+        pos, tag, value = _element(data, pos, explicit=True)
+        if tag in (0x00020002, 0x00020010) and value is not None:
             meta["MediaStorageSOPClassUID" if tag == 0x00020002 else "TransferSyntaxUID"] = \
-                UID(raw.decode("ascii").rstrip("\0 "))
+                UID(value.decode("ascii").rstrip("\0 "))
     syntax = meta.get("TransferSyntaxUID")
-    if syntax not in (EXPLICIT_LE, IMPLICIT_LE):
+    encapsulated = syntax is not None and syntax not in (EXPLICIT_LE, IMPLICIT_LE) and \
+        syntax.is_transfer_syntax and syntax.is_encapsulated and not syntax.is_deflated and \
+        syntax.is_little_endian and not syntax.is_implicit_VR
+    if syntax not in (EXPLICIT_LE, IMPLICIT_LE) and not encapsulated:
         raise _Unusual(f"transfer syntax {syntax}")
-    explicit = syntax == EXPLICIT_LE
-    raw_values: dict[str, tuple[str, bytes]] = {}
-    raw_private: dict[int, tuple[str | None, bytes]] = {}
-    previous = 0
-    while True:
-        tag, vr, length, start = _element_header(data, pos, explicit)
-        if tag <= previous:
-            raise _Unusual("elements out of order")
-        previous = tag
-        if tag in _PIXEL_TAGS:
-            if explicit and vr not in ("OB", "OW", "OF", "OD"):
-                raise _Unusual(f"pixel data with VR {vr}")
-            if length == _UNDEFINED:
-                raise _Unusual("encapsulated pixel data")
-            break
-        after, raw = _element_value(data, vr, length, start, explicit)
-        if tag > 0x7FE00010:
-            raise _Unusual("no pixel data")
-        if tag in _PRIVATE:
-            if raw is None:
-                raise _Unusual("a private sequence read by a vendor rule")
-            raw_private[tag] = (vr, raw)
-        known = _TAGS.get(tag)
-        if known is not None:
-            keyword, dictionary = known
-            if keyword in _FULL_PARSER_KEYWORDS:
-                raise _Unusual("enhanced multi-frame")
-            if vr is not None and vr != dictionary:
-                raise _Unusual(f"{keyword} with VR {vr}")
-            if raw is None:
-                raise _Unusual(f"{keyword} as a sequence")
-            raw_values[keyword] = (dictionary, raw)
-        pos = after
-    charset = raw_values.get("SpecificCharacterSet", ("CS", b""))[1].decode("ascii", "replace").strip(" \x00")
+    _, pixels = _elements(data, pos, None, syntax != IMPLICIT_LE, raw, 0)
+    assert pixels is not None
+    charset = raw.values.get("SpecificCharacterSet", ("CS", b""))[1].decode("ascii", "replace").strip(" \x00")
     encoding = _ENCODINGS.get(charset)
     if encoding is None:
         raise _Unusual(f"character set {charset}")
-    values = {}
     with warnings.catch_warnings():  # pydicom's value classes warn as its reader does; silenced there too
         warnings.simplefilter("ignore")
-        for keyword, (vr, raw) in raw_values.items():
-            value = _value(vr, raw, encoding, typed=keyword in _TYPED)
-            if value is not None or vr not in ("DS", "IS"):  # pydicom: empty numbers are absent here
-                values[keyword] = value if value is not None else ""
-        private = {}
-        for number, (explicit_vr, raw) in raw_private.items():
-            decoded: Any = raw  # implicit VR or UN: the raw bytes, as pydicom keeps them
-            if explicit_vr in _DECODABLE:
-                decoded = _value(explicit_vr, raw, encoding)
-            private[(number >> 16, number & 0xFFFF)] = PrivateElement(decoded)
-    return HeaderView(values, meta, private), tag, start, length
+        view = _view(raw, encoding, meta, top=True)
+    tag, offset, length = pixels
+    if (length == _UNDEFINED) != encapsulated or (encapsulated and tag != 0x7FE00010):
+        raise _Unusual("pixel data not encoded as its transfer syntax says")
+    return view, tag, offset, length
+
+
+def _header_size(raw: _Raw, size: int) -> int:
+    """Bytes to read for the whole header of a file whose first elements are in ``raw``: native
+    pixel data comes last and fills the file to its end, so the header ends near the file size
+    less the pixel bytes that Rows, Columns, NumberOfFrames and BitsAllocated declare (these come
+    before the functional groups of an enhanced object, whose header can be megabytes). 0 when
+    they are not known yet."""
+    try:
+        numbers = [_value(*raw.values[k], "ascii", typed=False)
+                   for k in ("Rows", "Columns", "BitsAllocated")]
+        frames = _value(*raw.values["NumberOfFrames"], "ascii", typed=False) if "NumberOfFrames" in raw.values else 1
+        rows, columns, bits = (int(n) for n in numbers)
+        return max(0, size - rows * columns * int(frames) * bits // 8) + _FIRST_READ
+    except (KeyError, TypeError, ValueError, _Unusual):
+        return 0
 
 
 def read_common_header(path: str, size: int) -> tuple[HeaderView, tuple[int, int], int, int] | None:
     """(view, pixel tag, value offset, value length) of a common file (module docstring), or
-    None for any other file (and for any file this reader cannot follow to its pixel data)."""
+    None for any other file (and for any file this reader cannot follow to its pixel data). The
+    length is UNDEFINED (0xFFFFFFFF) for encapsulated pixel data."""
+    limit = min(size, _MAX_HEADER)
     try:
         with open(path, "rb") as fp:
-            data = fp.read(min(size, _FIRST_READ))
+            data = fp.read(min(limit, _FIRST_READ))
             while True:
+                raw = _Raw()
                 try:
-                    view, tag, offset, length = _walk(data, size)
+                    view, tag, offset, length = _walk(data, size, raw)
                     break
-                except _NeedMore:
-                    if len(data) >= min(size, _MAX_HEADER):
+                except (_NeedMore, struct.error):  # (struct.error: an element header past the end)
+                    if len(data) >= limit:
                         return None
-                    data += fp.read(min(size, _MAX_HEADER) - len(data))
+                    wanted = _header_size(raw, size)  # the header, not the pixels (when known)
+                    wanted = wanted if wanted > len(data) else limit
+                    data += fp.read(min(limit, wanted) - len(data))
     except (_Unusual, OSError, UnicodeDecodeError, struct.error):
         return None
     image_type = view.get("ImageType")
     types = [str(v).upper() for v in (image_type if isinstance(image_type, list) else [image_type or ""])]
-    if "MOSAIC" in types or offset + length > size:
+    if "MOSAIC" in types or (length != _UNDEFINED and offset + length > size):
         return None  # (a truncated file: pydicom's path names the damage)
     return view, (tag >> 16, tag & 0xFFFF), offset, length
