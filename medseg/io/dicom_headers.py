@@ -21,9 +21,13 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from medseg.io.fast_header import UNDEFINED, read_common_header
+from medseg.io.fast_header import UNDEFINED, HeaderView, read_common_header
 
 log = logging.getLogger(__name__)
+
+# A file's header as the frame builders read it: a pydicom Dataset, or the common-case reader's
+# view of the same elements (medseg.io.fast_header), which answers get/in/attributes alike.
+Header = Dataset | HeaderView
 
 # Study/patient attributes copied onto derived series so that a PACS files them with the source.
 STUDY_KEYWORDS = (
@@ -291,7 +295,7 @@ class _PixelElement:
     tag: tuple[int, int] = (0x7FE0, 0x0010)
 
 
-def _with_uids(error: Exception, ds: Dataset | None) -> Exception:
+def _with_uids(error: Exception, ds: Header | None) -> Exception:
     """``error`` carrying the UIDs the file's (partial) header still shows, so that the scan can
     mark the series it belongs to."""
     for name, keyword in (("study_uid", "StudyInstanceUID"), ("series_uid", "SeriesInstanceUID"),
@@ -300,14 +304,14 @@ def _with_uids(error: Exception, ds: Dataset | None) -> Exception:
     return error
 
 
-def _damaged(message: str, ds: Dataset | None = None) -> Exception:
+def _damaged(message: str, ds: Header | None = None) -> Exception:
     """A CorruptFileError with the UIDs of the file's header (see :func:`_with_uids`)."""
     from medseg.errors import CorruptFileError
 
     return _with_uids(CorruptFileError(message), ds)
 
 
-def _is_image_class(ds: Dataset) -> bool:
+def _is_image_class(ds: Header) -> bool:
     """Whether the SOP class (or the header) says the object is an image."""
     for uid in (ds.get("SOPClassUID"), getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID")):
         if uid is not None and "Image Storage" in str(getattr(uid, "name", "")):
@@ -315,7 +319,7 @@ def _is_image_class(ds: Dataset) -> bool:
     return "Rows" in ds and "Columns" in ds
 
 
-def _pixel_element(fp, ds: Dataset, size: int, path: str, limits: ScanLimits) -> _PixelElement | None:
+def _pixel_element(fp, ds: Header, size: int, path: str, limits: ScanLimits) -> _PixelElement | None:
     """Locate the pixel data element at ``fp``'s position (where ``stop_before_pixels`` left it)
     and check that its value lies within the file. Encapsulated pixel data is walked fragment by
     fragment (8-byte item headers only) up to its sequence delimiter.
@@ -374,7 +378,7 @@ def _has_pixels_after(fp) -> bool:
     return len(fp.read(4)) == 4
 
 
-def _check_sizes(ds: Dataset, pixels: _PixelElement, path: str, limits: ScanLimits) -> PixelLayout | None:
+def _check_sizes(ds: Header, pixels: _PixelElement, path: str, limits: ScanLimits) -> PixelLayout | None:
     """Header-declared sizes against the file and the limits, before anything is allocated.
 
     Returns the layout of native pixel data that can be read directly (see :class:`PixelLayout`).

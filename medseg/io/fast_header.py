@@ -286,7 +286,7 @@ def _sequence(data: bytes, pos: int, length: int, explicit: bool, depth: int) ->
     if depth > 8:
         raise _Unusual("sequences nested too deep")
     stop = None if length == _UNDEFINED else pos + length
-    items = []
+    items: list[_Raw] = []
     while stop is None or pos < stop:
         if pos + 8 > len(data):
             raise _NeedMore
