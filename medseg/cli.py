@@ -391,7 +391,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from medseg.listen import Destination, Listener, ListenOptions
 
     config = pipeline_config(args)
-    run = config.run
     try:
         destination = Destination.parse(args.send_to) if args.send_to else None
     except ValueError as exc:
@@ -400,8 +399,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     options = ListenOptions(output=args.output, spool=args.spool, host=args.host, port=args.port,
                             ae_title=args.ae_title, allowed_callers=tuple(args.allow or ()),
                             complete_on=args.complete_on, quiet_seconds=args.quiet_seconds,
-                            queue_size=args.queue, send_to=destination, device=run.device,
-                            precision=run.precision, n4=run.n4, skull_strip=run.skull_strip,
+                            queue_size=args.queue, send_to=destination,
                             health_seconds=args.health_seconds, run=config.run_options())
     return int(Listener(options).serve())
 

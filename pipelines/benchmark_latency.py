@@ -55,9 +55,10 @@ def warm_listen(files: list[Path], out: Path, repeat: int, skull_strip: bool) ->
     from pydicom.uid import generate_uid
     from pynetdicom import AE
 
+    from medseg.batch.run import RunOptions
     from medseg.listen import Listener, ListenOptions
 
-    node = Listener(ListenOptions(output=out, host="127.0.0.1", port=0, skull_strip=skull_strip,
+    node = Listener(ListenOptions(output=out, host="127.0.0.1", port=0, run=RunOptions(skull_strip=skull_strip),
                                   health_seconds=3600)).start()
     datasets = [dcmread(p) for p in files]
     runs = []

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+from medseg.localhost import free_port, stop_process
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
@@ -59,12 +60,6 @@ def available() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start(folder: Path, timeout_s: float = 30.0, modalities: dict[str, int] | None = None) -> Orthanc:
     """``modalities``: AE title -> port of DICOM peers on 127.0.0.1 allowed to use Orthanc's DICOM
     server (C-ECHO, C-FIND, C-GET, C-MOVE to them, C-STORE); none: the DICOM server is off."""
@@ -100,9 +95,4 @@ def start(folder: Path, timeout_s: float = 30.0, modalities: dict[str, int] | No
 
 
 def stop(server: Orthanc) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_process(server.process, 15)

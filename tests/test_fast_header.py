@@ -253,8 +253,40 @@ def test_unusual_and_damaged_files_go_to_pydicom(tmp_path):
     assert not _fast(str(other_charset)) and _same(str(other_charset))
 
 
-def test_study_attributes_keep_pydicom_value_classes():
+def test_study_attributes_keep_their_text():
     from medseg.io import fast_header
 
-    assert set(dicom_headers.STUDY_KEYWORDS) <= fast_header._TYPED
+    assert set(dicom_headers.STUDY_KEYWORDS) <= fast_header._AS_TEXT
     assert set(dicom_headers.STUDY_KEYWORDS) <= set(fast_header.KEYWORDS)
+
+
+def test_dictionary_is_the_dicom_dictionary():
+    """The tags and VRs written out in fast_header are pydicom's data dictionary's."""
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    from medseg.io import fast_header
+
+    keywords = fast_header.KEYWORDS + fast_header.ITEM_KEYWORDS + fast_header.SEQUENCE_KEYWORDS
+    assert set(fast_header.DICTIONARY) == set(keywords)
+    for keyword, (tag, vr) in fast_header.DICTIONARY.items():
+        assert (tag, vr) == (tag_for_keyword(keyword), dictionary_VR(tag)), keyword
+
+
+def test_derived_series_keep_the_study_attributes(tmp_path):
+    """Study attributes read as text by the common-case reader are written back onto a derived
+    series as pydicom reads them from the source (names, UIDs, dates, a DS value's text)."""
+    from medseg.io import scan, write_dicom_series
+
+    (tmp_path / "in").mkdir()
+    source = _file(tmp_path / "in" / "a.dcm", MagneticFieldStrength="3", StudyDate="20250101",
+                   PatientID="P-77", AccessionNumber="A1")
+    assert _fast(str(source))
+    volume = scan(source.parent).series[0].load()
+    write_dicom_series(volume, tmp_path / "out", series_description="derived", series_number=9)
+    written = pydicom.dcmread(next((tmp_path / "out").iterdir()))
+    original = pydicom.dcmread(source)
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "StudyDate", "AccessionNumber",
+                    "MagneticFieldStrength", "Manufacturer", "FrameOfReferenceUID"):
+        if keyword in original:
+            assert written.get(keyword) == original.get(keyword), keyword
+            assert str(written.get(keyword)) == str(original.get(keyword)), keyword

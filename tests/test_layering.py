@@ -2,7 +2,8 @@
 medseg module points down this order, never back up.
 
     base        errors, config, progress, volume (the central type), resample, planes, masks,
-                geometry (planes in patient space), cc_line (the CC's lines on its plane)
+                geometry (planes in patient space), cc_line (the CC's lines on its plane),
+                localhost (child services' ports and stopping)
     io          io (DICOM/NIfTI -> Volume at the edge), examples, synth
     infer       model contract, onnxruntime sessions, the network grid and plane normalisation
     preprocess  N4, head mask, mid-sagittal symmetry, skull stripping
@@ -31,7 +32,7 @@ ORDER = {
 GROUP = {
     "medseg": "base", "errors": "base", "config": "base", "progress": "base", "volume": "base",
     "resample": "base", "planes": "base", "masks": "base", "geometry": "base", "cc_line": "base",
-    "io": "io", "examples": "io", "synth": "io",
+    "localhost": "base", "io": "io", "examples": "io", "synth": "io",
     "infer": "infer", "preprocess": "preprocess", "segment": "segment", "positioning": "positioning",
     "pipeline": "positioning",
     "batch": "apps", "dicomout": "apps", "report": "apps", "listen": "apps", "pacs": "apps", "demo": "apps",

@@ -66,3 +66,25 @@ def test_help_is_fast_to_start():
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_info_on_common_files_imports_neither_pydicom_nor_nibabel(tmp_path):
+    """`medseg info` on a classic series (written here, so pydicom is free to be used for that in
+    this process) reads its headers with the common-case reader: the child imports neither
+    pydicom nor nibabel (nibabel's NIfTI module imports pydicom), nor tqdm off a terminal."""
+    import numpy as np
+
+    from medseg.io import write_dicom_series
+    from medseg.volume import Volume, VolumeMeta
+
+    write_dicom_series(Volume(np.zeros((8, 8, 3), np.int16), np.eye(4), VolumeMeta(modality="MR")),
+                       tmp_path / "s")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    code = ("import sys, contextlib, io\nfrom medseg.cli import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()) as out:\n    code = main(['info', {str(tmp_path)!r}])\n"
+            "assert code == 0 and 'LPS' in out.getvalue(), out.getvalue()\n"
+            "print(sorted(m for m in ('pydicom', 'nibabel', 'tqdm', 'scipy', 'SimpleITK') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from medseg.cli import main
 from medseg.io import write_dicom_series
 from medseg.listen import Listener, ListenOptions
 from medseg.listen.spool import Spool
+from medseg.localhost import free_port
 from tests.conftest import REPO
 
 pynetdicom = pytest.importorskip("pynetdicom")
@@ -62,10 +62,11 @@ def _send(port, datasets, *, calling="SCANNER"):
     return statuses
 
 
-def _node(tmp_path, **options) -> Listener:
-    options = {"skull_strip": False, **options}
-    return Listener(ListenOptions(output=tmp_path / "out", host="127.0.0.1", port=0,
-                                  allowed_callers=("SCANNER",), **options)).start()
+def _node(tmp_path, skull_strip: bool = False, **options) -> Listener:
+    from medseg.batch.run import RunOptions
+
+    return Listener(ListenOptions(output=tmp_path / "out", host="127.0.0.1", port=0, allowed_callers=("SCANNER",),
+                                  run=RunOptions(skull_strip=skull_strip), **options)).start()
 
 
 def _broken(study_uid: str) -> Dataset:
@@ -254,15 +255,9 @@ def test_series_complete_on_release_or_after_the_quiet_period(tmp_path):
     assert [b.study_uid for b in restarted.leftovers()] == ["1.5"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @needs_model
 def test_listen_command_answers_echo_and_stops_on_sigterm(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))
     child = subprocess.Popen([sys.executable, "-m", "medseg.cli", "listen", "--port", str(port), "--host", "127.0.0.1",
                               "-o", str(tmp_path / "out"), "--no-skullstrip", "--health-seconds", "0.5"],

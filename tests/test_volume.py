@@ -42,6 +42,35 @@ def test_orientation_codes_follow_nibabel_convention():
     assert flipped.orientation == "RAS"
 
 
+def test_axcodes_are_nibabels():
+    """volume.axcodes (nibabel's io_orientation, ported) gives aff2axcodes' codes on random
+    oblique, flipped, anisotropic and near-45-degree affines, and on every axis permutation."""
+    import itertools
+
+    import nibabel as nib
+
+    from medseg.volume import LPS_TO_RAS, axcodes
+
+    rng = np.random.default_rng(3)
+    affines = []
+    for order in itertools.permutations(range(3)):
+        for signs in itertools.product((-1.0, 1.0), repeat=3):
+            affine = np.eye(4)
+            affine[:3, :3] = np.eye(3)[:, order] * signs * [0.9, 1.0, 4.0]
+            affines.append(affine)
+    for _ in range(300):
+        rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        affine = np.eye(4)
+        affine[:3, :3] = rotation * rng.uniform(0.3, 6.0, 3)
+        affine[:3, 3] = rng.normal(0, 50, 3)
+        affines.append(affine)
+    tilt = np.radians(44.9)  # close to a tie between two world axes
+    affines.append(np.array([[np.cos(tilt), -np.sin(tilt), 0, 0], [np.sin(tilt), np.cos(tilt), 0, 0],
+                             [0, 0, 1, 0], [0, 0, 0, 1]]))
+    for affine in affines:
+        assert axcodes(affine) == "".join(nib.aff2axcodes(LPS_TO_RAS @ affine)), affine
+
+
 @pytest.mark.parametrize("codes", ["RAS", "LPS", "LIA", "PSR"])
 def test_reorient_keeps_every_voxel_at_its_world_position(codes):
     volume = oblique_volume()

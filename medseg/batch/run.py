@@ -39,7 +39,6 @@ import shutil
 import signal
 import threading
 import time
-import traceback
 import typing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,9 +49,11 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 
 from medseg import __version__
+from medseg.batch.outcome import SeriesOutcome
 from medseg.batch.report import read_study, rebuild
 from medseg.batch.routing import Route, route_study
 from medseg.errors import InputError, MedsegError, ResourceLimitError, os_error_message
+from medseg.errors import Stage as StageName  # (medseg.pipeline.Stage is a stage function)
 from medseg.io import scan
 from medseg.io.atomic import (
     ensure_output_dir,
@@ -275,8 +276,8 @@ class StudyRecord:
     resumed: bool = False  # finished by an earlier run, kept
     deferred: list["Deferred"] = field(default_factory=list)  # RunOptions.defer_extras: work left
 
-    def add(self, **entry) -> None:
-        self.series.append(entry)
+    def add(self, outcome: SeriesOutcome) -> None:
+        self.series.append(outcome.to_row())
 
     @classmethod
     def from_json(cls, sid: str, data: dict, *, resumed: bool = False) -> "StudyRecord":
@@ -399,23 +400,6 @@ def _at_stage(exc: Exception, stage: str) -> Exception:
     return exc
 
 
-def _error_entry(ref_name: str, stage: str, exc: BaseException) -> dict:
-    """A failed series' row: a MedsegError by its stage; a file-system error with its errno; any
-    other exception is a bug and keeps its traceback."""
-    entry = {"series": ref_name, "stage": getattr(exc, "medseg_stage", None) or getattr(exc, "stage", stage),
-             "status": "failed", "error_type": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, MedsegError):
-        return entry
-    if isinstance(exc, OSError):
-        entry["message"] = os_error_message(exc)
-        entry["errno"] = exc.errno
-        return entry
-    entry["stage"] = getattr(exc, "medseg_stage", stage)
-    entry["message"] = f"internal error in stage {entry['stage']} ({type(exc).__name__}: {exc})"
-    entry["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=12))
-    return entry
-
-
 def series_names(study: Study) -> dict[str, str]:
     """Output folder name of each series of a study, by ``SeriesRef.key``: readable, unique by
     construction (a hash of the key where number + description collide), the same every run."""
@@ -435,11 +419,11 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
     stitch = options.stitch or stitch_options_for(options.device)
     names = series_names(study)
     for ref, reason in prepared.route.skipped:
-        record.add(series=names[ref.key], key=ref.key, stage="route", status="skipped", message=reason)
+        record.add(SeriesOutcome.skipped(names[ref.key], ref.key, reason))
     seconds = record.seconds
     for ref, loaded in prepared.brain:
         if isinstance(loaded, Exception):
-            record.add(**_error_entry(names[ref.key], "load", loaded), key=ref.key)
+            record.add(SeriesOutcome.failed(names[ref.key], "load", loaded, ref.key))
             continue
         volume, head = loaded
         try:
@@ -452,7 +436,6 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             t = time.perf_counter()
             paths = write_position_outputs(result, out / names[ref.key])
             seconds["outputs"] = seconds.get("outputs", 0.0) + time.perf_counter() - t
-            final = result.localization.final
             if defer:
                 dicom = {}
                 record.deferred.append(Deferred(names[ref.key], functools.partial(
@@ -461,22 +444,13 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             else:
                 dicom = _dicom_entry(dicom_out, ref, "write_dicom_results", out, result, ref.files,
                                      paths["qc"].parent)
-            record.add(**dicom, series=names[ref.key], key=ref.key, stage="position", status="ok",
-                       kind=result.segmentation.kind, final_angle_deg=round(final.angle_deg, 3),
-                       box_angle_deg=round(result.localization.box.angle_deg, 3),
-                       line_angle_deg=round(result.localization.line.angle_deg, 3),
-                       consistent=result.localization.consistent,
-                       cc_area_mm2=round(result.measurements.area_mm2, 1),
-                       confidence=round(float(result.segmentation.confidence), 4),
-                       brain_volume_ml=round(result.brain.volume_ml, 1) if result.brain else None,
-                       **({"warning": "; ".join(result.warnings)} if result.warnings else {}),
-                       qc=str(paths["qc"].relative_to(out)), result=str(paths["result"].relative_to(out)))
+            record.add(SeriesOutcome.positioned(names[ref.key], ref.key, result, paths, out, dicom))
         except Exception as exc:  # a bug too: recorded with its traceback, the next series goes on
-            record.add(**_error_entry(names[ref.key], "position", exc), key=ref.key)
+            record.add(SeriesOutcome.failed(names[ref.key], "position", exc, ref.key))
     for number, (members, stations) in enumerate(prepared.spine, start=1):
         name = f"spine_{number:02d}"
         if isinstance(stations, Exception):
-            record.add(**_error_entry(name, "load", stations))
+            record.add(SeriesOutcome.failed(name, "load", stations))
             continue
         t = time.perf_counter()
         try:
@@ -493,11 +467,9 @@ def _process(study: Study, prepared: _Prepared, out: Path, segmenter, record: St
             else:
                 dicom = _dicom_entry(dicom_out, members[0], "write_spine_capture", out, paths["preview"],
                                      members[0].files, out / name)
-            record.add(**dicom, series=name, stage="stitch", status="ok", stations=[m.key for m in members],
-                       corrections_mm=[s.correction_mm for s in composite.stations],
-                       qc=str(paths["preview"].relative_to(out)), result=str(paths["report"].relative_to(out)))
+            record.add(SeriesOutcome.stitched(name, [m.key for m in members], composite, paths, out, dicom))
         except Exception as exc:
-            record.add(**_error_entry(name, "stitch", exc))
+            record.add(SeriesOutcome.failed(name, "stitch", exc))
         seconds["stitch"] = seconds.get("stitch", 0.0) + time.perf_counter() - t
 
 
@@ -557,13 +529,13 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, strip
         if segmenter is None and prepared.brain:
             names = series_names(study)
             for ref, _ in prepared.brain:
-                record.add(series=names[ref.key], key=ref.key, stage="model", status="failed",
-                           error_type="ModelError", message="CC model unavailable")
+                record.add(SeriesOutcome.unavailable(names[ref.key], ref.key, "model", "ModelError",
+                                                     "CC model unavailable"))
             prepared.brain = []
         options = options or RunOptions()
         _process(study, prepared, partial, segmenter, record, stripper, options.dicom_out, options)
     except Exception as exc:  # an unexpected bug: recorded with its traceback, run goes on
-        record.add(**_error_entry("*", "internal", exc))
+        record.add(SeriesOutcome.failed("*", "internal", exc))
     record.status = study_status([s["status"] for s in record.series])
     _finish_study(partial, output, record, key)
     return record
@@ -633,8 +605,7 @@ def record_engine_failure(study: Study, output: Path, reason: str, *, sid: str, 
     it appears as failed with the reason instead of disappearing."""
     record = StudyRecord(sid, status="failed")
     for ref in study.series:
-        record.add(series=ref.name, key=ref.key, stage="engine", status="failed",
-                   error_type="EngineError", message=reason)
+        record.add(SeriesOutcome.unavailable(ref.name, ref.key, "engine", "EngineError", reason))
     partial = output / f".partial-{sid}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -658,9 +629,9 @@ def _move_into_place(partial: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _failed_record(sid: str, exc: BaseException, stage: str) -> StudyRecord:
+def _failed_record(sid: str, exc: BaseException, stage: StageName) -> StudyRecord:
     record = StudyRecord(sid, status="failed")
-    record.add(**_error_entry("*", stage, exc))
+    record.add(SeriesOutcome.failed("*", stage, exc))
     return record
 
 

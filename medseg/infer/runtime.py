@@ -78,6 +78,23 @@ class Predictor(Protocol):
         ...
 
 
+class PlaneModel:
+    """A network run on 2D planes (the CC segmenter, the skull stripper): its :class:`Predictor`
+    and the values of its contract that inference uses, read here once for both, never copied
+    into code: the grid (size, spacing), the crop's centre below the top of the head, the
+    normalisation percentiles and outside value, the probability threshold."""
+
+    def __init__(self, runtime: Predictor | None, name: str, device: Device, precision: Precision):
+        self.runtime: Predictor = runtime or load_runtime(name, device=device, precision=precision)
+        contract = self.runtime.contract
+        self.size = contract.input.size
+        self.spacing = float(contract.input.spacing_mm)
+        self.top_to_centre_mm = float(contract.input.crop.centre_row_mm_below_head_top)
+        self.percentiles = contract.input.normalization.percentiles
+        self.outside = float(contract.input.normalization.outside_image_value)
+        self.threshold = float(contract.output.threshold)
+
+
 @dataclass
 class ModelRuntime:
     """One onnxruntime session of a shipped model; implements :class:`Predictor`."""

@@ -14,20 +14,20 @@ import os
 import struct
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from medseg.io.fast_header import UNDEFINED, HeaderView, read_common_header
 
 log = logging.getLogger(__name__)
 
-# A file's header as the frame builders read it: a pydicom Dataset, or the common-case reader's
-# view of the same elements (medseg.io.fast_header), which answers get/in/attributes alike.
-Header = Dataset | HeaderView
+if TYPE_CHECKING:  # pydicom is imported only for the files the common-case reader leaves to it
+    from pydicom.dataset import Dataset
+
+    # A file's header as the frame builders read it: a pydicom Dataset, or the common-case
+    # reader's view of the same elements (medseg.io.fast_header), which answers get/in alike.
+    Header = Dataset | HeaderView
 
 # Study/patient attributes copied onto derived series so that a PACS files them with the source.
 STUDY_KEYWORDS = (
@@ -313,7 +313,7 @@ def _damaged(message: str, ds: Header | None = None) -> Exception:
 
 def _is_image_class(ds: Header) -> bool:
     """Whether the SOP class (or the header) says the object is an image."""
-    for uid in (ds.get("SOPClassUID"), getattr(ds, "file_meta", Dataset()).get("MediaStorageSOPClassUID")):
+    for uid in (ds.get("SOPClassUID"), (getattr(ds, "file_meta", None) or {}).get("MediaStorageSOPClassUID")):
         if uid is not None and "Image Storage" in str(getattr(uid, "name", "")):
             return True
     return "Rows" in ds and "Columns" in ds
@@ -327,7 +327,7 @@ def _pixel_element(fp, ds: Header, size: int, path: str, limits: ScanLimits) -> 
     Returns None when the data set ends without pixel data. Deflated files are not probed (their
     offsets refer to the inflated stream); the decoder catches their damage.
     """
-    syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
+    syntax = (getattr(ds, "file_meta", None) or {}).get("TransferSyntaxUID")
     if syntax is not None and syntax.is_deflated:
         return _PixelElement(offset=-1, length=None) if _has_pixels_after(fp) else None
     little = syntax.is_little_endian if syntax is not None else True
@@ -428,6 +428,9 @@ def _read_dataset(path: str, *, stop_before_pixels: bool):
         NotDicom: not DICOM at all.
         CorruptFileError: a DICOM file (it has the 'DICM' magic) whose header cannot be parsed.
     """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     fp = open(path, "rb")  # noqa: SIM115 - closed by the caller
     try:
         try:

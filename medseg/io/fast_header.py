@@ -29,10 +29,6 @@ import struct
 import warnings
 from typing import Any
 
-from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.uid import UID
-from pydicom.valuerep import IS, DSfloat, PersonName
-
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 
@@ -67,19 +63,52 @@ PRIVATE_TAGS = (0x2005100E, 0x0019109C, 0x0019109E, 0x001910B3)
 # values of an enhanced object, dicom_headers._philips_private_item).
 PRIVATE_SEQUENCES = (0x2005140F,)
 
-_TAGS: dict[int, tuple[str, str]] = {}
-for _keyword in KEYWORDS + ITEM_KEYWORDS + SEQUENCE_KEYWORDS:
-    _tag = tag_for_keyword(_keyword)
-    assert _tag is not None, _keyword
-    _TAGS[_tag] = (_keyword, dictionary_VR(_tag))
-    assert " " not in _TAGS[_tag][1], _keyword  # one VR each (no "US or SS")
+# (tag, VR) of each keyword above, as in the DICOM data dictionary: written out rather than read
+# from pydicom's, so that a scan of common files never imports pydicom (a third of a second);
+# tests/test_fast_header.py checks every entry against pydicom's dictionary.
+DICTIONARY: dict[str, tuple[int, str]] = {
+    "SpecificCharacterSet": (0x00080005, "CS"), "ImageType": (0x00080008, "CS"),
+    "SOPClassUID": (0x00080016, "UI"), "SOPInstanceUID": (0x00080018, "UI"), "StudyDate": (0x00080020, "DA"),
+    "StudyTime": (0x00080030, "TM"), "AccessionNumber": (0x00080050, "SH"), "Modality": (0x00080060, "CS"),
+    "Manufacturer": (0x00080070, "LO"), "ReferringPhysicianName": (0x00080090, "PN"),
+    "StudyDescription": (0x00081030, "LO"), "SeriesDescription": (0x0008103E, "LO"),
+    "PatientName": (0x00100010, "PN"), "PatientID": (0x00100020, "LO"),
+    "PatientBirthDate": (0x00100030, "DA"), "PatientSex": (0x00100040, "CS"),
+    "PatientAge": (0x00101010, "AS"), "BodyPartExamined": (0x00180015, "CS"),
+    "SliceThickness": (0x00180050, "DS"), "SpacingBetweenSlices": (0x00180088, "DS"),
+    "ProtocolName": (0x00181030, "LO"), "TriggerTime": (0x00181060, "DS"), "EchoNumbers": (0x00180086, "IS"),
+    "MagneticFieldStrength": (0x00180087, "DS"), "PatientPosition": (0x00185100, "CS"),
+    "StudyInstanceUID": (0x0020000D, "UI"), "SeriesInstanceUID": (0x0020000E, "UI"),
+    "StudyID": (0x00200010, "SH"), "SeriesNumber": (0x00200011, "IS"),
+    "AcquisitionNumber": (0x00200012, "IS"), "InstanceNumber": (0x00200013, "IS"),
+    "ImagePositionPatient": (0x00200032, "DS"), "ImageOrientationPatient": (0x00200037, "DS"),
+    "FrameOfReferenceUID": (0x00200052, "UI"), "TemporalPositionIdentifier": (0x00200100, "IS"),
+    "ImagesInAcquisition": (0x00201002, "IS"), "SamplesPerPixel": (0x00280002, "US"),
+    "NumberOfFrames": (0x00280008, "IS"), "Rows": (0x00280010, "US"), "Columns": (0x00280011, "US"),
+    "PixelSpacing": (0x00280030, "DS"), "BitsAllocated": (0x00280100, "US"),
+    "BitsStored": (0x00280101, "US"), "PixelRepresentation": (0x00280103, "US"),
+    "RescaleIntercept": (0x00281052, "DS"), "RescaleSlope": (0x00281053, "DS"),
+    "ComplexImageComponent": (0x00089208, "CS"), "SequenceName": (0x00180024, "SH"),
+    "FrameType": (0x00089007, "CS"), "StackID": (0x00209056, "SH"),
+    "TemporalPositionIndex": (0x00209128, "UL"), "DimensionIndexValues": (0x00209157, "UL"),
+    "EffectiveEchoTime": (0x00189082, "FD"), "DiffusionBValue": (0x00189087, "FD"),
+    "SharedFunctionalGroupsSequence": (0x52009229, "SQ"),
+    "PerFrameFunctionalGroupsSequence": (0x52009230, "SQ"), "PlanePositionSequence": (0x00209113, "SQ"),
+    "PlaneOrientationSequence": (0x00209116, "SQ"), "PixelMeasuresSequence": (0x00289110, "SQ"),
+    "PixelValueTransformationSequence": (0x00289145, "SQ"), "FrameContentSequence": (0x00209111, "SQ"),
+    "MREchoSequence": (0x00189114, "SQ"), "MRImageFrameTypeSequence": (0x00189226, "SQ"),
+    "MRDiffusionSequence": (0x00189117, "SQ"),
+}
+_TAGS = {DICTIONARY[keyword][0]: (keyword, DICTIONARY[keyword][1])
+         for keyword in KEYWORDS + ITEM_KEYWORDS + SEQUENCE_KEYWORDS}
 _SEQUENCES = {tag for tag, (_, vr) in _TAGS.items() if vr == "SQ"} | set(PRIVATE_SEQUENCES)
 assert len(_SEQUENCES) == len(SEQUENCE_KEYWORDS) + len(PRIVATE_SEQUENCES)
 
 _PRIVATE = set(PRIVATE_TAGS)
-# Kept as pydicom's value classes: copied onto derived series (dicom_headers.STUDY_KEYWORDS, e.g.
-# a DS keeps its original text), or read through the class (a SOP class UID's name).
-_TYPED = {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyInstanceUID",
+# Kept as their text (a DS or IS value too, as written: "3" stays "3", not 3.0), as pydicom's
+# value classes keep it: copied onto derived series (dicom_headers.STUDY_KEYWORDS), whose writer
+# gives them their classes again.
+_AS_TEXT = {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyInstanceUID",
           "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName",
           "StudyDescription", "FrameOfReferenceUID", "PatientPosition", "Manufacturer",
           "MagneticFieldStrength", "SOPClassUID"}
@@ -94,6 +123,20 @@ _NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
 _DECODABLE = set(_NUMBERS) | _STRING_VRS | _TEXT_VRS | {"UI", "DS", "IS", "PN"}
 _FIRST_READ = 1 << 16
 _MAX_HEADER = 1 << 22  # a header beyond 4 MB before the pixels: pydicom's business
+
+
+class NativeSyntax(str):
+    """Explicit or implicit VR little endian: the UID with the properties of pydicom's UID that
+    :mod:`medseg.io.dicom_headers` reads (without importing pydicom)."""
+
+    is_little_endian = True
+    is_deflated = False
+    is_encapsulated = False
+    is_transfer_syntax = True
+
+    @property
+    def is_implicit_VR(self) -> bool:  # noqa: N802 - pydicom's name
+        return self == IMPLICIT_LE
 
 
 class _Unusual(Exception):
@@ -117,7 +160,7 @@ class HeaderView:
     keyword, or by (group, element) for PRIVATE_TAGS), ``in``, attribute access and
     ``file_meta`` (a dict of the meta UIDs)."""
 
-    def __init__(self, values: dict[str, Any], file_meta: dict[str, UID],
+    def __init__(self, values: dict[str, Any], file_meta: dict[str, Any],
                  private: dict[tuple[int, int], PrivateElement] | None = None):
         self._values = values
         self._private = private or {}
@@ -151,11 +194,11 @@ def _split(text: str, kind: Any = str) -> Any:
     return kind(items[0]) if len(items) == 1 else [kind(item) for item in items]
 
 
-def _value(vr: str, raw: bytes, encoding: str, typed: bool = True) -> Any:
-    """``raw`` as pydicom converts it (see the module docstring); None for an empty value. With
-    ``typed`` False, UI, DS and IS values are plain str, float and int (the same numbers and
-    text: what the frame builders read; pydicom's classes validate each value, a third of the
-    time here)."""
+def _value(vr: str, raw: bytes, encoding: str, text: bool = False) -> Any:
+    """``raw`` as pydicom converts it (see the module docstring), as plain Python values (UI and
+    PN as str, DS as float, IS as int: the same numbers and text as pydicom's value classes,
+    which the frame builders read as such); with ``text``, DS and IS values as their text. None
+    for an empty value."""
     if not raw:
         return None
     if vr in _NUMBERS:
@@ -166,25 +209,24 @@ def _value(vr: str, raw: bytes, encoding: str, typed: bool = True) -> Any:
         numbers = struct.unpack(f"<{len(raw) // size}{code}", raw)
         return numbers[0] if len(numbers) == 1 else list(numbers)
     if vr == "UI":
-        return _split(raw.decode("ascii").rstrip("\0 "), UID if typed else str)
+        return _split(raw.decode("ascii").rstrip("\0 "))
     if vr in ("DS", "IS"):
-        text = raw.decode("ascii").strip()
-        if not text:
+        number = raw.decode("ascii").strip()
+        if not number:
             return None
         try:
-            if typed:
-                return _split(text, DSfloat if vr == "DS" else IS)
-            return _split(text, float if vr == "DS" else _integer)
+            values = _split(number, float if vr == "DS" else _integer)  # (checked also as text)
         except (ValueError, OverflowError, TypeError) as exc:
             raise _Unusual(vr) from exc
+        return _split(number) if text else values
     if vr in _STRING_VRS:
         return _split(raw.decode("iso8859").rstrip(" \x00"))
-    text = raw.decode(encoding)
+    decoded = raw.decode(encoding)
     if vr in _TEXT_VRS:
-        values = [v.rstrip("\0 ") for v in text.split("\\")]
-        return values[0] if len(values) == 1 else values
+        strings = [v.rstrip("\0 ") for v in decoded.split("\\")]
+        return strings[0] if len(strings) == 1 else strings
     if vr == "PN":
-        return PersonName(text.rstrip("\0 "))
+        return decoded.rstrip("\0 ")
     raise _Unusual(vr)
 
 
@@ -376,12 +418,12 @@ def _elements(data: bytes, pos: int, stop: int | None, explicit: bool, raw: _Raw
         pos = after
 
 
-def _view(raw: _Raw, encoding: str, file_meta: dict[str, UID], top: bool) -> HeaderView:
+def _view(raw: _Raw, encoding: str, file_meta: dict[str, Any], top: bool) -> HeaderView:
     """The decoded view of one data set read by :func:`_elements` (its sequences as lists of
     views, by keyword, or as a PrivateElement for a private one)."""
     values: dict[str, Any] = {}
     for keyword, (vr, data) in raw.values.items():
-        value = _value(vr, data, encoding, typed=top and keyword in _TYPED)
+        value = _value(vr, data, encoding, text=top and keyword in _AS_TEXT)
         if value is not None or vr not in ("DS", "IS"):  # pydicom: empty numbers are absent here
             values[keyword] = value if value is not None else ""
     private: dict[tuple[int, int], PrivateElement] = {}
@@ -410,12 +452,18 @@ def _walk(data: bytes, size: int, raw: _Raw) -> tuple[HeaderView, int, int, int]
         pos, tag, value = _element(data, pos, explicit=True)
         if tag in (0x00020002, 0x00020010) and value is not None:
             meta["MediaStorageSOPClassUID" if tag == 0x00020002 else "TransferSyntaxUID"] = \
-                UID(value.decode("ascii").rstrip("\0 "))
-    syntax = meta.get("TransferSyntaxUID")
-    encapsulated = syntax is not None and syntax not in (EXPLICIT_LE, IMPLICIT_LE) and \
-        syntax.is_transfer_syntax and syntax.is_encapsulated and not syntax.is_deflated and \
-        syntax.is_little_endian and not syntax.is_implicit_VR
-    if syntax not in (EXPLICIT_LE, IMPLICIT_LE) and not encapsulated:
+                value.decode("ascii").rstrip("\0 ")
+    syntax: Any = meta.get("TransferSyntaxUID")
+    encapsulated = False
+    if syntax in (EXPLICIT_LE, IMPLICIT_LE):
+        syntax = meta["TransferSyntaxUID"] = NativeSyntax(syntax)
+    elif syntax:  # compressed: pydicom decodes it in the end, and knows its transfer syntaxes
+        from pydicom.uid import UID
+
+        syntax = meta["TransferSyntaxUID"] = UID(syntax)
+        encapsulated = syntax.is_transfer_syntax and syntax.is_encapsulated and not syntax.is_deflated \
+            and syntax.is_little_endian and not syntax.is_implicit_VR
+    if not isinstance(syntax, NativeSyntax) and not encapsulated:
         raise _Unusual(f"transfer syntax {syntax}")
     _, pixels = _elements(data, pos, None, syntax != IMPLICIT_LE, raw, 0)
     assert pixels is not None
@@ -439,9 +487,9 @@ def _header_size(raw: _Raw, size: int) -> int:
     before the functional groups of an enhanced object, whose header can be megabytes). 0 when
     they are not known yet."""
     try:
-        numbers = [_value(*raw.values[k], "ascii", typed=False)
+        numbers = [_value(*raw.values[k], "ascii")
                    for k in ("Rows", "Columns", "BitsAllocated")]
-        frames = _value(*raw.values["NumberOfFrames"], "ascii", typed=False) if "NumberOfFrames" in raw.values else 1
+        frames = _value(*raw.values["NumberOfFrames"], "ascii") if "NumberOfFrames" in raw.values else 1
         rows, columns, bits = (int(n) for n in numbers)
         return max(0, size - rows * columns * int(frames) * bits // 8) + _FIRST_READ
     except (KeyError, TypeError, ValueError, _Unusual):

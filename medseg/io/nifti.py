@@ -6,9 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-from nibabel.spatialimages import SpatialImage
 
 from medseg.errors import CorruptFileError
 from medseg.io.atomic import atomic_path
@@ -28,6 +26,9 @@ def file_uid(path: str | os.PathLike) -> str:
 
 def read_nifti(path: str | os.PathLike) -> Volume:
     """Read a NIfTI-1/2 or MGH/MGZ file (RAS on disk) into an LPS Volume."""
+    import nibabel as nib  # (imported here: nibabel imports pydicom, see medseg.volume.axcodes)
+    from nibabel.spatialimages import SpatialImage
+
     path = str(path)
     try:
         image = nib.load(path)
@@ -53,6 +54,8 @@ def write_nifti(volume: Volume, path: str | os.PathLike) -> Path:
     path = Path(path)
     suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
     image = volume.to_nibabel()
+    import nibabel as nib
+
     with atomic_path(path, suffix=suffix) as temp:
         nib.save(image, str(temp))
     return path

@@ -17,10 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import nibabel as nib
 import numpy as np
-from nibabel.analyze import AnalyzeHeader
-from nibabel.spatialimages import SpatialImage
 
 from medseg.errors import CorruptFileError, InputError, MedsegError, NoImagesError
 from medseg.io.atomic import safe_name, sha256_file
@@ -36,7 +33,7 @@ from medseg.io.dicom_headers import (
 from medseg.io.dicom_stack import Stack, load_stack, split_series
 from medseg.io.nifti import file_uid, is_nifti_path, read_nifti
 from medseg.progress import progress
-from medseg.volume import LPS_TO_RAS, Volume, VolumeMeta
+from medseg.volume import LPS_TO_RAS, Volume, VolumeMeta, axcodes
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +86,7 @@ class SeriesRef:
     def orientation(self) -> str:
         if self.affine is None:
             return "?"
-        return "".join(nib.aff2axcodes(LPS_TO_RAS @ self.affine))
+        return axcodes(self.affine)
 
     @property
     def ok(self) -> bool:
@@ -289,6 +286,10 @@ def _nifti_ref(path: str) -> SeriesRef:
     affine = None
     error: Exception | None = None
     try:
+        import nibabel as nib  # (here: importing it imports pydicom too, see volume.axcodes)
+        from nibabel.analyze import AnalyzeHeader
+        from nibabel.spatialimages import SpatialImage
+
         image = nib.load(path)
         if not isinstance(image, SpatialImage):  # NIfTI and MGZ files load as spatial images
             raise TypeError(f"{type(image).__name__} is not a spatial image")

@@ -40,7 +40,6 @@ from medseg.pacs.config import Peer as Destination  # where results are sent: AE
 
 if TYPE_CHECKING:
     from medseg.batch.run import RunOptions
-    from medseg.infer.runtime import Device, Precision
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +63,12 @@ class ListenOptions:
     quiet_seconds: float = 2.0
     queue_size: int = 4  # complete studies waiting for the worker
     send_to: Destination | None = None
-    device: Device = "cpu"
-    precision: Precision = "fp32"
-    n4: bool = True
-    skull_strip: bool = True
     health_seconds: float = 60.0
     poll_seconds: float = 0.02
-    # The stage options of the pipeline config (N4 profile, localizer N4, angle check); None: the
-    # defaults. Its device, precision, n4 and skull_strip are those above.
-    run: "RunOptions | None" = None
+    # What is run on each study, as `medseg run` runs it (device, precision, N4, skull stripping,
+    # the pipeline config's stage options); None: RunOptions(). The node plans first whatever
+    # this says (defer_extras) and keeps its own log quiet.
+    run: RunOptions | None = None
 
 
 @dataclass
@@ -90,22 +86,24 @@ class Listener:
     until SIGINT/SIGTERM."""
 
     def __init__(self, options: ListenOptions):
+        from medseg.batch.run import RunOptions
         from medseg.infer.runtime import ModelRuntime
         from medseg.segment.infer import CCSegmenter
 
+        run = options.run or RunOptions()
         self.options = options
         self.output = Path(options.output)
         self.output.mkdir(parents=True, exist_ok=True)
         self.spool = Spool(options.spool or self.output / ".spool", complete_on=options.complete_on,
                            quiet_seconds=options.quiet_seconds)
-        self.segmenter = CCSegmenter(device=options.device, precision=options.precision)
+        self.segmenter = CCSegmenter(device=run.device, precision=run.precision)
         if isinstance(self.segmenter.runtime, ModelRuntime):  # always, as created here
             self.segmenter.runtime.warm_up()
         self.stripper = None
-        if options.skull_strip:
+        if run.skull_strip:
             from medseg.preprocess.skullstrip import SkullStripper
 
-            self.stripper = SkullStripper(device=options.device, precision=options.precision)
+            self.stripper = SkullStripper(device=run.device, precision=run.precision)
             if isinstance(self.stripper.runtime, ModelRuntime):
                 self.stripper.runtime.warm_up()
         for module in _WARM_MODULES:
@@ -117,13 +115,9 @@ class Listener:
         self._threads: list[threading.Thread] = []
         self._server = None
         self._job_number = 0
-        from medseg.batch.run import RunOptions
-
         # Plan first: the study folder appears with the plan; the brain mask and the DICOM
         # results follow (complete_deferred) and are added to it and to study.json.
-        self._run_options = dataclasses.replace(options.run or RunOptions(), n4=options.n4, quiet=True,
-                                                defer_extras=True, device=options.device,
-                                                precision=options.precision, skull_strip=options.skull_strip)
+        self._run_options = dataclasses.replace(run, quiet=True, defer_extras=True)
 
     # --- DICOM side -------------------------------------------------------------------------
     def _application_entity(self):

@@ -37,7 +37,7 @@ from medseg.errors import InputError, NoBrainFoundError
 from medseg.geometry import LEFT
 from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, network_frame
 from medseg.infer.normalize2d import normalize_slice
-from medseg.infer.runtime import Device, Precision, Predictor, load_runtime
+from medseg.infer.runtime import Device, PlaneModel, Precision, Predictor
 from medseg.masks import fill_holes_per_plane, largest_component
 from medseg.planes import left_right_axis
 from medseg.preprocess.normalize import foreground_mask
@@ -99,19 +99,12 @@ def _sagittal_axis(volume: Volume) -> int | None:
     return axis if cosine >= np.cos(np.radians(MAX_AXIS_ANGLE_DEG)) else None
 
 
-class SkullStripper:
+class SkullStripper(PlaneModel):
     """Brain extraction with the shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: Predictor | None = None, *, name: str = MODEL_NAME,
                  device: Device = "cpu", precision: Precision = "fp32", batch_size: int = 16):
-        self.runtime: Predictor = runtime or load_runtime(name, device=device, precision=precision)
-        contract = self.runtime.contract  # every value below is the model's, never a copy
-        self.size = contract.input.size
-        self.spacing = float(contract.input.spacing_mm)
-        self.top_to_centre_mm = float(contract.input.crop.centre_row_mm_below_head_top)
-        self.percentiles = contract.input.normalization.percentiles
-        self.outside = float(contract.input.normalization.outside_image_value)
-        self.threshold = float(contract.output.threshold)
+        super().__init__(runtime, name, device, precision)
         self.batch_size = batch_size
 
     def _plane_stack(self, volume: Volume, head: np.ndarray):

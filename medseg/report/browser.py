@@ -11,12 +11,13 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from medseg.localhost import free_port, stop_process
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 FLAGS = ["--headless", "--no-sandbox", "--use-gl=angle", "--use-angle=swiftshader",
@@ -32,12 +33,6 @@ def find_chromium() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
 
@@ -48,7 +43,7 @@ class Browser:
         if executable is None:
             raise FileNotFoundError("no chromium on PATH")
         self._profile = tempfile.TemporaryDirectory(prefix="medseg-chromium-")
-        port = _free_port()
+        port = free_port()
         self._process = subprocess.Popen(
             [executable, *FLAGS, f"--remote-debugging-port={port}", f"--user-data-dir={self._profile.name}",
              f"--window-size={width},{height}", "about:blank"],
@@ -116,11 +111,7 @@ class Browser:
             if getattr(self, "_ws", None):
                 self._ws.close()
         finally:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+            stop_process(self._process, 10)
             self._profile.cleanup()
 
     def __enter__(self) -> "Browser":

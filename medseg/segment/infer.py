@@ -42,7 +42,7 @@ from medseg.errors import MedsegError, NoCCFoundError
 from medseg.geometry import Plane
 from medseg.infer.grid import VolumeLookup, crop_centre_from_sampler, grid_plane, network_frame, plane_grid
 from medseg.infer.normalize2d import has_anatomy, normalize_slice
-from medseg.infer.runtime import Device, Precision, Predictor, load_runtime
+from medseg.infer.runtime import Device, PlaneModel, Precision, Predictor
 from medseg.masks import largest_component
 from medseg.planes import left_right_axis, plane_of_normal, slice_axis, slice_normal
 from medseg.preprocess.midsagittal import midsagittal_plane
@@ -199,20 +199,13 @@ def _score(probability: np.ndarray, spacing: float, threshold: float) -> tuple[f
     return float(cc.sum()) * spacing ** 2, float(probability[cc].mean())
 
 
-class CCSegmenter:
+class CCSegmenter(PlaneModel):
     """Segment the CC with a shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: Predictor | None = None, *, name: str = "cc_attention_unet",
                  device: Device = "cpu", precision: Precision = "fp32", cc_alone: bool = True):
-        self.runtime: Predictor = runtime or load_runtime(name, device=device, precision=precision)
+        super().__init__(runtime, name, device, precision)
         self.cc_alone = cc_alone  # reduce the prediction to the CC alone (medseg.segment.cc_alone)
-        contract = self.runtime.contract  # every value below is the model's, never a copy
-        self.size = contract.input.size
-        self.spacing = float(contract.input.spacing_mm)
-        self.top_to_centre_mm = float(contract.input.crop.centre_row_mm_below_head_top)
-        self.percentiles = contract.input.normalization.percentiles
-        self.outside = float(contract.input.normalization.outside_image_value)
-        self.threshold = float(contract.output.threshold)
 
     # -- shared --------------------------------------------------------------------------------
     def series_values(self, volume: Volume, head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
