@@ -557,15 +557,20 @@ def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
     return [frame]
 
 
-def _mosaic_frames(ds: Dataset, whole: Frame) -> list[Frame]:
+def _mosaic_frames(ds: Header, whole: Frame) -> list[Frame]:
     """Siemens mosaic: one frame per tile of ``whole`` (the file as one frame); the CSA header
     (nibabel.nicom) gives tile count and the true position of the first slice (a mosaic's IPP
     refers to the whole mosaic)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # nibabel flags nicom as experimental; checked vs dcm2niix
-        from nibabel.nicom import dicomwrappers
+        from nibabel.nicom import csareader, dicomwrappers
 
-        wrapper = dicomwrappers.wrapper_from_data(ds)
+        if isinstance(ds, HeaderView):  # the common-case reader kept the CSA image header's bytes
+            csa = csareader.read(ds.get((0x0029, 0x1010)).value)
+            wrapper = (dicomwrappers.MosaicWrapper(ds, csa) if csareader.is_mosaic(csa)
+                       else dicomwrappers.SiemensWrapper(ds, csa))
+        else:
+            wrapper = dicomwrappers.wrapper_from_data(ds)
         if not isinstance(wrapper, dicomwrappers.MosaicWrapper):
             raise NotImageDicom("mosaic image without a readable Siemens CSA header")
         tile_rows, tile_cols, n_tiles = (int(v) for v in wrapper.image_shape[:3])

@@ -10,8 +10,9 @@ goes through pydicom (:func:`medseg.io.dicom_headers.read_header`):
   native pixel data, or in an encapsulated (compressed) transfer syntax of explicit VR little
   endian (its fragments are then walked by dicom_headers._pixel_element, as for pydicom's path);
 - classic or enhanced multi-frame (the functional groups the frame builder reads are parsed
-  into nested views, see SEQUENCE_KEYWORDS), no Siemens mosaic (the private elements the
-  Philips and GE rules read are kept, see PRIVATE_TAGS and PRIVATE_SEQUENCES);
+  into nested views, see SEQUENCE_KEYWORDS), or a Siemens mosaic whose CSA image header sits in
+  the usual private block (0029,10xx) (the private elements the Philips, GE and Siemens rules
+  read are kept, see PRIVATE_TAGS and PRIVATE_SEQUENCES);
 - the default character repertoire, ISO_IR 100 (Latin-1) or ISO_IR 192 (UTF-8);
 - every element read here well formed (a number that does not parse, an unexpected VR, an
   element running past the end: None).
@@ -57,8 +58,9 @@ ITEM_KEYWORDS = ("FrameType", "StackID", "TemporalPositionIndex", "DimensionInde
                  "EffectiveEchoTime", "DiffusionBValue")
 # Private elements the vendor rules read (dicom_headers._philips_scaling, _ge_pepolar_direction),
 # by tag as pydicom's ``ds.get((group, element))`` reads them: Philips MRScaleSlope, GE pulse
-# sequence names and user data 12.
-PRIVATE_TAGS = (0x2005100E, 0x0019109C, 0x0019109E, 0x001910B3)
+# sequence names and user data 12; Siemens' CSA private creator and image header (the tile count
+# and slice normal of a mosaic, dicom_headers._mosaic_frames).
+PRIVATE_TAGS = (0x2005100E, 0x0019109C, 0x0019109E, 0x001910B3, 0x00290010, 0x00291010)
 # A private sequence read the same way: Philips' per-frame private item (MRScaleSlope and rescale
 # values of an enhanced object, dicom_headers._philips_private_item).
 PRIVATE_SEQUENCES = (0x2005140F,)
@@ -496,6 +498,18 @@ def _header_size(raw: _Raw, size: int) -> int:
         return 0
 
 
+def _siemens_csa(view: HeaderView) -> bool:
+    """Whether the CSA image header a mosaic needs is where PRIVATE_TAGS looks for it: private
+    block 0x10 of group 0x0029, whose creator is Siemens' (any other block: pydicom's path,
+    which finds the block by its creator)."""
+    creator = view.get((0x0029, 0x0010))
+    value = getattr(creator, "value", None)
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return (isinstance(value, str) and value.strip(" \0") == "SIEMENS CSA HEADER"
+            and isinstance(getattr(view.get((0x0029, 0x1010)), "value", None), bytes))
+
+
 def read_common_header(path: str, size: int) -> tuple[HeaderView, tuple[int, int], int, int] | None:
     """(view, pixel tag, value offset, value length) of a common file (module docstring), or
     None for any other file (and for any file this reader cannot follow to its pixel data). The
@@ -519,6 +533,8 @@ def read_common_header(path: str, size: int) -> tuple[HeaderView, tuple[int, int
         return None
     image_type = view.get("ImageType")
     types = [str(v).upper() for v in (image_type if isinstance(image_type, list) else [image_type or ""])]
-    if "MOSAIC" in types or (length != _UNDEFINED and offset + length > size):
+    if "MOSAIC" in types and not _siemens_csa(view):
+        return None
+    if length != _UNDEFINED and offset + length > size:
         return None  # (a truncated file: pydicom's path names the damage)
     return view, (tag >> 16, tag & 0xFFFF), offset, length
