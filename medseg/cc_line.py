@@ -202,8 +202,10 @@ def smooth_outline(mask: np.ndarray, plane: Plane, probability: np.ndarray | Non
     field = probability if probability is not None else mask.astype(np.float64)
     smoothed = ndimage.gaussian_filter(np.asarray(field, dtype=np.float64), smoothing_mm / pixel)
     smooth_mask = smoothed > (threshold if probability is not None else 0.5)
-    if smooth_mask.sum() < 0.5 * mask.sum():
-        return mask, probability  # too thin to smooth: keep the outline as it is
+    # Too thin to smooth (a thin body dissolves and the CC falls apart into genu and splenium,
+    # whose largest part would then be taken for the CC): the outline is kept as it is.
+    if largest_component(smooth_mask & ndimage.binary_dilation(mask, iterations=2)).sum() < 0.5 * mask.sum():
+        return mask, probability
     return smooth_mask, smoothed
 
 

@@ -125,3 +125,51 @@ def test_a_cc_alone_step_that_cuts_the_cc_itself_keeps_the_network_mask_and_says
     np.testing.assert_array_equal(kept, probability)
     segmenter.cc_alone = False
     assert segmenter.alone(shaded.astype(np.float32), probability) == (probability, None)
+
+
+def test_a_thin_cc_body_cut_by_the_opening_is_kept_by_a_thinner_one():
+    """A thick slab of a raw localizer thins the bright core of the CC body to ~4 mm: the rule's
+    standard opening cuts it, leaving genu and splenium apart. The segmenter then reduces the
+    network's mask with a thinner opening, which keeps the whole arch without the fornix below
+    it, since the plan's angle stays with the network's mask; no warning."""
+    from medseg.segment.cc_alone import CC_OPENING_MM
+    from medseg.segment.infer import CCSegmenter, implausibility
+
+    segmenter = CCSegmenter()
+    spacing = segmenter.spacing
+    cc = arc_cc(genu=5.5 / spacing, body=1.6, splenium=6.5 / spacing, shape=(160, 160))
+    under = np.zeros_like(cc)  # CSF of the ventricle under the body, then the fornix
+    under[71:83, 60:100] = True
+    under &= ~cc
+    fornix = under.copy()
+    fornix[:80] = False
+    image = np.where(cc, 1000.0, 600.0)
+    image[under] = 150.0
+    image[fornix] = 950.0
+    network = cc | under
+    probability = np.where(network, 0.95, 0.02).astype(np.float32)
+    assert implausibility(network, spacing ** 2) is None  # the network's mask: a plausible arch
+    standard = corpus_callosum_alone(network, image, spacing, opening_mm=CC_OPENING_MM)
+    assert standard.sum() < 0.6 * cc.sum()  # the body is gone: what the first try leaves
+    kept, warning = segmenter.alone(image.astype(np.float32), probability)
+    assert warning is None
+    alone = kept > segmenter.threshold
+    dice = 2 * (alone & cc).sum() / (alone.sum() + cc.sum())
+    assert dice > 0.9, dice
+    assert not (alone & fornix).any()
+
+
+def test_outline_smoothing_never_takes_a_part_of_the_cc_for_the_cc():
+    """Smoothing the outline dissolves a body thinner than the smoothing and leaves genu and
+    splenium apart; the outline is then used as it is, and the plan's angle stays that of the
+    whole arch instead of one end's."""
+    from medseg.cc_line import localize, smooth_outline
+
+    plane = Plane(origin=np.zeros(3), x_vec=np.array([0.0, 1.25, 0.0]), y_vec=np.array([0.0, 0.0, -1.25]))
+    thin = arc_cc(genu=4.5, body=1.2, splenium=5.0)
+    smoothed, _ = smooth_outline(thin, plane, None, 3.5)
+    np.testing.assert_array_equal(smoothed, thin)
+    whole = localize(thin, plane).final.angle_deg
+    assert abs(localize(thin, plane, smoothing_mm=3.5).final.angle_deg - whole) < 0.5
+    thick = arc_cc()  # a body thicker than the smoothing: smoothed as before
+    assert not np.array_equal(smooth_outline(thick, plane, None, 3.5)[0], thick)

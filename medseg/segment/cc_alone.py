@@ -25,9 +25,11 @@ CC_BODY = (0.2, 0.8)  # the body's columns, as fractions of the CC's extent from
 CC_BODY_MAX_MM, CC_BODY_CAP = 8, (0.3, 0.75)  # adult body about 5-7 mm, plus the partial-volume rim
 
 
-def corpus_callosum_alone(label: np.ndarray, image: np.ndarray, spacing_mm: float = 1.0) -> np.ndarray:
+def corpus_callosum_alone(label: np.ndarray, image: np.ndarray, spacing_mm: float = 1.0, *,
+                          opening_mm: float = CC_OPENING_MM) -> np.ndarray:
     """The CC alone from a CC mask on a mid-sagittal plane of square ``spacing_mm`` pixels (rows
-    superior -> inferior, columns anterior -> posterior, ``image`` the T1 on the same plane)."""
+    superior -> inferior, columns anterior -> posterior, ``image`` the T1 on the same plane).
+    ``opening_mm``: the opening's radius (attachments up to about twice as thick are cut)."""
     label = np.asarray(label, bool)
     if label.sum() < 20:
         return label
@@ -38,7 +40,7 @@ def corpus_callosum_alone(label: np.ndarray, image: np.ndarray, spacing_mm: floa
     wm = float(np.percentile(image[label], 75))
     mask = label & (image > CC_INTENSITY_FRACTION * wm)
     cross = ndimage.generate_binary_structure(2, 1)
-    opened = ndimage.binary_opening(mask, structure=cross, iterations=px(CC_OPENING_MM))
+    opened = ndimage.binary_opening(mask, structure=cross, iterations=px(opening_mm))
     mask = ndimage.binary_dilation(opened, structure=cross) & mask  # restore the border
     cols = np.nonzero(mask.any(axis=0))[0]
     if cols.size == 0:

@@ -74,6 +74,14 @@ MIN_CC_AREA_MM2 = 120.0  # below this no CC is reported
 # The CC-alone step keeps 0.65-0.73 of the network's mask on the held-out subjects and the XA30
 # T1; much less means it cut the CC itself (CCSegmenter.alone).
 CC_ALONE_MIN_FRACTION = 0.4
+# When that step fails, it is tried again with an opening of CC_THIN_OPENING_MM: the standard
+# opening (2 px at 1.25 mm) also cuts a CC body whose bright core is under ~6 mm thick, as in the
+# partial-volumed thick slabs of a raw localizer, leaving the genu alone. That second result is
+# taken only if it is plausible and moves the plan's angle by at most CC_THIN_MAX_ANGLE_DEG from
+# the network's whole mask (whose arc gives the right angles, CCSegmenter.alone); otherwise the
+# network's mask is kept, as before.
+CC_THIN_OPENING_MM = 1.0
+CC_THIN_MAX_ANGLE_DEG = 2.0
 # Anatomical plausibility of a mid-sagittal CC (adults ~400-1200 mm2, children from ~250 mm2).
 # Elongation = long/short side of the minimum-area box; the box spans the arch's height, so real
 # CCs measure 2.35-2.87 (FreeSurfer labels of the 7 training/validation subjects): 1.8 leaves margin.
@@ -269,10 +277,12 @@ class CCSegmenter(PlaneModel):
         ``image``/``probability`` on a network plane (rows inferior, columns posterior).
 
         When the rule leaves no plausible CC (or under CC_ALONE_MIN_FRACTION of the network's
-        mask) while the network's mask is plausible, the network's mask is kept and the warning
-        says so: the rule's fixed intensity level can cut a shaded or thin-walled CC to its genu
-        (thick slabs of a raw scan), and the angles from the whole arc are then the right ones;
-        its area and thickness include the fornix and are not the CC alone."""
+        mask) while the network's mask is plausible, it is run again with a thinner opening
+        (CC_THIN_OPENING_MM: the thick slabs of a raw localizer thin the CC body's bright core,
+        which the standard opening then cuts, leaving the genu); that result must be plausible
+        and keep the plan's angle within CC_THIN_MAX_ANGLE_DEG of the network's whole mask.
+        Failing that, the network's mask is kept and the warning says so: the angles from the
+        whole arc are the right ones; its area and thickness include the fornix."""
         if not self.cc_alone:
             return probability, None
         mask = largest_component(probability > self.threshold)
@@ -281,16 +291,41 @@ class CCSegmenter(PlaneModel):
         network_implausible = implausibility(mask, pixel_area) is not None
         if alone.sum() * pixel_area < MIN_CC_AREA_MM2 and network_implausible:
             return probability, None  # nothing CC-like at all: the gate that follows decides
-        reason = implausibility(alone, pixel_area)
-        if alone.sum() < CC_ALONE_MIN_FRACTION * mask.sum():
-            reason = f"kept {alone.sum() / max(mask.sum(), 1):.0%} of the network's mask"
+        reason = self._alone_problem(alone, mask)
         if reason and not network_implausible:
-            warning = (f"the CC-alone step left no plausible CC ({reason}); the network's mask is kept: "
-                       f"the angles hold, area and thickness include the fornix ({mask.sum() * pixel_area:.0f} mm2)")
-            log.warning("%s", warning)
-            return probability, warning
+            thin = corpus_callosum_alone(mask, image, self.spacing, opening_mm=CC_THIN_OPENING_MM)
+            thin_reason = self._alone_problem(thin, mask) or self._angle_change(thin, mask)
+            if thin_reason is None:
+                log.info("CC alone with a thinner opening (the standard one: %s)", reason)
+                alone = thin
+            else:
+                warning = (f"the CC-alone step left no plausible CC ({reason}; with a thinner "
+                           f"opening: {thin_reason}); the network's mask is kept: the angles hold, "
+                           f"area and thickness include the fornix ({mask.sum() * pixel_area:.0f} mm2)")
+                log.warning("%s", warning)
+                return probability, warning
         rim = ndimage.binary_dilation(alone)
         return np.where(alone, probability, np.minimum(probability, self.threshold) * rim).astype(np.float32), None
+
+    def _alone_problem(self, alone: np.ndarray, mask: np.ndarray) -> str | None:
+        """Why a CC-alone result of the network's ``mask`` is not a CC, or None."""
+        if alone.sum() < CC_ALONE_MIN_FRACTION * mask.sum():
+            return f"kept {alone.sum() / max(mask.sum(), 1):.0%} of the network's mask"
+        return implausibility(alone, self.spacing ** 2)
+
+    def _angle_change(self, alone: np.ndarray, mask: np.ndarray) -> str | None:
+        """Why ``alone`` would move the plan away from the network's whole ``mask`` (the final
+        angle, as positioning fits it, more than CC_THIN_MAX_ANGLE_DEG apart), or None."""
+        plane = Plane(np.zeros(3), np.array([0.0, self.spacing, 0.0]), np.array([0.0, 0.0, -self.spacing]))
+        try:
+            angles = [localize(m, plane, smoothing_mm=CANONICAL_SMOOTHING_MM).final.angle_deg
+                      for m in (alone, mask)]
+        except MedsegError as error:
+            return f"no plan from it ({error})"
+        change = abs((angles[0] - angles[1] + 90) % 180 - 90)
+        if change > CC_THIN_MAX_ANGLE_DEG:
+            return f"plan angle {change:.1f} deg from the network's mask"
+        return None
 
     # -- entry point ---------------------------------------------------------------------------
     def segment(self, volume: Volume, *, localizer: bool | None = None,
