@@ -567,8 +567,7 @@ def _mosaic_frames(ds: Header, whole: Frame) -> list[Frame]:
 
         if isinstance(ds, HeaderView):  # the common-case reader kept the CSA image header's bytes
             csa = csareader.read(ds.get((0x0029, 0x1010)).value)
-            wrapper = (dicomwrappers.MosaicWrapper(ds, csa) if csareader.is_mosaic(csa)
-                       else dicomwrappers.SiemensWrapper(ds, csa))
+            wrapper = dicomwrappers.MosaicWrapper(ds, csa) if csareader.is_mosaic(csa) else None
         else:
             wrapper = dicomwrappers.wrapper_from_data(ds)
         if not isinstance(wrapper, dicomwrappers.MosaicWrapper):
