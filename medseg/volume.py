@@ -90,6 +90,12 @@ class VolumeMeta:
         return dataclasses.replace(self, **changes)
 
 
+def corner_indices(shape: Sequence[int]) -> np.ndarray:
+    """The voxel indices (8 x 3, float) of the eight corner voxels of a 3D grid of ``shape``."""
+    return np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                     for k in (0, shape[2] - 1)], dtype=np.float64)
+
+
 def _readonly(array: np.ndarray) -> np.ndarray:
     array = np.asarray(array)
     if array.flags.writeable:

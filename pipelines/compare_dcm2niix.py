@@ -26,7 +26,7 @@ import numpy as np
 
 from medseg.examples import data_root
 from medseg.io import scan
-from medseg.volume import LPS_TO_RAS
+from medseg.volume import LPS_TO_RAS, corner_indices
 
 WORLD_TOLERANCE_MM = 1e-3
 
@@ -58,8 +58,7 @@ def match(reference_affine: np.ndarray, reference_shape: tuple[int, ...], candid
     offset = mapping[:3, 3]
     if np.max(np.abs(offset - np.rint(offset))) > 1e-2:
         return None
-    corners = np.array([[i, j, k] for i in (0, reference_shape[0] - 1)
-                        for j in (0, reference_shape[1] - 1) for k in (0, reference_shape[2] - 1)])
+    corners = corner_indices(reference_shape)
     indices = np.rint(corners @ permutation.T + np.rint(offset)).astype(int)
     if indices.min() < 0 or np.any(indices.max(axis=0) >= np.array(candidate.spatial_shape)):
         return None

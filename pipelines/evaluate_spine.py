@@ -58,7 +58,7 @@ from medseg.spine.blend import feather
 from medseg.spine.compose import head_foot_axis
 from medseg.spine.grid import coverage_and_ramp, resample_station
 from medseg.synth.stations import StationSpec, make_stations
-from medseg.volume import Volume, VolumeMeta
+from medseg.volume import Volume, VolumeMeta, corner_indices
 
 DATA = data_root()
 
@@ -115,9 +115,7 @@ def _interior(composite: Volume, source: Volume, specs: list[StationSpec]) -> np
     plus the station's coarsest spacing. Nearer the edges a shifted station was sampled partly
     outside the source (zeros, or values interpolated with zeros), which no real station would
     be, and the composite there is the simulation's artefact, not the composing's."""
-    corners = source.world_coordinates(np.array([[i, j, k] for i in (0, source.shape[0] - 1)
-                                                 for j in (0, source.shape[1] - 1)
-                                                 for k in (0, source.shape[2] - 1)], dtype=np.float64))
+    corners = source.world_coordinates(corner_indices(source.spatial_shape))
     spacing = max(max(s.slice_mm, s.in_plane_mm) for s in specs)
     keep = np.ones(composite.spatial_shape, bool)
     i, j, k = (np.arange(n, dtype=np.float64) for n in composite.spatial_shape)

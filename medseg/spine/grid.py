@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from medseg.resample import resample_to_grid
-from medseg.volume import Volume
+from medseg.volume import Volume, corner_indices
 
 
 def union_grid(volumes: Sequence[Volume], reference: Volume, spacing: Sequence[float] | None = None
@@ -27,10 +27,7 @@ def union_grid(volumes: Sequence[Volume], reference: Volume, spacing: Sequence[f
     step = np.asarray(spacing, dtype=np.float64)
     lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
     for v in volumes:
-        shape = v.spatial_shape
-        corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
-                            for k in (0, shape[2] - 1)], dtype=np.float64)
-        local = v.world_coordinates(corners) @ direction  # coordinates along the grid axes
+        local = v.world_coordinates(corner_indices(v.spatial_shape)) @ direction  # along the grid axes
         lo, hi = np.minimum(lo, local.min(axis=0)), np.maximum(hi, local.max(axis=0))
     ni, nj, nk = (int(n) for n in np.floor((hi - lo) / step + 1e-6).astype(int) + 1)
     affine = np.eye(4)

@@ -11,7 +11,7 @@ import numpy as np
 from medseg.errors import InputError
 from medseg.io.scan import SeriesRef
 from medseg.planes import plane_name
-from medseg.volume import Volume
+from medseg.volume import Volume, corner_indices
 
 # Words and numbers that tell stations apart in series descriptions ("T2 SAG C", "t2_sag_2/3").
 _STATION_TOKENS = re.compile(
@@ -35,8 +35,7 @@ def contrast_key(description: str) -> str:
 
 def head_foot_extent(shape: Sequence[int], affine: np.ndarray) -> tuple[float, float]:
     """(inferior, superior) LPS z range covered by a grid's voxel centres."""
-    corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
-                        for k in (0, shape[2] - 1)], dtype=np.float64)
+    corners = corner_indices(shape)
     z = (corners @ affine[:3, :3].T + affine[:3, 3])[:, 2]
     return float(z.min()), float(z.max())
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medseg.resample import resample_to_grid
-from medseg.volume import Volume
+from medseg.volume import Volume, corner_indices
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,7 @@ class StationTruth:
 def sagittal_station_grid(source: Volume, spec: StationSpec) -> tuple[tuple[int, int, int], np.ndarray]:
     """A sagittal grid (i: anterior->posterior, j: superior->inferior, k: right->left) covering
     the source's L-R and A-P extent between the spec's head-foot limits."""
-    corners = np.array([[i, j, k] for i in (0, source.shape[0] - 1) for j in (0, source.shape[1] - 1)
-                        for k in (0, source.shape[2] - 1)], dtype=np.float64)
-    world = source.world_coordinates(corners)
+    world = source.world_coordinates(corner_indices(source.spatial_shape))
     lo, hi = world.min(axis=0), world.max(axis=0)
     direction = np.column_stack([[0, 1, 0], [0, 0, -1], [-1, 0, 0]]).astype(np.float64)
     spacing = np.array([spec.in_plane_mm, spec.in_plane_mm, spec.slice_mm])
