@@ -21,6 +21,7 @@ from medseg.segment.augment import AugmentConfig
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.dataset import PlaneSamples, validation_set
 from medseg.segment.nets import ModelConfig, build_model
+from medseg.segment.onnx_weights import freeze_batch_norm, load_onnx_weights
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,12 @@ class TrainConfig:
     workers: int = 1
     threads: int = 0  # torch intra-op threads (0: torch default)
     output_dir: str = "runs/cc"
-    # Start from a checkpoint's weights (.pt, same architecture) instead of a random
-    # initialisation. Not from the exported ONNX: export folds normalisation into convolutions.
+    # Start from a checkpoint's weights (.pt, same architecture) or from an exported model
+    # (.onnx: its folded batch norms come back as the identity, so freeze_batch_norm is required)
+    # instead of a random initialisation.
     init_from: str | None = None
+    # Batch norms in evaluation mode, their parameters fixed (fine-tuning; required from .onnx).
+    freeze_batch_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
 
     model = build_model(config.model, size)
     if cfg.init_from and not (resume and (out / "last.pt").exists()):
-        initialise(model, Path(cfg.init_from))
+        initialise(model, Path(cfg.init_from), freeze_batch_norm=cfg.freeze_batch_norm)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * cfg.iterations_per_epoch
 
@@ -170,6 +174,9 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     while state["epoch"] < cfg.epochs:
         losses = []
+        model.train()  # evaluate() leaves the model in training mode; frozen batch norms go back
+        if cfg.freeze_batch_norm:
+            freeze_batch_norm(model)
         for _ in progress(range(cfg.iterations_per_epoch), desc=f"epoch {state['epoch'] + 1}",
                           enabled=show_progress):
             image, label = next(batches)
@@ -212,8 +219,15 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     return out / "best.pt"
 
 
-def initialise(model: torch.nn.Module, path: Path) -> None:
-    """Load ``model``'s weights from a training checkpoint (same architecture)."""
+def initialise(model: torch.nn.Module, path: Path, *, freeze_batch_norm: bool = False) -> None:
+    """Load ``model``'s weights from a training checkpoint or an exported ONNX file (same
+    architecture)."""
+    if path.suffix == ".onnx":
+        if not freeze_batch_norm:
+            raise ValueError(f"{path}: an exported model's batch norms are folded into its "
+                             "convolutions; set train.freeze_batch_norm: true to fine-tune it")
+        load_onnx_weights(model, path)
+        return
     weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
     state = model.state_dict()
     missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
