@@ -15,6 +15,7 @@ Each row: area (mm2) of the mask and of the references, Dice of the projections,
 the plausibility gate's findings and the final angle. QC pictures go to OUT/<case>.png.
 
 Usage: python pipelines/evaluate_cc_kinds.py [--subjects sub-08 sub-09] [--out eval_out/cc_kinds]
+       [--model-dir DIR] [--no-cc-alone]
 """
 
 from __future__ import annotations
@@ -137,12 +138,14 @@ def main() -> int:
     parser.add_argument("--subjects", nargs="+", default=["sub-08", "sub-09"])
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("eval_out/cc_kinds"))
+    parser.add_argument("--no-cc-alone", action="store_true",
+                        help="the network's mask as it is (no CC-alone step after it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     from medseg.infer.runtime import load_runtime
 
-    segmenter = CCSegmenter(load_runtime(models_dir=args.model_dir))
+    segmenter = CCSegmenter(load_runtime(models_dir=args.model_dir), cc_alone=not args.no_cc_alone)
     rows, positions = [], []
     for name in args.subjects:
         folder = DATA / "brain" / "fs-training" / name

@@ -12,7 +12,7 @@ Per localizer: area (mm2), whether the segmenter kept the CC alone or fell back 
 mask (its warning), the final angle, the error against the known motion (the final direction of
 the unturned localizer turned by R) and, unturned, the difference from the 3D T1's own plan.
 
-Usage: python pipelines/evaluate_raw_localizers.py [--t1 PATH] [--json OUT]
+Usage: python pipelines/evaluate_raw_localizers.py [--t1 PATH] [--json OUT] [--model-dir DIR] [--no-cc-alone]
 """
 
 from __future__ import annotations
@@ -73,12 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t1", type=Path,
                         default=data_root() / "dicom" / "siemens-xa30-enhanced" / "5_anat-T1w_acq-tfl")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model-dir", type=Path, default=None)
+    parser.add_argument("--no-cc-alone", action="store_true",
+                        help="the network's mask as it is (no CC-alone step after it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if not args.t1.exists():
         print(f"no T1 at {args.t1} (set MEDSEG_DATA)", file=sys.stderr)
         return 1
-    segmenter = CCSegmenter()
+    from medseg.infer.runtime import load_runtime
+
+    segmenter = CCSegmenter(load_runtime(models_dir=args.model_dir), cc_alone=not args.no_cc_alone)
     t1 = load_volume(args.t1)
     reference = position_volume(t1, segmenter)
     mask = np.argwhere(np.asarray(reference.segmentation.mask.array) > 0)
