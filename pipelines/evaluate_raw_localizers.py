@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from evaluate_rotated_localizers import rotation  # this folder is on sys.path when a script runs
 from scipy import ndimage
 
 from medseg.examples import data_root
@@ -36,13 +37,6 @@ from medseg.volume import Volume
 PROTOCOLS = ((5, 5.0), (15, 5.0), (35, 4.0))  # slices, slab mm (slices are contiguous)
 PITCHES = (-10.0, 0.0, 10.0)
 FALLBACK = "CC-alone step left no plausible CC"
-
-
-def rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
-    t = np.radians(degrees)
-    axis = axis / np.linalg.norm(axis)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
 
 
 def localizer(t1: Volume, centre: np.ndarray, turn: np.ndarray, slices: int, slab_mm: float) -> Volume:
