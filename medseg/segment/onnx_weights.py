@@ -86,22 +86,37 @@ def load_onnx_weights(model: torch.nn.Module, onnx_path: str | Path) -> None:
         found[f"{name}.running_mean"] = np.zeros(module.num_features, np.float32)
         found[f"{name}.running_var"] = np.full(module.num_features, 1.0 - module.eps, np.float32)
         identity += 1
-    missing = [k for k in state if k not in found and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise ValueError(f"{onnx_path}: {len(missing)} parameters not found (e.g. {missing[:3]}): "
-                         "not the same architecture")
+    loaded: dict[str, torch.Tensor] = {}
     for key, value in found.items():
         array = np.asarray(value)
         if array.size != state[key].numel():
             raise ValueError(f"{onnx_path}: {key} has {array.size} values, the model {state[key].numel()}")
-        state[key] = torch.from_numpy(array.copy()).reshape(state[key].shape).to(state[key].dtype)
-    model.load_state_dict(state)
+        # ONNX may store a parameter in another but equal-sized shape (PRelu's (1, 1, 1) for (1,))
+        loaded[key] = torch.from_numpy(array.copy()).reshape(state[key].shape)
+    load_matching_weights(model, loaded, onnx_path)
     difference = _parity(model, onnx_path, proto)
     if difference > PARITY_TOLERANCE:
         raise ValueError(f"{onnx_path}: the rebuilt module differs from the file by {difference:.2e} "
                          f"(> {PARITY_TOLERANCE:g}) in its logits")
     log.info("weights from %s: %d convolutions with folded batch norms, %d batch norms set to the "
              "identity; parity %.1e", onnx_path, len(folded_into), identity, difference)
+
+
+def load_matching_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load ``weights`` into ``model``: every parameter must be there with the model's shape
+    (``ValueError`` naming ``source`` otherwise)."""
+    state = model.state_dict()
+    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(f"{source}: {len(missing)} parameters not found (e.g. {missing[:3]}): "
+                         "not the same architecture")
+    for key, value in state.items():
+        if key in weights:
+            if tuple(weights[key].shape) != tuple(value.shape):
+                raise ValueError(f"{source}: {key} has shape {tuple(weights[key].shape)}, "
+                                 f"the model {tuple(value.shape)}")
+            state[key] = weights[key].to(value.dtype)
+    model.load_state_dict(state)
 
 
 def _parity(model: torch.nn.Module, onnx_path: Path, proto) -> float:

@@ -21,7 +21,7 @@ from medseg.segment.augment import AugmentConfig
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.dataset import PlaneSamples, validation_set
 from medseg.segment.nets import ModelConfig, build_model
-from medseg.segment.onnx_weights import freeze_batch_norm, load_onnx_weights
+from medseg.segment.onnx_weights import freeze_batch_norm, load_matching_weights, load_onnx_weights
 
 log = logging.getLogger(__name__)
 
@@ -228,19 +228,7 @@ def initialise(model: torch.nn.Module, path: Path, *, freeze_batch_norm: bool = 
                              "convolutions; set train.freeze_batch_norm: true to fine-tune it")
         load_onnx_weights(model, path)
         return
-    weights = torch.load(path, map_location="cpu", weights_only=False)["model"]
-    state = model.state_dict()
-    missing = [k for k in state if k not in weights and not k.endswith("num_batches_tracked")]
-    if missing:
-        raise ValueError(f"{path}: {len(missing)} parameters not found (e.g. {missing[:3]}): "
-                         "not the same architecture")
-    for key, value in state.items():
-        if key in weights:
-            if tuple(weights[key].shape) != tuple(value.shape):
-                raise ValueError(f"{path}: {key} has shape {tuple(weights[key].shape)}, "
-                                 f"the model {tuple(value.shape)}")
-            state[key] = weights[key].to(value.dtype)
-    model.load_state_dict(state)
+    load_matching_weights(model, torch.load(path, map_location="cpu", weights_only=False)["model"], path)
     log.info("initialised from %s", path)
 
 
