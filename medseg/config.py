@@ -28,9 +28,10 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         args = get_args(kind)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        choices = [arg for arg in args if arg is not type(None)]
+        if len(choices) == 1:  # an optional value: its own error says what was expected
+            return _convert(value, choices[0], where)
+        for arg in choices:
             try:
                 return _convert(value, arg, where)
             except (ConfigError, TypeError, ValueError):

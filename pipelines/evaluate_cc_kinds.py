@@ -139,13 +139,14 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("eval_out/cc_kinds"))
     parser.add_argument("--no-cc-alone", action="store_true",
-                        help="the network's mask as it is (no CC-alone step after it)")
+                        help="the network's mask as it is (default: the rule-based CC-alone step only for a "
+                             "network whose contract says it was trained on FreeSurfer's label as it is)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     from medseg.infer.runtime import load_runtime
 
-    segmenter = CCSegmenter(load_runtime(models_dir=args.model_dir), cc_alone=not args.no_cc_alone)
+    segmenter = CCSegmenter(load_runtime(models_dir=args.model_dir), cc_alone=False if args.no_cc_alone else None)
     rows, positions = [], []
     for name in args.subjects:
         folder = DATA / "brain" / "fs-training" / name

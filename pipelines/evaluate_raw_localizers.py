@@ -24,8 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from evaluate_rotated_localizers import rotation  # this folder is on sys.path when a script runs
-from scipy import ndimage
+from evaluate_rotated_localizers import rotation, turned_slabs  # this folder is on sys.path when a script runs
 
 from medseg.examples import data_root
 from medseg.geometry import physical_angle
@@ -48,17 +47,7 @@ def localizer(t1: Volume, centre: np.ndarray, turn: np.ndarray, slices: int, sla
     first = centre + np.array([1.0 - (slices - 1) / 2 * slab_mm, 0.0, 0.0])
     affine[:3, 3] = first - 127.5 * affine[:3, 0] - 127.5 * affine[:3, 1]
     grid = Volume(np.zeros((256, 256, slices), np.float32), affine)
-    index = np.indices(grid.spatial_shape).reshape(3, -1).T.astype(np.float64)
-    source = np.asarray(t1.array, np.float32)
-    inverse = np.linalg.inv(t1.affine)
-    values = np.zeros(len(index), np.float32)
-    offsets = np.linspace(-slab_mm / 2, slab_mm / 2, max(int(round(slab_mm)), 1))
-    for offset in offsets:
-        points = grid.world_coordinates(index) + offset * np.array([1.0, 0.0, 0.0])
-        turned = (points - centre) @ turn + centre  # rows: R^T (p - c) + c
-        voxels = turned @ inverse[:3, :3].T + inverse[:3, 3]
-        values += ndimage.map_coordinates(source, voxels.T, order=1, mode="constant")
-    image = (values / len(offsets)).reshape(grid.spatial_shape)
+    image = turned_slabs(np.asarray(t1.array, np.float32), np.linalg.inv(t1.affine), grid, centre, turn, slab_mm)
     return grid.with_array(np.rint(np.clip(image, 0, 32767)).astype(np.int16))
 
 
@@ -69,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--model-dir", type=Path, default=None)
     parser.add_argument("--no-cc-alone", action="store_true",
-                        help="the network's mask as it is (no CC-alone step after it)")
+                        help="the network's mask as it is (default: the rule-based CC-alone step only for a "
+                             "network whose contract says it was trained on FreeSurfer's label as it is)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if not args.t1.exists():
@@ -77,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from medseg.infer.runtime import load_runtime
 
-    segmenter = CCSegmenter(load_runtime(models_dir=args.model_dir), cc_alone=not args.no_cc_alone)
+    segmenter = CCSegmenter(load_runtime(models_dir=args.model_dir), cc_alone=False if args.no_cc_alone else None)
     t1 = load_volume(args.t1)
     reference = position_volume(t1, segmenter)
     mask = np.argwhere(np.asarray(reference.segmentation.mask.array) > 0)

@@ -60,21 +60,31 @@ def rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
     return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
 
 
-def turned_localizer(subject: Subject, grid: Volume, turn: np.ndarray, slab_mm: float = 5.0,
-                     bias: float = 0.0) -> Volume:
-    """The localizer on ``grid`` (the scanner's) of the head turned by ``turn`` about its CC centre."""
+def turned_slabs(image: np.ndarray, inverse_affine: np.ndarray, grid: Volume, centre: np.ndarray,
+                 turn: np.ndarray, slab_mm: float) -> np.ndarray:
+    """The slabs of ``grid`` (float32, its spatial shape) through ``image`` (a voxel array with
+    ``inverse_affine``, LPS mm -> voxel) turned by ``turn`` about ``centre``: at scanner point p
+    the image at c + R^T (p - c), averaged over ``slab_mm`` along the grid's slice normal."""
     shape = grid.spatial_shape
     index = np.indices(shape).reshape(3, -1).T.astype(np.float64)
     normal = grid.affine[:3, 2] / np.linalg.norm(grid.affine[:3, 2])
     values = np.zeros(len(index), np.float32)
-    offsets = np.linspace(-slab_mm / 2, slab_mm / 2, int(round(slab_mm)))
+    offsets = np.linspace(-slab_mm / 2, slab_mm / 2, max(int(round(slab_mm)), 1))
     for offset in offsets:
         points = grid.world_coordinates(index) + offset * normal
-        source = (points - subject.centre) @ turn + subject.centre  # rows: R^T (p - c) + c
-        voxels = source @ subject.inverse_affine[:3, :3].T + subject.inverse_affine[:3, 3]
-        values += ndimage.map_coordinates(subject.image, voxels.T, order=1, mode="constant")
-    image = (values / len(offsets)).reshape(shape) * 10.0
+        source = (points - centre) @ turn + centre  # rows: R^T (p - c) + c
+        voxels = source @ inverse_affine[:3, :3].T + inverse_affine[:3, 3]
+        values += ndimage.map_coordinates(image, voxels.T, order=1, mode="constant")
+    return (values / len(offsets)).reshape(shape)
+
+
+def turned_localizer(subject: Subject, grid: Volume, turn: np.ndarray, slab_mm: float = 5.0,
+                     bias: float = 0.0) -> Volume:
+    """The localizer on ``grid`` (the scanner's) of the head turned by ``turn`` about its CC centre."""
+    shape = grid.spatial_shape
+    image = turned_slabs(subject.image, subject.inverse_affine, grid, subject.centre, turn, slab_mm) * 10.0
     if bias:
+        index = np.indices(shape).reshape(3, -1).T.astype(np.float64)
         scanner = grid.world_coordinates(index) - subject.centre  # LPS: y posterior, z superior
         a, s = scanner[:, 1] / 120.0, scanner[:, 2] / 120.0
         image = image * np.exp(bias * (0.6 * a + 0.3 * s + 0.4 * a ** 2)).reshape(shape)

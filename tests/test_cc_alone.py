@@ -109,7 +109,7 @@ def test_a_cc_alone_step_that_cuts_the_cc_itself_keeps_the_network_mask_and_says
     is reduced by the rule, without a warning."""
     from medseg.segment.infer import CCSegmenter
 
-    segmenter = CCSegmenter()
+    segmenter = CCSegmenter(cc_alone=True)  # the rule step itself, whatever the shipped network
     spacing = segmenter.spacing
     mask = arc_cc(genu=5.5 / spacing, body=3.0 / spacing, splenium=6.5 / spacing, shape=(160, 160))
     probability = np.where(mask, 0.95, 0.02).astype(np.float32)
@@ -135,7 +135,7 @@ def test_a_thin_cc_body_cut_by_the_opening_is_kept_by_a_thinner_one():
     from medseg.segment.cc_alone import CC_OPENING_MM
     from medseg.segment.infer import CCSegmenter, implausibility
 
-    segmenter = CCSegmenter()
+    segmenter = CCSegmenter(cc_alone=True)
     spacing = segmenter.spacing
     cc = arc_cc(genu=5.5 / spacing, body=1.6, splenium=6.5 / spacing, shape=(160, 160))
     under = np.zeros_like(cc)  # CSF of the ventricle under the body, then the fornix

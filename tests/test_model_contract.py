@@ -41,6 +41,7 @@ def test_shipped_contracts_load_and_write_back_the_same_json(name):
     (lambda c: c["output"].update(threshold=1.5), "threshold 1.5 is not a probability"),
     (lambda c: c["validation"].update(dice=0.9), r"validation: unknown key\(s\) \['dice'\]"),
     (lambda c: c.update(contract_version="2.0"), "contract_version 2.0 is not supported"),
+    (lambda c: c["training"].update(label_definition="cc"), r"label_definition: 'cc' is not one of"),
 ])
 def test_a_contract_that_does_not_match_the_schema_is_refused_naming_the_key(tmp_path, edit, message):
     data = shipped()
@@ -107,6 +108,27 @@ def test_inference_takes_threshold_normalisation_and_crop_from_the_contract():
     assert np.allclose(planes[105.0].origin - planes[80.0].origin, 25.0 * row_dir, atol=1e-6)
 
 
+def test_the_rule_based_cc_alone_step_follows_what_the_contract_says_the_network_was_trained_on():
+    """A 1.0 contract (no label_definition) or "freesurfer": the network outlines FreeSurfer's
+    label with the fornix, so the rule reduces it to the CC alone; "cc_alone": the network already
+    does, and the rule is not run again. An explicit choice wins."""
+    from medseg.segment.infer import CCSegmenter
+
+    contract = load_contract(REPO / "models" / "cc_attention_unet.json")
+
+    def trained_on(label):
+        return RecordingPredictor(dataclasses.replace(
+            contract, training=dataclasses.replace(contract.training, label_definition=label)))
+
+    assert CCSegmenter(trained_on(None)).cc_alone and CCSegmenter(trained_on("freesurfer")).cc_alone
+    assert not CCSegmenter(trained_on("cc_alone")).cc_alone
+    assert CCSegmenter(trained_on("cc_alone"), cc_alone=True).cc_alone
+    assert not CCSegmenter(trained_on(None), cc_alone=False).cc_alone
+    image = np.random.default_rng(1).gamma(2.0, 50.0, (64, 64)).astype(np.float32)
+    probability = np.full((64, 64), 0.9, np.float32)
+    assert CCSegmenter(trained_on("cc_alone")).alone(image, probability) == (probability, None)
+
+
 def test_both_segmenters_accept_a_batcher_as_predictor():
     from medseg.infer.batching import DynamicBatcher
     from medseg.preprocess.skullstrip import SkullStripper
@@ -156,6 +178,7 @@ def test_export_pipeline_writes_a_contract_that_loads_matches_and_runs(tmp_path)
     contract = load_contract(out / "tiny.json")
     assert contract.to_dict()["validation"] == validation
     assert contract.input.spacing_mm == 4.0 and contract.input.size == 64 and contract.output.threshold == 0.5
+    assert contract.contract_version == "1.1" and contract.training.label_definition == "cc_alone"
     from medseg.io.atomic import sha256_file
 
     assert sha256_file(out / "tiny.onnx") == contract.sha256
@@ -163,7 +186,7 @@ def test_export_pipeline_writes_a_contract_that_loads_matches_and_runs(tmp_path)
     runtime = load_runtime("tiny", models_dir=out)
     probabilities = runtime.probabilities(np.zeros((2, 1, 64, 64), np.float32))
     assert probabilities.shape == (2, 64, 64) and np.all((probabilities >= 0) & (probabilities <= 1))
-    assert CCSegmenter(runtime).spacing == 4.0
+    assert CCSegmenter(runtime).spacing == 4.0 and not CCSegmenter(runtime).cc_alone
 
 
 def test_export_refuses_an_evaluation_of_another_model(tmp_path):

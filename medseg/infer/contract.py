@@ -26,7 +26,7 @@ from typing import Any, Literal
 from medseg.config import from_dict
 from medseg.errors import ConfigError, ModelError
 
-CONTRACT_VERSION = "1.0"  # what medseg.segment.export writes
+CONTRACT_VERSION = "1.1"  # what medseg.segment.export writes (1.1 added training.label_definition)
 SUPPORTED_CONTRACT_MAJOR = "1"  # contract_version "1.x" is read by this medseg
 
 
@@ -98,6 +98,14 @@ class Training:
     data: str
     augmentation: dict[str, Any]  # the training run's augmentation config, verbatim
     epochs: int | None = None
+    # What label 1 was trained on (contract 1.1): "freesurfer", FreeSurfer's label as it is (for
+    # the CC, aseg 251-255 with the fornix and septum it often takes in); "cc_alone", that label
+    # cleaned to the CC alone by medseg.segment.cc_alone. Missing (a 1.0 contract): "freesurfer".
+    label_definition: Literal["freesurfer", "cc_alone"] | None = None
+
+    @property
+    def trained_on_cc_alone(self) -> bool:
+        return self.label_definition == "cc_alone"
 
 
 @dataclass(frozen=True)

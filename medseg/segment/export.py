@@ -41,6 +41,8 @@ TARGETS = {
         "label": "corpus_callosum",
         "crop": "centre on the head in this plane",
         "data": "FreeSurfer 6 subjects (T1.mgz + aseg.mgz CC labels 251-255)",
+        # medseg.segment.data cleans the label to the CC alone before training
+        "label_definition": "cc_alone",
     },
     "brain": {
         "task": "brain extraction (skull stripping) on sagittal planes across the head",
@@ -48,6 +50,7 @@ TARGETS = {
         "crop": "one crop for every plane of a series: centred on the head as seen in the plane "
                 "through the head's centre (3D head mask centroid), moved along the normal",
         "data": "FreeSurfer 6 subjects (T1.mgz + brainmask.mgz, nonzero = brain)",
+        "label_definition": "freesurfer",
     },
 }
 
@@ -152,6 +155,7 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
                     f"train {list(config.data.train_subjects)}, validation {list(config.data.val_subjects)}",
             "augmentation": asdict(config.augment),
             "epochs": data.get("epoch"),
+            "label_definition": target["label_definition"],
         },
         "validation": validation or {"val_dice_mean": data.get("val_dice")},
         "parity": {"max_abs_diff_ort_vs_torch": max_diff, "tested_shapes": [list(s) for s in shapes]},

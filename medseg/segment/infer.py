@@ -211,9 +211,13 @@ class CCSegmenter(PlaneModel):
     """Segment the CC with a shipped ONNX model (``models/<name>.onnx`` + ``.json``)."""
 
     def __init__(self, runtime: Predictor | None = None, *, name: str = "cc_attention_unet",
-                 device: Device = "cpu", precision: Precision = "fp32", cc_alone: bool = True):
+                 device: Device = "cpu", precision: Precision = "fp32", cc_alone: bool | None = None):
         super().__init__(runtime, name, device, precision)
-        self.cc_alone = cc_alone  # reduce the prediction to the CC alone (medseg.segment.cc_alone)
+        # Reduce the prediction to the CC alone by rule (medseg.segment.cc_alone)? By default only
+        # for a network trained on FreeSurfer's label as it is: one trained on the cleaned label
+        # already outlines the CC alone, and the rule run on it again cuts into the CC itself.
+        trained_alone = self.runtime.contract.training.trained_on_cc_alone
+        self.cc_alone = (not trained_alone) if cc_alone is None else cc_alone
 
     # -- shared --------------------------------------------------------------------------------
     def series_values(self, volume: Volume, head: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
