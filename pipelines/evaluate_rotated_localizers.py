@@ -68,10 +68,11 @@ def turned_slabs(image: np.ndarray, inverse_affine: np.ndarray, grid: Volume, ce
     shape = grid.spatial_shape
     index = np.indices(shape).reshape(3, -1).T.astype(np.float64)
     normal = grid.affine[:3, 2] / np.linalg.norm(grid.affine[:3, 2])
+    centres = grid.world_coordinates(index)  # the slab centres; each offset moves them along the normal
     values = np.zeros(len(index), np.float32)
     offsets = np.linspace(-slab_mm / 2, slab_mm / 2, max(int(round(slab_mm)), 1))
     for offset in offsets:
-        points = grid.world_coordinates(index) + offset * normal
+        points = centres + offset * normal
         source = (points - centre) @ turn + centre  # rows: R^T (p - c) + c
         voxels = source @ inverse_affine[:3, :3].T + inverse_affine[:3, 3]
         values += ndimage.map_coordinates(image, voxels.T, order=1, mode="constant")
