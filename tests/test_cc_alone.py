@@ -91,15 +91,39 @@ def test_freesurfer_labels_cleaned_to_an_adult_cc():
     subject = Subject.load(folder)
     plane = subject.plane(PlanePose(), 192, 1.25)
     _, alone = subject.sample(PlanePose(), 192, 1.25)
-    cleaned = subject.cc
+    cleaned, cleaned_plane = subject.cc, subject.cc_plane
     subject.cc = np.isin(np.asarray(read_nifti(folder / "aseg.mgz").array), CC_LABELS).astype(np.uint8)
+    subject.cc_plane = None  # the raw label slab looked up as it is
     _, label = subject.sample(PlanePose(), 192, 1.25)
-    subject.cc = cleaned
-    assert alone.sum() < 0.85 * label.sum() and not (alone & ~label).any()
+    subject.cc, subject.cc_plane = cleaned, cleaned_plane
+    assert alone.sum() < 0.85 * label.sum() and (alone & ~label).sum() < 0.02 * alone.sum()  # projection rounding
     raw = measure(clean_mask(label), plane, np.array([1.0, 0.0]))
     ours = measure(clean_mask(alone), plane, np.array([1.0, 0.0]))
     assert plausibility_problems(ours) == [], plausibility_problems(ours)
     assert plausibility_problems(raw), "the gate should fire on the label with the fornix"
+
+
+def test_a_plane_turned_out_of_the_midline_keeps_the_whole_cc_as_its_target():
+    """FreeSurfer's CC label is a ~5 mm slab: a plane yawed 6 deg leaves it ~3.7 mm lateral at the
+    genu and splenium, where the slab looked up as it is loses half the CC. The training target is
+    the mid-sagittal label projected onto the turned plane, so its area and extent stay put."""
+    from medseg.segment.data import PlanePose, Subject
+    from tests.conftest import data_path
+
+    subject = Subject.load(data_path("brain", "fs-training", "sub-09"))
+    _, straight = subject.sample(PlanePose(), 192, 1.25)
+    for pose in (PlanePose(tilt_si_deg=6.0), PlanePose(tilt_si_deg=-6.0), PlanePose(tilt_lr_deg=6.0),
+                 PlanePose(tilt_si_deg=5.0, tilt_lr_deg=-5.0, rotation_deg=12.0)):
+        _, turned = subject.sample(pose, 192, 1.25)
+        assert abs(int(turned.sum()) - int(straight.sum())) < 0.05 * straight.sum(), pose
+        if pose.rotation_deg == 0:  # anterior-posterior extent: genu to splenium
+            cols = np.nonzero(turned.any(axis=0))[0]
+            assert np.ptp(cols) >= np.ptp(np.nonzero(straight.any(axis=0))[0]) - 2, pose
+    plane = subject.cc_plane
+    subject.cc_plane = None  # the slab looked up as it is: the failure this guards against
+    _, slab = subject.sample(PlanePose(tilt_si_deg=6.0), 192, 1.25)
+    subject.cc_plane = plane
+    assert slab.sum() < 0.8 * straight.sum()
 
 
 def test_a_cc_alone_step_that_cuts_the_cc_itself_keeps_the_network_mask_and_says_so():

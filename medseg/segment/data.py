@@ -6,7 +6,9 @@ slab (PCA of the label voxels: the normal is the direction of least spread), and
 plane cut through the 3D image with a known pose relative to that plane: in-plane rotation (head
 tilt), out-of-plane tilt, offset from the midline and slab thickness (thick localizer slices are
 the average of several planes). The target is the CC label on the mid-sagittal plane in the same
-image coordinates; planes far off the midline are negatives with an empty target.
+image coordinates (each pixel projected onto that plane along its normal, so a plane turned out
+of the midline keeps the whole CC: see :meth:`Subject.cc_target`); planes far off the midline are
+negatives with an empty target.
 
 FreeSurfer's CC label is not the CC alone: on many subjects it takes in the fornix hanging under
 the body, the septum and CSF of the ventricles under the body, and a rim of partial-volume
@@ -94,6 +96,7 @@ class Subject:
     white_level: float = 1.0  # 99.5th percentile of the image (intensity scale)
     tissue: np.ndarray | None = field(repr=False, default=None)  # uint8 tissue class (see TISSUE_CLASSES)
     brain: np.ndarray | None = field(repr=False, default=None)  # uint8 brain mask (skull stripping)
+    cc_plane: np.ndarray | None = field(repr=False, default=None)  # CC alone on the 1 mm mid-sagittal plane
 
     @classmethod
     def load(cls, folder: Path) -> "Subject":
@@ -131,6 +134,7 @@ class Subject:
         grid = (self.centre + steps[:, None, None] * self.inferior + steps[None, :, None] * self.posterior)
         label = self._lookup(self.cc, grid, order=0) > 0
         clean = corpus_callosum_alone(label, self._lookup(self.image, grid))
+        self.cc_plane = clean.astype(np.uint8)
         rel = points - self.centre
         rows = np.rint(rel @ self.inferior + (PLANE_MM - 1) / 2).astype(int)
         cols = np.rint(rel @ self.posterior + (PLANE_MM - 1) / 2).astype(int)
@@ -143,6 +147,23 @@ class Subject:
         keep &= values > CC_INTENSITY_FRACTION * wm
         out = np.zeros_like(self.cc)
         out[tuple(voxels[keep].T)] = 1
+        return out
+
+    def cc_target(self, points: np.ndarray) -> np.ndarray:
+        """The CC-alone target at ``points`` (..., 3) in LPS: the mid-sagittal label projected
+        along the midline's normal. A plane turned out of the midline (roll, yaw) thus keeps the
+        whole CC: looking its points up in FreeSurfer's ~5 mm label slab instead cuts the genu and
+        splenium off once they lie more than ~2.5 mm lateral (a 6 deg yaw halves the area), and a
+        network trained on that learns to shorten the CC on oblique slabs, which turns the plan."""
+        if self.cc_plane is None:
+            return self._lookup(self.cc, points, order=0) > 0
+        rel = points - self.centre
+        half = (PLANE_MM - 1) / 2
+        rows = np.rint(rel @ self.inferior + half).astype(int)
+        cols = np.rint(rel @ self.posterior + half).astype(int)
+        inside = (rows >= 0) & (rows < PLANE_MM) & (cols >= 0) & (cols < PLANE_MM)
+        out = np.zeros(points.shape[:-1], bool)
+        out[inside] = self.cc_plane[rows[inside], cols[inside]] > 0
         return out
 
     def _frame(self, pose: PlanePose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -204,8 +225,7 @@ class Subject:
             assert brain is not None  # a brain target needs self.brain (checked above)
             label = brain > 0
         else:
-            mid_grid = grid - normal * pose.offset_mm  # same image coordinates, on the midline
-            label = self._lookup(self.cc, mid_grid, order=0) > 0
+            label = self.cc_target(grid)  # the same image coordinates, projected onto the midline
             if abs(pose.offset_mm) > 8.0:
                 label = np.zeros_like(label)
         if tissue:
@@ -232,7 +252,7 @@ class Subject:
         index = np.arange(size, dtype=np.float64)
         grid = (plane.origin[None, None, :] + index[:, None, None] * plane.y_vec[None, None, :]
                 + index[None, :, None] * plane.x_vec[None, None, :])
-        label = self._lookup(self.cc, grid, order=0) > 0
+        label = self.cc_target(grid)
         slabs = np.linspace(-gap_mm / 2, gap_mm / 2, max(1, int(round(gap_mm))))
         slices, labels = [], []
         for offset in offsets:
