@@ -135,10 +135,7 @@ class Subject:
         label = self._lookup(self.cc, grid, order=0) > 0
         clean = corpus_callosum_alone(label, self._lookup(self.image, grid))
         self.cc_plane = clean.astype(np.uint8)
-        rel = points - self.centre
-        rows = np.rint(rel @ self.inferior + (PLANE_MM - 1) / 2).astype(int)
-        cols = np.rint(rel @ self.posterior + (PLANE_MM - 1) / 2).astype(int)
-        inside = (rows >= 0) & (rows < PLANE_MM) & (cols >= 0) & (cols < PLANE_MM)
+        rows, cols, inside = self._plane_pixels(points)
         keep = np.zeros(len(points), bool)
         keep[inside] = clean[rows[inside], cols[inside]]
         # the 3D slab also keeps only voxels bright enough to be CC (the plane saw one cut of it)
@@ -155,16 +152,21 @@ class Subject:
         whole CC: looking its points up in FreeSurfer's ~5 mm label slab instead cuts the genu and
         splenium off once they lie more than ~2.5 mm lateral (a 6 deg yaw halves the area), and a
         network trained on that learns to shorten the CC on oblique slabs, which turns the plan."""
-        if self.cc_plane is None:
+        if self.cc_plane is None:  # a Subject built without the cleaned plane: the 3D label as it is
             return self._lookup(self.cc, points, order=0) > 0
+        rows, cols, inside = self._plane_pixels(points)
+        out = np.zeros(points.shape[:-1], bool)
+        out[inside] = self.cc_plane[rows[inside], cols[inside]] > 0
+        return out
+
+    def _plane_pixels(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, inside) of ``points`` (..., 3) projected onto the 1 mm mid-sagittal plane
+        of PLANE_MM pixels on which the label is cleaned."""
         rel = points - self.centre
         half = (PLANE_MM - 1) / 2
         rows = np.rint(rel @ self.inferior + half).astype(int)
         cols = np.rint(rel @ self.posterior + half).astype(int)
-        inside = (rows >= 0) & (rows < PLANE_MM) & (cols >= 0) & (cols < PLANE_MM)
-        out = np.zeros(points.shape[:-1], bool)
-        out[inside] = self.cc_plane[rows[inside], cols[inside]] > 0
-        return out
+        return rows, cols, (rows >= 0) & (rows < PLANE_MM) & (cols >= 0) & (cols < PLANE_MM)
 
     def _frame(self, pose: PlanePose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row_dir, col_dir, normal) of the posed plane in LPS."""
