@@ -2,9 +2,11 @@
 
 - **Localizer** (thick sagittal slices): every slice is resampled onto the network grid (the
   contract's spacing, rows superior->inferior, columns anterior->posterior, crop centred on the
-  head), all slices run as one batch, and the mid-sagittal slice is chosen from CC confidence
-  *and* the slice's distance from the head's left-right centre (never from area alone). The mask
-  is mapped back onto that slice's own pixels.
+  head), the slices near the head's left-right centre run first, then further ones while one
+  could still score higher (area x confidence x a prior on the distance from that centre); the
+  mid-sagittal slice is the most confident (x prior) of those with at least half the largest CC
+  (CC_AREA_FRACTION): never the largest alone, since the CC is outlined 5-10 mm beside the
+  midline too. The mask is mapped back onto that slice's own pixels.
 - **Any axis order**: the slices of a localizer may lie across any array axis (a NIfTI stored
   left-right first), flipped or not (:mod:`medseg.planes`); the stack is viewed with its slice
   axis last and the mask goes back into the input's own array layout.
@@ -61,6 +63,14 @@ LR_SEARCH_MM = 3.0 * LR_PRIOR_SD_MM
 # still lets them win (see CCSegmenter._segment_localizer): ~7 network planes of a 35 x 4 mm
 # localizer instead of 12.
 LR_FIRST_MM = 1.5 * LR_PRIOR_SD_MM
+# A network trained on the CC alone outlines it about as large 5-10 mm to either side of the
+# midline as on it (its training target on a plane beside the midline is the midline's CC:
+# Subject.cc_target), so area x confidence does not mark the midline: on a raw 35 x 4 mm localizer
+# a fine-tuned CC-alone network's largest CC lay in the slice 3 mm lateral, whose plan was
+# 2.75 deg off. Its confidence (mean probability inside the mask) still peaks at the midline. The
+# slice chosen is the most confident (times the prior) of those whose CC area is at least this
+# fraction of the largest, as the 3D path scores planes by confidence, never by area.
+CC_AREA_FRACTION = 0.5
 # 3D volumes: the CC only refines the symmetry plane. Candidate planes along its normal are scored
 # by CC confidence times a Gaussian of their offset (never by area: the mask grows off the midline
 # and an over-segmented mask is the largest), so a plane 1.5 mm off needs 1.2x the symmetry plane's
@@ -198,6 +208,16 @@ def _angle_between_planes(a: np.ndarray, b: np.ndarray) -> float:
 def _lr_prior(offset_mm: float) -> float:
     """Prior of a localizer slice ``offset_mm`` from the head's left-right centre."""
     return float(np.exp(-0.5 * (offset_mm / LR_PRIOR_SD_MM) ** 2))
+
+
+def _most_confident(scored: dict[int, tuple[float, float, float]], offsets: list[float]) -> int:
+    """The slice of ``scored`` (slice -> (area, confidence, score)) with the highest confidence x
+    prior among those whose CC area is at least CC_AREA_FRACTION of the largest."""
+    largest = max(area for area, _, _ in scored.values())
+    if largest <= 0:
+        return max(scored, key=lambda k: scored[k][2])
+    return max((k for k, (area, _, _) in scored.items() if area >= CC_AREA_FRACTION * largest),
+               key=lambda k: scored[k][1] * _lr_prior(offsets[k]))
 
 
 def _score(probability: np.ndarray, spacing: float, threshold: float) -> tuple[float, float]:
@@ -407,6 +427,13 @@ class CCSegmenter(PlaneModel):
                 break
             ring = abs(offsets[remaining[0]]) + 0.5 * float(volume.spacing[2])
             batch = [k for k in remaining if abs(offsets[k]) <= ring]
+        if not scored:
+            raise NoCCFoundError(f"no corpus callosum found in {n} slices (no slice shows head within "
+                                 f"{LR_SEARCH_MM:g} mm of the head's left-right centre)")
+        leader = max(scored, key=lambda k: scored[k][2])
+        # A slice the search left out cannot be chosen either: its prior is below the leader's
+        # area x confidence x prior / PLAUSIBLE_AREA_MM2[1], hence below the leader's confidence x prior.
+        best = _most_confident(scored, offsets)
         candidates, scores = [], []
         for k in range(n):
             entry: dict[str, object] = {"slice": k, "offset_from_head_centre_mm": round(offsets[k], 2)}
@@ -420,7 +447,8 @@ class CCSegmenter(PlaneModel):
             scores.append(score)
             candidates.append({**entry, "cc_area_mm2": round(area, 1), "confidence": round(confidence, 4),
                                "score": round(score, 2)})
-        best = int(np.argmax(scores))
+        candidates.append({"stage": "most confident", "best_score_slice": leader, "chosen_slice": best,
+                           "min_area_mm2": round(CC_AREA_FRACTION * max(v[0] for v in scored.values()), 1)})
         # as recorded in candidates[best] (0 for a slice not scored)
         area, confidence = (round(scored[best][0], 1), round(scored[best][1], 4)) if best in scored else (0.0, 0.0)
         if scores[best] <= 0 or area < MIN_CC_AREA_MM2:
