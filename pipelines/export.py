@@ -16,7 +16,10 @@ The evaluation measures an exported model (it records that model's sha256). Expo
 checkpoint again with the same torch gives the same file; when the sha256 differs (another torch,
 another checkpoint) the figures are still copied and a warning says so.
 
-Usage: python pipelines/export.py --checkpoint runs/cc/best.pt --name cc_attention_unet \\
+Several ``--checkpoint`` files (runs fine-tuned from the same start) are averaged into one
+network (:func:`medseg.segment.export.average_checkpoints`); the contract says so.
+
+Usage: python pipelines/export.py --checkpoint runs/cc/best.pt [more.pt ...] --name cc_attention_unet \\
            --evaluation eval_out/evaluation.json --out models
 """
 
@@ -51,7 +54,7 @@ def read_validation(evaluation: Path, name: str) -> tuple[dict, str | None]:
     return report["validation"], report.get("sha256")
 
 
-def export_model(checkpoint: Path, out_dir: Path, name: str, *, evaluation: Path | None = None,
+def export_model(checkpoint: Path | list[Path], out_dir: Path, name: str, *, evaluation: Path | None = None,
                  fp16: bool = True) -> dict[str, Path]:
     """Write the model files of ``checkpoint`` under ``out_dir``; returns their paths.
 
@@ -87,7 +90,9 @@ def export_model(checkpoint: Path, out_dir: Path, name: str, *, evaluation: Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="best.pt of a training run")
+    parser.add_argument("--checkpoint", type=Path, required=True, nargs="+",
+                        help="best.pt of a training run, or several runs fine-tuned from the same "
+                             "start, whose weights are averaged")
     parser.add_argument("--name", required=True, help="model name (cc_attention_unet, skullstrip_attention_unet)")
     parser.add_argument("--evaluation", type=Path, default=None,
                         help="evaluation.json of pipelines/evaluate_cc.py or evaluate_skullstrip.py")
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        paths = export_model(args.checkpoint, args.out, args.name, evaluation=args.evaluation,
+        checkpoint = args.checkpoint[0] if len(args.checkpoint) == 1 else args.checkpoint
+        paths = export_model(checkpoint, args.out, args.name, evaluation=args.evaluation,
                              fp16=not args.no_fp16)
     except ModelError as exc:
         log.error("%s", exc)

@@ -118,3 +118,29 @@ def test_shipped_configs_load_and_unknown_keys_fail(tmp_path):
         from_dict(TrainingConfig, {"train": {"batchsize": 3}})
     with pytest.raises(ConfigError, match="not one of"):
         from_dict(TrainingConfig, {"model": {"name": "resnet"}})
+
+
+def test_runs_fine_tuned_from_one_start_export_as_their_averaged_weights(subjects, tmp_path):
+    """Two runs fine-tuned from the same start average into one network (a model soup): every
+    weight is the mean of the two, the contract says what was averaged, and a run that did not
+    start from the same weights is refused."""
+    import torch
+
+    from medseg.segment.export import average_checkpoints
+
+    start = train(tiny_config(subjects, tmp_path / "start", epochs=1), show_progress=False)
+    runs = [train(tiny_config(subjects, tmp_path / f"ft{lr}", epochs=1, learning_rate=lr, init_from=str(start)),
+                  show_progress=False) for lr in (1e-3, 3e-3)]
+    soup = average_checkpoints(runs)
+    states = [torch.load(r, map_location="cpu", weights_only=False)["model"] for r in runs]
+    key = next(k for k, v in states[0].items() if v.is_floating_point() and not torch.equal(v, states[1][k]))
+    torch.testing.assert_close(soup["model"][key], (states[0][key] + states[1][key]) / 2)
+    assert [r["learning_rate"] for r in soup["averaged_from"]] == [1e-3, 3e-3]
+    _, contract_path, diff = export_onnx(runs, tmp_path / "export", name="cc_soup")
+    contract = json.loads(contract_path.read_text())
+    assert diff < 1e-4 and "uniform average of 2 runs" in contract["training"]["data"]
+    assert contract["training"].get("epochs") is None  # no single epoch
+    with pytest.raises(ValueError, match="same starting weights"):
+        average_checkpoints([start, runs[0]])
+    with pytest.raises(ValueError, match="at least two"):
+        average_checkpoints(runs[:1])

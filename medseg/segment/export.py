@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -63,14 +64,59 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _averaged(data: dict) -> str:
+    """What the contract says of an averaged checkpoint ('' for one run)."""
+    runs = data.get("averaged_from")
+    if not runs:
+        return ""
+    each = "; ".join(f"learning rate {r['learning_rate']:g}, {r['epochs']} epochs" for r in runs)
+    return (f"; weights: the uniform average of {len(runs)} runs fine-tuned from the same start "
+            f"({each})")
+
+
 def sha256(path: Path) -> str:
     """sha256 of a model file (the value written into model.json)."""
     return sha256_file(path)
 
 
-def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_attention_unet",
-                validation: dict | None = None) -> tuple[Path, Path, float]:
+def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict:
+    """One checkpoint whose weights are the uniform average of those of ``checkpoints`` (a
+    "model soup", Wortsman et al. 2022). Only runs fine-tuned from the same starting weights
+    (``train.init_from``) lie close enough for their average to be a network at all, so the
+    model, data, augmentation and starting weights must match; learning rate and length may
+    differ. The result records them under ``averaged_from`` and has no single epoch.
+
+    Raises:
+        ValueError: fewer than two checkpoints, or ones that differ in more than their schedule.
+    """
+    if len(checkpoints) < 2:
+        raise ValueError("averaging needs at least two checkpoints")
+    loaded = [torch.load(c, map_location="cpu", weights_only=False) for c in checkpoints]
+    first = loaded[0]["config"]
+    for path, data in zip(checkpoints, loaded):
+        config = data["config"]
+        for key in ("model", "data", "augment"):
+            if config[key] != first[key]:
+                raise ValueError(f"{path}: its {key} config differs from {checkpoints[0]}'s")
+        if not config["train"].get("init_from") or config["train"].get("init_from") != first["train"].get("init_from"):
+            raise ValueError(f"{path}: not fine-tuned from the same starting weights as {checkpoints[0]} "
+                             "(train.init_from)")
+    states = [data["model"] for data in loaded]
+    model = {key: (torch.stack([state[key] for state in states]).mean(dim=0).to(value.dtype)
+                   if value.is_floating_point() else value)
+             for key, value in states[0].items()}
+    runs = [{"checkpoint": str(path), "epochs": data.get("epoch"),
+             "learning_rate": data["config"]["train"]["learning_rate"], "val_dice": data.get("val_dice")}
+            for path, data in zip(checkpoints, loaded)]
+    return {"model": model, "config": first, "epoch": None, "val_dice": None, "averaged_from": runs}
+
+
+def export_onnx(checkpoint: str | Path | Sequence[str | Path], out_dir: str | Path, *,
+                name: str = "cc_attention_unet", validation: dict | None = None) -> tuple[Path, Path, float]:
     """Write ``name.onnx`` + ``name.json``; returns (onnx, contract, max |ORT - torch|).
+
+    ``checkpoint``: a training checkpoint, or several whose weights are averaged
+    (:func:`average_checkpoints`; the contract's ``training.data`` then says so).
 
     ``validation``: the contract's validation block (the ``validation`` entry of an evaluation
     JSON written by ``pipelines/evaluate_cc.py`` or ``pipelines/evaluate_skullstrip.py``); without
@@ -82,7 +128,10 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
     import onnx
     import onnxruntime as ort
 
-    data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if isinstance(checkpoint, (str, Path)):
+        data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    else:
+        data = average_checkpoints(list(checkpoint))
     config = from_dict(TrainingConfig, data["config"])
     target = TARGETS[config.data.target]
     size = config.data.image_size
@@ -152,7 +201,8 @@ def export_onnx(checkpoint: str | Path, out_dir: str | Path, *, name: str = "cc_
         "model": asdict(config.model),
         "training": {
             "data": f"{target['data']}, "
-                    f"train {list(config.data.train_subjects)}, validation {list(config.data.val_subjects)}",
+                    f"train {list(config.data.train_subjects)}, validation {list(config.data.val_subjects)}"
+                    + _averaged(data),
             "augmentation": asdict(config.augment),
             "epochs": data.get("epoch"),
             "label_definition": target["label_definition"],
