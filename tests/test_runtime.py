@@ -63,13 +63,23 @@ def test_batcher_respects_max_batch_and_passes_errors_to_their_callers():
 
 
 def _planes(size, n=3):
+    """``n`` network-grid planes (normalised, N x 1 x size x size) of a localizer of the ICBM152
+    template, cut as the segmenter cuts them: real anatomy, so the CC network finds a CC."""
+    from medseg.demo import scan_localizer
+    from medseg.examples import icbm152_head
+    from medseg.infer.grid import VolumeLookup, plane_grid
     from medseg.infer.normalize2d import normalize_slice
-    from medseg.synth.phantom import HeadPhantom, phantom_volume, sagittal_affine
+    from medseg.segment.infer import CCSegmenter
 
-    shape = (size, size, n)
-    image, _ = phantom_volume(HeadPhantom(pitch_deg=8), shape, sagittal_affine(shape, (1.25, 1.25, 3.0)))
-    array = np.asarray(image.array, np.float32)
-    return np.stack([normalize_slice(array[:, :, k].T) for k in range(n)])[:, None]
+    head = icbm152_head()
+    if head is None:
+        pytest.skip("nilearn (ICBM152 template) not installed")
+    localizer = scan_localizer(head, slices=n, thickness_mm=3.0, pitch_deg=8.0)
+    segmenter = CCSegmenter()
+    values, mask = segmenter.series_values(localizer)
+    lookup = VolumeLookup(localizer, values, mask)
+    images = [lookup.image(plane_grid(plane, size)) for plane in segmenter.slice_planes(localizer, mask)]
+    return np.stack([normalize_slice(image) for image in images])[:, None].astype(np.float32)
 
 
 @needs_model
