@@ -7,8 +7,10 @@ For each held-out FreeSurfer subject (never used for training or to choose a che
 - the mask is projected left-right onto the subject's own voxel grid and compared with the
   left-right projection of FreeSurfer's CC label (251-255) and of the same label cleaned to the
   CC alone (the training target: no fornix, septum or ventricle CSF; medseg/segment/data.py).
-Templates: FSL's MNI152 2 mm T1 (whole head) against its mid-sagittal CC mask; nilearn's ICBM152
-2009a (brain only; no CC label: area and plausibility only). Real scanner T1 without labels:
+Templates: FSL's MNI152 2 mm T1 (whole head) against its mid-sagittal CC mask; the mean
+mid-sagittal image of many heads (0.5 mm, CCSegThickness) against its CC probability map > 0.5,
+with the share of its fornix map (> 0.5) inside the mask; nilearn's ICBM152 2009a (brain only; no
+CC label: area and plausibility only). Real scanner T1 without labels:
 Siemens XA30 (area and plausibility only).
 
 Each row: area (mm2) of the mask and of the references, Dice of the projections, mean thickness,
@@ -124,13 +126,22 @@ def qc(result, path: Path, title: str) -> None:
     write_png(render_qc(seg.image2d, seg.mask2d, seg.plane, result.localization, title=title[:40]), path)
 
 
-def run_case(segmenter, volume: Volume, name: str, kind: str, out: Path, references) -> dict:
+def run_case(segmenter, volume: Volume, name: str, kind: str, out: Path, references,
+             fornix: tuple[Volume, np.ndarray] | None = None) -> dict:
+    """One row; ``fornix`` (a reference grid and its fornix mask) adds the share of the fornix
+    inside the mask (``fornix_in_mask``: 0 for the CC alone)."""
     try:
         result = position_volume(volume, segmenter)
     except Exception as error:  # a failed case is a row of the table, not a crash of the evaluation
         return {"case": name, "kind": kind, "error": f"{type(error).__name__}: {error}"}
     qc(result, out / f"{name}.png", name)
-    return row_for(name, kind, result, references)
+    row = row_for(name, kind, result, references)
+    if fornix is not None:
+        reference, label = fornix
+        projection = label.any(axis=lr_axis(reference.affine))
+        row["fornix_in_mask"] = round(float((project_mask(result, reference) & projection).sum())
+                                      / max(float(projection.sum()), 1.0), 3)
+    return row
 
 
 def main() -> int:
@@ -175,6 +186,14 @@ def main() -> int:
         reference = read_nifti(mni / "MNI152_T1_1mm_centered_cc_mask.nii.gz")
         rows.append(run_case(segmenter, read_nifti(mni / "MNI152_T1_2mm_centered.nii.gz"), "mni152_2mm",
                              "template", args.out, {"template_mask": (reference, np.asarray(reference.array) > 0)}))
+    msp = mni / "all_msp_mean.nii.gz"
+    if msp.exists():  # one 0.5 mm mid-sagittal image, the mean of many heads, with CC and fornix maps
+        image = read_nifti(msp)
+        cc = np.asarray(read_nifti(mni / "all_cc_prob.nii.gz").array) > 0.5
+        fornix = np.asarray(read_nifti(mni / "all_fornix_prob.nii.gz").array) > 0.5
+        row = run_case(segmenter, image, "mean_midsagittal_0.5mm", "template (mean mid-sagittal image)",
+                       args.out, {"cc_probability": (image, cc)}, fornix=(image, fornix))
+        rows.append(row)
     icbm = icbm152_head()
     if icbm is not None:
         rows.append(run_case(segmenter, icbm, "icbm152_2009a", "template (brain only)", args.out, {}))
@@ -200,7 +219,8 @@ def main() -> int:
             return format(v, fmt) if v is not None else "-"
         print(f"{r['case']:32s} {r['area_mm2']:6.0f} {f(fs[0], '6.0f')} {f(fs[1], '6.2f')} {f(fs[2], '6.3f')} "
               f"{f(alone[0], '6.0f')} {f(alone[1], '6.2f')} {f(alone[2], '6.3f')} {r['mean_thickness_mm']:6.1f} "
-              f"{r['final_angle_deg']:+7.2f}  {'; '.join(r['implausible']) or 'plausible'}")
+              f"{r['final_angle_deg']:+7.2f}  {'; '.join(r['implausible']) or 'plausible'}"
+              + (f"; fornix in the mask {r['fornix_in_mask']:.1%}" if "fornix_in_mask" in r else ""))
     print("\nthe same localizer stored as four patient positions store it (final angle, deg):")
     for p in positions:
         print(f"  {p['subject']}: " + ", ".join(f"{k} {v:+.2f}" if isinstance(v, float) else f"{k} {v}"
