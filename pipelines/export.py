@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = args.checkpoint[0] if len(args.checkpoint) == 1 else args.checkpoint
         paths = export_model(checkpoint, args.out, args.name, evaluation=args.evaluation,
                              fp16=not args.no_fp16)
-    except ModelError as exc:
+    except (ModelError, ValueError) as exc:  # ValueError: checkpoints that cannot be averaged
         log.error("%s", exc)
         return 1
     for path in paths.values():

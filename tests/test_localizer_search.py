@@ -1,5 +1,5 @@
 """The localizer's CC search runs the slices near the head's centre first and stops once no other
-slice could win: it must choose exactly what running every slice would choose."""
+slice could win: it must choose exactly what running every slice within reach would choose."""
 
 from __future__ import annotations
 
@@ -43,10 +43,8 @@ def test_bounded_search_matches_the_full_search_with_fewer_planes(segmenter, loc
     _same(bounded, full)
     assert len(run) < len(run_all)
     skipped = [c for c in bounded.candidates if str(c.get("skipped", "")).startswith("cannot beat")]
-    (centre,) = [c for c in bounded.candidates if c.get("stage") == "most confident"]
-    assert centre["chosen_slice"] == bounded.slice_index
-    # the bound is the best-scoring slice's score (the chosen one is the most confident near it)
-    assert skipped and all(f"slice {centre['best_score_slice']}" in c["skipped"] for c in skipped)
+    assert bounded.slice_choice["slice"] == bounded.slice_index
+    assert skipped and all(f"slice {bounded.slice_index}" in c["skipped"] for c in skipped)
 
 
 def test_search_widens_ring_by_ring_until_no_slice_can_win(segmenter, localizer, monkeypatch):
@@ -56,26 +54,40 @@ def test_search_widens_ring_by_ring_until_no_slice_can_win(segmenter, localizer,
     full, _ = _run(segmenter, localizer)
     _same(widened, full)
     assert len(run) > 1  # it had to widen beyond the first slice
-    best = max(c["score"] for c in widened.candidates if "score" in c)
-    for c in widened.candidates:  # every slice left out was provably unable to win
+    best = widened.candidates[widened.slice_index]["score"]  # confidence x prior of the chosen slice
+    assert best == max(c["score"] for c in widened.candidates)
+    for c in widened.candidates:  # every slice left out was provably unable to win: score <= prior
         if str(c.get("skipped", "")).startswith("cannot beat"):
-            prior = np.exp(-0.5 * (c["offset_from_head_centre_mm"] / infer.LR_PRIOR_SD_MM) ** 2)
-            assert infer.PLAUSIBLE_AREA_MM2[1] * prior <= best
+            assert abs(c["offset_from_head_centre_mm"]) > infer.LR_REFERENCE_MM
+            assert infer._lr_prior(c["offset_from_head_centre_mm"]) <= best + 1e-4
 
 
 def test_the_slice_chosen_is_the_most_confident_cc_not_the_largest():
     """A network trained on the CC alone outlines it about as large 5-10 mm beside the midline as
     on it: on a raw 35 x 4 mm localizer (a fine-tuned network; areas and confidences as measured)
     the largest CC x confidence x prior lay in the slice 3 mm lateral, whose plan was 2.75 deg
-    off. The slice chosen is the most confident (x prior) of those with at least half the largest
-    CC, as in the 3D path; a confident sliver is not one of them."""
-    offsets = [16.9, 12.9, 8.9, 4.9, 0.9, -3.1, -7.1, -11.1]
-    areas = [0.0, 62.5, 385.9, 645.3, 684.4, 771.9, 675.0, 43.8]
-    confidences = [0.0, 0.7782, 0.9628, 0.9687, 0.9764, 0.9679, 0.9623, 0.8732]
-    scored = {k: (a, c, a * c * infer._lr_prior(o)) for k, (a, c, o) in enumerate(zip(areas, confidences, offsets))}
-    assert offsets[max(scored, key=lambda k: scored[k][2])] == -3.1  # area x confidence x prior
-    assert offsets[infer._most_confident(scored, offsets)] == 0.9
-    sliver = dict(scored)
-    sliver[0] = (200.0, 0.999, 200.0 * 0.999 * infer._lr_prior(offsets[0]))  # under half of 771.9
-    assert infer._most_confident(sliver, offsets) == 4
-    assert infer._most_confident({k: (0.0, 0.0, 0.0) for k in scored}, offsets) in scored  # no CC
+    off. The slice chosen is the most confident (x prior) of those with a plausible CC of at
+    least half the reference: the largest plausible one near the head's centre."""
+    offsets = [24.9, 16.9, 12.9, 8.9, 4.9, 0.9, -3.1, -7.1, -11.1]
+    areas = [0.0, 0.0, 62.5, 385.9, 645.3, 684.4, 771.9, 675.0, 43.8]
+    confidences = [0.0, 0.0, 0.7782, 0.9628, 0.9687, 0.9764, 0.9679, 0.9623, 0.8732]
+    scored = {k: (a, c) for k, (a, c) in enumerate(zip(areas, confidences))}
+    by_area = max(scored, key=lambda k: scored[k][0] * scored[k][1] * infer._lr_prior(offsets[k]))
+    assert offsets[by_area] == -3.1
+    chosen, score, reference = infer._most_confident(scored, offsets)
+    assert offsets[chosen] == 0.9 and reference == 771.9
+    assert score == pytest.approx(0.9764 * infer._lr_prior(0.9))
+    # a very confident small CC is not a candidate (under half the reference): the next best is
+    sliver = {**scored, 5: (300.0, 0.999)}
+    assert infer._most_confident(sliver, offsets)[0] == 6
+    sliver[5] = (400.0, 0.999)  # half the reference or more: it is
+    assert infer._most_confident(sliver, offsets)[0] == 5
+    # an implausibly large mask sets no bar: neither near the centre nor far lateral
+    for k in (4, 0):
+        huge = {**scored, k: (2000.0, 0.55)}
+        assert infer._most_confident(huge, offsets)[0] == 5
+    # a large plausible over-segmentation far lateral does not raise the bar either
+    far = {**scored, 0: (1600.0, 0.6)}
+    assert infer._most_confident(far, offsets)[0] == 5
+    # no plausible CC anywhere: nothing qualifies
+    assert infer._most_confident({k: (a * 0.2, c) for k, (a, c) in scored.items()}, offsets)[0] is None

@@ -141,6 +141,16 @@ def test_runs_fine_tuned_from_one_start_export_as_their_averaged_weights(subject
     assert diff < 1e-4 and "uniform average of 2 runs" in contract["training"]["data"]
     assert contract["training"].get("epochs") is None  # no single epoch
     with pytest.raises(ValueError, match="same starting weights"):
-        average_checkpoints([start, runs[0]])
+        average_checkpoints([start, runs[0]])  # no init_from at all
+    other_start = train(tiny_config(subjects, tmp_path / "start2", epochs=1, seed=1), show_progress=False)
+    other = train(tiny_config(subjects, tmp_path / "ft_other", epochs=1, init_from=str(other_start)),
+                  show_progress=False)
+    with pytest.raises(ValueError, match="same starting weights"):
+        average_checkpoints([runs[0], other])  # another starting file
+    data = torch.load(runs[1], map_location="cpu", weights_only=False)
+    data["config"]["augment"]["rotation_deg"] = 5.0
+    torch.save(data, tmp_path / "changed.pt")
+    with pytest.raises(ValueError, match="augment config differs"):
+        average_checkpoints([runs[0], tmp_path / "changed.pt"])
     with pytest.raises(ValueError, match="at least two"):
         average_checkpoints(runs[:1])

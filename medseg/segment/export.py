@@ -82,9 +82,12 @@ def sha256(path: Path) -> str:
 def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict:
     """One checkpoint whose weights are the uniform average of those of ``checkpoints`` (a
     "model soup", Wortsman et al. 2022). Only runs fine-tuned from the same starting weights
-    (``train.init_from``) lie close enough for their average to be a network at all, so the
-    model, data, augmentation and starting weights must match; learning rate and length may
-    differ. The result records them under ``averaged_from`` and has no single epoch.
+    (``train.init_from``, the same file) lie close enough for their average to be a network at
+    all, so the model, data, augmentation and starting file must match; any other training
+    setting (learning rate, length, loss, seed) may differ. What is not checked: that the file
+    held the same weights when each run started, and the code each run was trained with
+    (checkpoints record neither); say so where the average is described. The result records
+    each run under ``averaged_from`` and has no single epoch.
 
     Raises:
         ValueError: fewer than two checkpoints, or ones that differ in more than their schedule.
@@ -98,7 +101,8 @@ def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict:
         for key in ("model", "data", "augment"):
             if config[key] != first[key]:
                 raise ValueError(f"{path}: its {key} config differs from {checkpoints[0]}'s")
-        if not config["train"].get("init_from") or config["train"].get("init_from") != first["train"].get("init_from"):
+        start, first_start = config["train"].get("init_from"), first["train"].get("init_from")
+        if not start or not first_start or Path(start).resolve() != Path(first_start).resolve():
             raise ValueError(f"{path}: not fine-tuned from the same starting weights as {checkpoints[0]} "
                              "(train.init_from)")
     states = [data["model"] for data in loaded]

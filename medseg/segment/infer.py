@@ -68,9 +68,12 @@ LR_FIRST_MM = 1.5 * LR_PRIOR_SD_MM
 # Subject.cc_target), so area x confidence does not mark the midline: on a raw 35 x 4 mm localizer
 # a fine-tuned CC-alone network's largest CC lay in the slice 3 mm lateral, whose plan was
 # 2.75 deg off. Its confidence (mean probability inside the mask) still peaks at the midline. The
-# slice chosen is the most confident (times the prior) of those whose CC area is at least this
-# fraction of the largest, as the 3D path scores planes by confidence, never by area.
+# slice chosen is the most confident (times the prior) of those with a CC of plausible area at
+# least this fraction of the reference: the largest plausible CC of the slices within
+# LR_REFERENCE_MM of the head's centre (always searched; a far lateral over-segmentation cannot
+# raise the bar). The 3D path, too, scores planes by confidence and never by area.
 CC_AREA_FRACTION = 0.5
+LR_REFERENCE_MM = LR_FIRST_MM
 # 3D volumes: the CC only refines the symmetry plane. Candidate planes along its normal are scored
 # by CC confidence times a Gaussian of their offset (never by area: the mask grows off the midline
 # and an over-segmented mask is the largest), so a plane 1.5 mm off needs 1.2x the symmetry plane's
@@ -143,6 +146,7 @@ class CCSegmentation:
     area_mm2: float
     confidence: float
     candidates: list[dict] = field(default_factory=list)
+    slice_choice: dict = field(default_factory=dict)  # localizer: how the slice was chosen
     # 3D volumes: the plane of bilateral symmetry and how far the chosen plane lies from it.
     symmetry_point: np.ndarray | None = None
     symmetry_normal: np.ndarray | None = None
@@ -210,14 +214,22 @@ def _lr_prior(offset_mm: float) -> float:
     return float(np.exp(-0.5 * (offset_mm / LR_PRIOR_SD_MM) ** 2))
 
 
-def _most_confident(scored: dict[int, tuple[float, float, float]], offsets: list[float]) -> int:
-    """The slice of ``scored`` (slice -> (area, confidence, score)) with the highest confidence x
-    prior among those whose CC area is at least CC_AREA_FRACTION of the largest."""
-    largest = max(area for area, _, _ in scored.values())
-    if largest <= 0:
-        return max(scored, key=lambda k: scored[k][2])
-    return max((k for k, (area, _, _) in scored.items() if area >= CC_AREA_FRACTION * largest),
-               key=lambda k: scored[k][1] * _lr_prior(offsets[k]))
+def _most_confident(scored: dict[int, tuple[float, float]], offsets: list[float]
+                    ) -> tuple[int | None, float, float]:
+    """(slice, its confidence x prior, area reference) of the localizer slice to choose from
+    ``scored`` (slice -> (CC area mm2, confidence)): the highest confidence x prior among the
+    slices whose area is plausible and at least CC_AREA_FRACTION of the reference, the largest
+    plausible area within LR_REFERENCE_MM of the head's centre (of all scored slices when none
+    there is plausible). (None, 0, reference) when no slice qualifies."""
+    low, high = PLAUSIBLE_AREA_MM2
+    plausible = {k: area for k, (area, _) in scored.items() if low <= area <= high}
+    near = [area for k, area in plausible.items() if abs(offsets[k]) <= LR_REFERENCE_MM]
+    reference = max(near or list(plausible.values()) or [0.0])
+    eligible = [k for k, area in plausible.items() if area >= CC_AREA_FRACTION * reference]
+    if not eligible:
+        return None, 0.0, reference
+    best = max(eligible, key=lambda k: scored[k][1] * _lr_prior(offsets[k]))
+    return best, scored[best][1] * _lr_prior(offsets[best]), reference
 
 
 def _score(probability: np.ndarray, spacing: float, threshold: float) -> tuple[float, float]:
@@ -396,20 +408,19 @@ class CCSegmenter(PlaneModel):
                           key=lambda k: abs(offsets[k]))
         planes: dict[int, Plane] = {}
         probabilities: dict[int, np.ndarray] = {}
-        scored: dict[int, tuple[float, float, float]] = {}  # slice -> (area, confidence, score)
+        scored: dict[int, tuple[float, float]] = {}  # slice -> (CC area mm2, confidence)
 
         def run(batch: list[int]) -> None:
             planes.update(zip(batch, self.slice_planes(volume, lookup.head, batch)))
             predicted = self._predict([lookup.image(plane_grid(planes[k], self.size)) for k in batch])
             for k, probability in zip(batch, predicted):
                 probabilities[k] = probability
-                area, confidence = _score(probability, self.spacing, self.threshold)
-                scored[k] = (area, confidence, area * confidence * _lr_prior(offsets[k]))
+                scored[k] = _score(probability, self.spacing, self.threshold)
 
         # Branch and bound over the distance from the head's centre: the slices near it first, then
-        # further ones only while one could still win. A slice's score is area x confidence x
-        # prior, confidence <= 1, and a winner larger than PLAUSIBLE_AREA_MM2 is rejected anyway,
-        # so a slice whose prior x that area is below the best score cannot change the result.
+        # further ones only while one could still win. A slice's score is confidence x prior and
+        # confidence <= 1, so once every slice within LR_REFERENCE_MM (which set the area
+        # reference) is scored, a slice whose prior is at most the best score cannot win.
         remaining = list(eligible)
         batch = [k for k in remaining if abs(offsets[k]) <= LR_FIRST_MM] or remaining[:1]
         bounds: dict[int, str] = {}
@@ -418,22 +429,22 @@ class CCSegmenter(PlaneModel):
             remaining = [k for k in remaining if k not in scored]
             if not remaining:
                 break
-            leader = max(scored, key=lambda k: scored[k][2])
-            bound = PLAUSIBLE_AREA_MM2[1] * _lr_prior(offsets[remaining[0]])
-            if bound <= scored[leader][2]:
+            leader, best_score, _ = _most_confident(scored, offsets)
+            nearest = abs(offsets[remaining[0]])
+            if leader is not None and nearest > LR_REFERENCE_MM and _lr_prior(nearest) <= best_score:
                 for k in remaining:
-                    bounds[k] = (f"cannot beat slice {leader}: at most "
-                                 f"{PLAUSIBLE_AREA_MM2[1] * _lr_prior(offsets[k]):.0f} < {scored[leader][2]:.0f}")
+                    bounds[k] = (f"cannot beat slice {leader}: prior {_lr_prior(offsets[k]):.3f} "
+                                 f"<= its score {best_score:.3f}")
                 break
-            ring = abs(offsets[remaining[0]]) + 0.5 * float(volume.spacing[2])
+            ring = nearest + 0.5 * float(volume.spacing[2])
             batch = [k for k in remaining if abs(offsets[k]) <= ring]
         if not scored:
             raise NoCCFoundError(f"no corpus callosum found in {n} slices (no slice shows head within "
                                  f"{LR_SEARCH_MM:g} mm of the head's left-right centre)")
-        leader = max(scored, key=lambda k: scored[k][2])
-        # A slice the search left out cannot be chosen either: its prior is below the leader's
-        # area x confidence x prior / PLAUSIBLE_AREA_MM2[1], hence below the leader's confidence x prior.
-        best = _most_confident(scored, offsets)
+        chosen, _, reference = _most_confident(scored, offsets)
+        # none qualifies: the largest area x confidence x prior, refused below with its reason
+        best = chosen if chosen is not None else max(
+            scored, key=lambda k: scored[k][0] * scored[k][1] * _lr_prior(offsets[k]))
         candidates, scores = [], []
         for k in range(n):
             entry: dict[str, object] = {"slice": k, "offset_from_head_centre_mm": round(offsets[k], 2)}
@@ -443,15 +454,18 @@ class CCSegmenter(PlaneModel):
                 candidates.append({**entry, "score": 0.0})
                 scores.append(0.0)
                 continue
-            area, confidence, score = scored[k]
+            area, confidence = scored[k]
+            qualifies = (PLAUSIBLE_AREA_MM2[0] <= area <= PLAUSIBLE_AREA_MM2[1]
+                         and area >= CC_AREA_FRACTION * reference)
+            score = confidence * _lr_prior(offsets[k]) if qualifies else 0.0
             scores.append(score)
             candidates.append({**entry, "cc_area_mm2": round(area, 1), "confidence": round(confidence, 4),
-                               "score": round(score, 2)})
-        candidates.append({"stage": "most confident", "best_score_slice": leader, "chosen_slice": best,
-                           "min_area_mm2": round(CC_AREA_FRACTION * max(v[0] for v in scored.values()), 1)})
-        # as recorded in candidates[best] (0 for a slice not scored)
-        area, confidence = (round(scored[best][0], 1), round(scored[best][1], 4)) if best in scored else (0.0, 0.0)
-        if scores[best] <= 0 or area < MIN_CC_AREA_MM2:
+                               "score": round(score, 4)})
+        slice_choice = {"rule": "highest confidence x prior among plausible areas >= "
+                                f"{CC_AREA_FRACTION:g} x the reference", "slice": best,
+                        "reference_area_mm2": round(reference, 1)}
+        area, confidence = round(scored[best][0], 1), round(scored[best][1], 4)
+        if area < MIN_CC_AREA_MM2:
             raise NoCCFoundError(f"no corpus callosum found in {n} slices (best: slice {best}, "
                                  f"{area:.0f} mm2, confidence {confidence:.2f})")
         net, net_probability = planes[best], probabilities[best]
@@ -484,7 +498,8 @@ class CCSegmenter(PlaneModel):
             plane=native, image2d=image2d.T, mask2d=mask2d, probability2d=probability,
             kind="localizer", slice_index=best, midsagittal_point=native.origin,
             midsagittal_normal=native.normal, area_mm2=float(mask2d.sum()) * native.pixel_area_mm2,
-            confidence=confidence, candidates=candidates, warnings=[alone_warning] if alone_warning else [])
+            confidence=confidence, candidates=candidates, slice_choice=slice_choice,
+            warnings=[alone_warning] if alone_warning else [])
 
     # -- 3D volume -----------------------------------------------------------------------------
     def _evaluate_planes(self, lookup: VolumeLookup, poses: list[tuple[np.ndarray, np.ndarray]]):
