@@ -10,9 +10,8 @@ For each held-out FreeSurfer subject (never used for training or to choose a che
 Templates: FSL's MNI152 2 mm T1 (whole head) against its mid-sagittal CC mask; the mean
 mid-sagittal image of many heads (0.5 mm, CCSegThickness) against its CC probability map > 0.5,
 with the share of its fornix map (> 0.1: 184 mm2, reaching within 2.5 mm of the CC) inside
-the mask; nilearn's ICBM152 2009a (brain only; no
-CC label: area and plausibility only). Real scanner T1 without labels:
-Siemens XA30 (area and plausibility only).
+the mask; nilearn's ICBM152 2009a (brain only; no CC label: area and plausibility only). Real
+scanner T1 without labels: Siemens XA30 (area and plausibility only).
 
 Each row: area (mm2) of the mask and of the references, Dice of the projections, mean thickness,
 the plausibility gate's findings and the final angle. QC pictures go to OUT/<case>.png.
@@ -195,9 +194,8 @@ def main() -> int:
         # the fornix map above 0.1 (184 mm2) reaches within 2.5 mm of the CC map above 0.5, where a
         # mask that takes in the fornix under the body meets it; above 0.5 it lies 6.5 mm away
         fornix = np.asarray(read_nifti(mni / "all_fornix_prob.nii.gz").array) > 0.1
-        row = run_case(segmenter, image, "mean_midsagittal_0.5mm", "template (mean mid-sagittal image)",
-                       args.out, {"cc_probability": (image, cc)}, fornix=(image, fornix))
-        rows.append(row)
+        rows.append(run_case(segmenter, image, "mean_midsagittal_0.5mm", "template (mean mid-sagittal image)",
+                             args.out, {"cc_probability": (image, cc)}, fornix=(image, fornix)))
     icbm = icbm152_head()
     if icbm is not None:
         rows.append(run_case(segmenter, icbm, "icbm152_2009a", "template (brain only)", args.out, {}))

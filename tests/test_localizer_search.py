@@ -74,9 +74,9 @@ def test_the_slice_chosen_is_the_most_confident_cc_not_the_largest():
     scored = {k: (a, c) for k, (a, c) in enumerate(zip(areas, confidences))}
     by_area = max(scored, key=lambda k: scored[k][0] * scored[k][1] * infer._lr_prior(offsets[k]))
     assert offsets[by_area] == -3.1
-    chosen, score, reference = infer._most_confident(scored, offsets)
+    chosen, scores, reference = infer._most_confident(scored, offsets)
     assert offsets[chosen] == 0.9 and reference == 771.9
-    assert score == pytest.approx(0.9764 * infer._lr_prior(0.9))
+    assert scores[chosen] == pytest.approx(0.9764 * infer._lr_prior(0.9))
     # a very confident small CC is not a candidate (under half the reference): the next best is
     sliver = {**scored, 5: (300.0, 0.999)}
     assert infer._most_confident(sliver, offsets)[0] == 6

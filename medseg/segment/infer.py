@@ -2,11 +2,12 @@
 
 - **Localizer** (thick sagittal slices): every slice is resampled onto the network grid (the
   contract's spacing, rows superior->inferior, columns anterior->posterior, crop centred on the
-  head), the slices near the head's left-right centre run first, then further ones while one
-  could still score higher (area x confidence x a prior on the distance from that centre); the
-  mid-sagittal slice is the most confident (x prior) of those with at least half the largest CC
-  (CC_AREA_FRACTION): never the largest alone, since the CC is outlined 5-10 mm beside the
-  midline too. The mask is mapped back onto that slice's own pixels.
+  head), the slices near the head's left-right centre run first, then further rings while one
+  could still win. The mid-sagittal slice is the most confident (times a prior on the distance
+  from that centre) of those with a plausible CC of at least half the reference, the largest
+  plausible CC near that centre (CC_AREA_FRACTION, LR_REFERENCE_MM): never the largest alone,
+  since the CC is outlined 5-10 mm beside the midline too. The mask is mapped back onto that
+  slice's own pixels.
 - **Any axis order**: the slices of a localizer may lie across any array axis (a NIfTI stored
   left-right first), flipped or not (:mod:`medseg.planes`); the stack is viewed with its slice
   axis last and the mask goes back into the input's own array layout.
@@ -215,21 +216,20 @@ def _lr_prior(offset_mm: float) -> float:
 
 
 def _most_confident(scored: dict[int, tuple[float, float]], offsets: list[float]
-                    ) -> tuple[int | None, float, float]:
-    """(slice, its confidence x prior, area reference) of the localizer slice to choose from
-    ``scored`` (slice -> (CC area mm2, confidence)): the highest confidence x prior among the
-    slices whose area is plausible and at least CC_AREA_FRACTION of the reference, the largest
-    plausible area within LR_REFERENCE_MM of the head's centre (of all scored slices when none
-    there is plausible). (None, 0, reference) when no slice qualifies."""
+                    ) -> tuple[int | None, dict[int, float], float]:
+    """(slice, scores, area reference) of the localizer slice to choose from ``scored`` (slice ->
+    (CC area mm2, confidence)). A slice qualifies when its area is plausible and at least
+    CC_AREA_FRACTION of the reference, the largest plausible area within LR_REFERENCE_MM of the
+    head's centre (of all scored slices when none there is plausible); ``scores`` holds the
+    confidence x prior of each qualifying slice, and the slice is the highest (None when none
+    qualifies)."""
     low, high = PLAUSIBLE_AREA_MM2
     plausible = {k: area for k, (area, _) in scored.items() if low <= area <= high}
     near = [area for k, area in plausible.items() if abs(offsets[k]) <= LR_REFERENCE_MM]
     reference = max(near or list(plausible.values()) or [0.0])
-    eligible = [k for k, area in plausible.items() if area >= CC_AREA_FRACTION * reference]
-    if not eligible:
-        return None, 0.0, reference
-    best = max(eligible, key=lambda k: scored[k][1] * _lr_prior(offsets[k]))
-    return best, scored[best][1] * _lr_prior(offsets[best]), reference
+    scores = {k: scored[k][1] * _lr_prior(offsets[k])
+              for k, area in plausible.items() if area >= CC_AREA_FRACTION * reference}
+    return (max(scores, key=scores.__getitem__) if scores else None), scores, reference
 
 
 def _score(probability: np.ndarray, spacing: float, threshold: float) -> tuple[float, float]:
@@ -429,38 +429,33 @@ class CCSegmenter(PlaneModel):
             remaining = [k for k in remaining if k not in scored]
             if not remaining:
                 break
-            leader, best_score, _ = _most_confident(scored, offsets)
+            leader, qualifying, _ = _most_confident(scored, offsets)
             nearest = abs(offsets[remaining[0]])
-            if leader is not None and nearest > LR_REFERENCE_MM and _lr_prior(nearest) <= best_score:
+            if leader is not None and nearest > LR_REFERENCE_MM and _lr_prior(nearest) <= qualifying[leader]:
                 for k in remaining:
                     bounds[k] = (f"cannot beat slice {leader}: prior {_lr_prior(offsets[k]):.3f} "
-                                 f"<= its score {best_score:.3f}")
+                                 f"<= its score {qualifying[leader]:.3f}")
                 break
             ring = nearest + 0.5 * float(volume.spacing[2])
             batch = [k for k in remaining if abs(offsets[k]) <= ring]
         if not scored:
             raise NoCCFoundError(f"no corpus callosum found in {n} slices (no slice shows head within "
                                  f"{LR_SEARCH_MM:g} mm of the head's left-right centre)")
-        chosen, _, reference = _most_confident(scored, offsets)
+        chosen, qualifying, reference = _most_confident(scored, offsets)
         # none qualifies: the largest area x confidence x prior, refused below with its reason
         best = chosen if chosen is not None else max(
             scored, key=lambda k: scored[k][0] * scored[k][1] * _lr_prior(offsets[k]))
-        candidates, scores = [], []
+        candidates: list[dict] = []
         for k in range(n):
             entry: dict[str, object] = {"slice": k, "offset_from_head_centre_mm": round(offsets[k], 2)}
             if k not in scored:
                 entry["skipped"] = ("no head in this slice" if not in_head[k] else bounds[k] if k in bounds else
                                     f"over {LR_SEARCH_MM:g} mm from the head's left-right centre")
                 candidates.append({**entry, "score": 0.0})
-                scores.append(0.0)
                 continue
             area, confidence = scored[k]
-            qualifies = (PLAUSIBLE_AREA_MM2[0] <= area <= PLAUSIBLE_AREA_MM2[1]
-                         and area >= CC_AREA_FRACTION * reference)
-            score = confidence * _lr_prior(offsets[k]) if qualifies else 0.0
-            scores.append(score)
             candidates.append({**entry, "cc_area_mm2": round(area, 1), "confidence": round(confidence, 4),
-                               "score": round(score, 4)})
+                               "score": round(qualifying.get(k, 0.0), 4)})
         slice_choice = {"rule": "highest confidence x prior among plausible areas >= "
                                 f"{CC_AREA_FRACTION:g} x the reference", "slice": best,
                         "reference_area_mm2": round(reference, 1)}
