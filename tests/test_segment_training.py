@@ -154,3 +154,22 @@ def test_runs_fine_tuned_from_one_start_export_as_their_averaged_weights(subject
         average_checkpoints([runs[0], tmp_path / "changed.pt"])
     with pytest.raises(ValueError, match="at least two"):
         average_checkpoints(runs[:1])
+
+
+def test_training_takes_a_label_only_subject_and_synthesised_images(subjects, tmp_path):
+    """A folder with aseg.mgz alone trains as a label-only subject (images synthesised from its
+    labels), beside scanned subjects that get synthesised images in synth_fraction of samples."""
+    from dataclasses import replace
+
+    from medseg.segment.augment import AugmentConfig
+
+    labels_only = subjects.parent / f"{subjects.name}-labels"
+    labels_only.mkdir(exist_ok=True)
+    (labels_only / "aseg.mgz").write_bytes((subjects / "sub-1" / "aseg.mgz").read_bytes())
+    config = tiny_config(subjects, tmp_path / "run", epochs=1)
+    config = replace(config, data=replace(config.data, train_subjects=("sub-0", f"../{labels_only.name}")),
+                     augment=AugmentConfig(synth_fraction=0.5))
+    best = train(config, show_progress=False)
+    assert best.exists()
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["augment"]["synth_fraction"] == 0.5 and saved["data"]["train_subjects"][1].startswith("../")

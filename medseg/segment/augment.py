@@ -47,6 +47,11 @@ class AugmentConfig:
     other_gain: tuple[float, float] = (0.8, 1.2)
     tissue_fraction: float = 0.8  # share of samples that get tissue contrast changes
     skull_stripped_fraction: float = 0.2  # share of samples shown skull-stripped (brain mask)
+    # SynthSeg-style images synthesised from the aseg (medseg.segment.synthseg) in this share of a
+    # scanned subject's samples; a label-only subject's samples are all synthesised.
+    synth_fraction: float = 0.0
+    synth_texture: tuple[float, float] = (0.0, 0.08)  # within-label relative standard deviation
+    synth_head_fraction: float = 0.7  # share of synthesised images with skull and scalp
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from medseg.geometry import Plane
 from medseg.infer.grid import crop_centre_from_sampler
 from medseg.io import read_nifti
 from medseg.segment.cc_alone import CC_INTENSITY_FRACTION, corpus_callosum_alone
+from medseg.segment.synthseg import SynthParams, group_map, outside_distance, reference_params, synthesise
 from medseg.volume import Volume
 
 CC_LABELS = (251, 252, 253, 254, 255)
@@ -97,18 +98,43 @@ class Subject:
     tissue: np.ndarray | None = field(repr=False, default=None)  # uint8 tissue class (see TISSUE_CLASSES)
     brain: np.ndarray | None = field(repr=False, default=None)  # uint8 brain mask (skull stripping)
     cc_plane: np.ndarray | None = field(repr=False, default=None)  # CC alone on the 1 mm mid-sagittal plane
+    # SynthSeg-style synthesis (medseg.segment.synthseg): label group per voxel and distance (mm)
+    # outside the brain's envelope; set with ``synthesis=True`` and for label-only subjects.
+    groups: np.ndarray | None = field(repr=False, default=None)
+    outside: np.ndarray | None = field(repr=False, default=None)
+    label_only: bool = False  # no scan: every training image is synthesised from the labels
 
     @classmethod
-    def load(cls, folder: Path) -> "Subject":
-        t1 = read_nifti(folder / "T1.mgz")
+    def load(cls, folder: Path, *, synthesis: bool = False) -> "Subject":
+        """A FreeSurfer subject folder: T1.mgz + aseg.mgz (+ brainmask.mgz), or aseg.mgz alone
+        (a label-only subject, see :meth:`from_labels`)."""
         aseg = read_nifti(folder / "aseg.mgz")
-        subject = cls.from_volumes(folder.name, t1, aseg)
+        if not (folder / "T1.mgz").exists():
+            return cls.from_labels(folder.name, aseg)
+        subject = cls.from_volumes(folder.name, read_nifti(folder / "T1.mgz"), aseg, synthesis=synthesis)
         if (folder / "brainmask.mgz").exists():
             subject.brain = (np.asarray(read_nifti(folder / "brainmask.mgz").array) > 0).astype(np.uint8)
         return subject
 
     @classmethod
-    def from_volumes(cls, name: str, t1: Volume, aseg: Volume) -> "Subject":
+    def from_labels(cls, name: str, aseg: Volume) -> "Subject":
+        """A subject from an aseg alone. Its stored image (used to clean the CC label and for
+        evaluation) is synthesised once with mid-range T1 contrast and a head of mid-range
+        thicknesses; training draws a new synthesis per sample. Its head mask is the brain's
+        envelope grown by 10 mm (scalp and skull as seen on real heads), and it has no brain
+        mask (the modelled head is too crude to teach skull stripping)."""
+        labels = np.asarray(aseg.array)
+        spacing = float(np.mean(aseg.spacing))
+        groups, outside = group_map(labels), outside_distance(labels, spacing)
+        image = synthesise(groups, outside, reference_params(), np.random.default_rng(0)) * 110.0
+        t1 = Volume(image.astype(np.float32), aseg.affine, aseg.meta)
+        subject = cls.from_volumes(name, t1, aseg, synthesis=False)
+        subject.groups, subject.outside, subject.label_only = groups, outside, True
+        subject.head = (outside <= 10).astype(np.uint8)
+        return subject
+
+    @classmethod
+    def from_volumes(cls, name: str, t1: Volume, aseg: Volume, *, synthesis: bool = False) -> "Subject":
         labels = np.asarray(aseg.array)
         cc = np.isin(labels, CC_LABELS)
         if cc.sum() < 50:
@@ -126,6 +152,9 @@ class Subject:
         subject = cls(name, image, cc.astype(np.uint8), np.linalg.inv(t1.affine), centre, normal,
                       posterior, inferior, head.astype(np.uint8), level, tissue_classes(labels))
         subject.cc = subject._cc_alone(points, np.argwhere(cc))
+        if synthesis:
+            subject.groups = group_map(labels)
+            subject.outside = outside_distance(labels, float(np.mean(aseg.spacing)))
         return subject
 
     def _cc_alone(self, points: np.ndarray, voxels: np.ndarray) -> np.ndarray:
@@ -211,11 +240,15 @@ class Subject:
                      y_vec=row_dir * step)
 
     def sample(self, pose: PlanePose, size: int, spacing: float, *, tissue: bool = False,
-               target: str = "corpus_callosum"):
+               target: str = "corpus_callosum", synth: SynthParams | None = None,
+               rng: np.random.Generator | None = None):
         """(image, target mask) on a ``size`` x ``size`` grid of ``spacing`` mm for ``pose``; with
         ``tissue=True`` also the tissue class map and brain mask of the plane (for contrast
         augmentation). ``target``: "corpus_callosum" (on the midline, empty beyond 8 mm from it)
-        or "brain" (the brain mask on the sampled plane itself)."""
+        or "brain" (the brain mask on the sampled plane itself). With ``synth`` the image is
+        synthesised from the labels (white matter ~1) instead of looked up in the scan."""
+        if synth is not None and (self.groups is None or self.outside is None):
+            raise ValueError(f"{self.name}: no label maps for synthesis (load with synthesis=True)")
         brain_target = target == "brain"
         if brain_target and self.brain is None:
             raise ValueError(f"{self.name}: no brain mask")
@@ -228,7 +261,14 @@ class Subject:
                 + index[None, :, None] * plane.x_vec[None, None, :])
         n_planes = max(1, int(round(pose.slab_mm)))
         offsets = np.linspace(-pose.slab_mm / 2, pose.slab_mm / 2, n_planes) if n_planes > 1 else [0.0]
-        image = np.mean([self._lookup(self.image, grid + normal * o) for o in offsets], axis=0)
+        if synth is not None:
+            assert self.groups is not None and self.outside is not None  # checked above
+            generator = rng if rng is not None else np.random.default_rng()
+            image = np.mean([synthesise(self._lookup(self.groups, grid + normal * o, order=0),
+                                        self._lookup(self.outside, grid + normal * o, order=0), synth, generator)
+                             for o in offsets], axis=0)
+        else:
+            image = np.mean([self._lookup(self.image, grid + normal * o) for o in offsets], axis=0)
         brain = self._lookup(self.brain, grid, order=0) if self.brain is not None else None
         if brain_target:
             assert brain is not None  # a brain target needs self.brain (checked above)

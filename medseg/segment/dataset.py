@@ -17,6 +17,7 @@ from medseg.segment.augment import (
 )
 from medseg.segment.data import PlanePose, Subject
 from medseg.segment.normalize2d import normalize_slice
+from medseg.segment.synthseg import draw_synth
 
 
 class PlaneSamples(torch.utils.data.IterableDataset):
@@ -46,12 +47,17 @@ def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spac
     else:
         subject = subjects[int(rng.integers(len(subjects)))]
         pose, _ = draw_pose(rng, cfg)
-        image, label, tissue, brain = subject.sample(pose, size, spacing, tissue=True, target=target)
-        image = apply_tissue_contrast(image, tissue, cfg, rng)
-        if brain is not None and rng.random() < cfg.skull_stripped_fraction:
-            image = image * brain
-        image = apply_intensity(image / subject.white_level,
-                                draw_intensity(rng, cfg), rng)
+        if subject.label_only or (subject.groups is not None and rng.random() < cfg.synth_fraction):
+            # synthesised from the labels: contrast, texture and head drawn per sample (white matter ~1)
+            synth = draw_synth(rng, cfg.synth_texture, cfg.synth_head_fraction)
+            image, label = subject.sample(pose, size, spacing, target=target, synth=synth, rng=rng)
+        else:
+            image, label, tissue, brain = subject.sample(pose, size, spacing, tissue=True, target=target)
+            image = apply_tissue_contrast(image, tissue, cfg, rng)
+            if brain is not None and rng.random() < cfg.skull_stripped_fraction:
+                image = image * brain
+            image = image / subject.white_level
+        image = apply_intensity(image, draw_intensity(rng, cfg), rng)
     image = normalize_slice(image) * np.float32(rng.uniform(0.9, 1.1))
     return torch.from_numpy(image[None].astype(np.float32)), torch.from_numpy(label[None].astype(np.float32))
 

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DataConfig:
     root: str | None = None  # default: $MEDSEG_DATA/brain/fs-training
+    # Folder names under root (or paths relative to it, e.g. ../extra-aseg): each holds T1.mgz and
+    # aseg.mgz, or aseg.mgz alone (a label-only subject, trained on images synthesised from it).
     train_subjects: tuple[str, ...] = ("sub-01", "sub-02", "sub-04", "sub-06", "sub-07")
     val_subjects: tuple[str, ...] = ("sub-08", "sub-09")
     image_size: int = 192
@@ -123,7 +125,8 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     root = data_root(config.data)
-    train_subjects = [Subject.load(root / name) for name in config.data.train_subjects]
+    synthesis = config.augment.synth_fraction > 0  # label maps for synthesis (a label-only subject has them)
+    train_subjects = [Subject.load(root / name, synthesis=synthesis) for name in config.data.train_subjects]
     val_subjects = [Subject.load(root / name) for name in config.data.val_subjects]
     size, spacing = config.data.image_size, config.data.spacing_mm
     target = config.data.target
