@@ -156,20 +156,38 @@ def test_runs_fine_tuned_from_one_start_export_as_their_averaged_weights(subject
         average_checkpoints(runs[:1])
 
 
-def test_training_takes_a_label_only_subject_and_synthesised_images(subjects, tmp_path):
+def test_training_takes_a_label_only_subject_and_synthesised_images(subjects, tmp_path, monkeypatch):
     """A folder with aseg.mgz alone trains as a label-only subject (images synthesised from its
-    labels), beside scanned subjects that get synthesised images in synth_fraction of samples."""
+    labels), beside scanned subjects that get synthesised images in synth_fraction of samples;
+    brain-mask training refuses both."""
     from dataclasses import replace
 
+    import medseg.segment.data as data_module
     from medseg.segment.augment import AugmentConfig
+    from tests.test_synthseg import PHANTOM_TO_ASEG
 
-    labels_only = subjects.parent / f"{subjects.name}-labels"
-    labels_only.mkdir(exist_ok=True)
-    (labels_only / "aseg.mgz").write_bytes((subjects / "sub-1" / "aseg.mgz").read_bytes())
+    labels_only = tmp_path / "labels-only"
+    labels_only.mkdir()
+    aseg = nib.load(str(subjects / "sub-0" / "aseg.mgz"))
+    phantom = np.asarray(aseg.dataobj)  # phantom tissue codes, CC as 251
+    relabelled = np.where(phantom == 251, 251, PHANTOM_TO_ASEG[np.clip(phantom, 0, 7)]).astype(np.int32)
+    nib.save(nib.MGHImage(relabelled, aseg.affine), str(labels_only / "aseg.mgz"))
+    loaded: list = []
+    load = data_module.Subject.load.__func__
+    monkeypatch.setattr(data_module.Subject, "load", classmethod(
+        lambda cls, folder, **kw: loaded.append(load(cls, folder, **kw)) or loaded[-1]))
+    calls = []
+    synthesise = data_module.synthesise
+    monkeypatch.setattr(data_module, "synthesise", lambda *a: calls.append(1) or synthesise(*a))
     config = tiny_config(subjects, tmp_path / "run", epochs=1)
-    config = replace(config, data=replace(config.data, train_subjects=("sub-0", f"../{labels_only.name}")),
+    relative = "../" + str(labels_only.relative_to(subjects.parent))
+    config = replace(config, data=replace(config.data, train_subjects=("sub-0", relative)),
                      augment=AugmentConfig(synth_fraction=0.5))
     best = train(config, show_progress=False)
-    assert best.exists()
+    assert best.exists() and calls  # images were synthesised
+    assert loaded[0].groups is not None and not loaded[0].label_only and loaded[1].label_only
+    brain = replace(config, data=replace(config.data, target="brain"))
+    with pytest.raises(ValueError, match="scanned subjects only"):
+        train(brain, show_progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["augment"]["synth_fraction"] == 0.5 and saved["data"]["train_subjects"][1].startswith("../")

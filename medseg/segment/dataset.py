@@ -47,10 +47,13 @@ def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spac
     else:
         subject = subjects[int(rng.integers(len(subjects)))]
         pose, _ = draw_pose(rng, cfg)
-        if subject.label_only or (subject.groups is not None and rng.random() < cfg.synth_fraction):
+        if cfg.synth_fraction > 0 and subject.groups is None:
+            raise ValueError(f"{subject.name}: synth_fraction > 0 but no label maps (Subject.load(synthesis=True))")
+        if subject.label_only or (cfg.synth_fraction > 0 and rng.random() < cfg.synth_fraction):
             # synthesised from the labels: contrast, texture and head drawn per sample (white matter ~1)
             synth = draw_synth(rng, cfg.synth_texture, cfg.synth_head_fraction)
             image, label = subject.sample(pose, size, spacing, target=target, synth=synth, rng=rng)
+            image = image / subject.white_level
         else:
             image, label, tissue, brain = subject.sample(pose, size, spacing, tissue=True, target=target)
             image = apply_tissue_contrast(image, tissue, cfg, rng)

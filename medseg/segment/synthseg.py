@@ -14,9 +14,9 @@ envelope: sulcal and extra-cerebral CSF, a dark skull, a bright scalp of random 
 no head at all (the skull-stripped look). The distance is computed once per subject in 3D
 (:func:`outside_distance`) and looked up on each plane.
 
-Hand-written: MONAI and TorchIO offer label-to-image synthesis only in 3D volumes (TorchIO's
-``RandomLabelsToImage``), and synthesising a 256^3 volume per 2D training plane would cost ~100x
-the plane itself.
+Hand-written: MONAI has no label-to-image synthesis; TorchIO's ``RandomLabelsToImage`` (not a
+dependency here) synthesises whole volumes, and a 256^3 volume per 2D training plane would cost
+~100x the plane itself; the head outside the aseg and the T1-bound contrast are ours anyway.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ GROUPS: dict[str, tuple[tuple[int, ...], tuple[float, float]]] = {
 # Outside the labelled brain (looked up by distance to the brain's envelope, see outside_distance)
 HEAD_RANGES = {"sulcal_csf": (0.02, 0.4), "skull": (0.0, 0.2), "scalp": (0.5, 1.6)}
 OTHER_RANGE = (0.5, 1.0)  # any label not listed above
+GROUP_INDEX = {name: index for index, name in enumerate(GROUPS, start=1)}  # as group_map numbers them
 ENVELOPE_CLOSING_MM = 4  # the brain's envelope: labelled brain closed over the sulci
 DISTANCE_CAP_MM = 60
 
@@ -57,6 +58,7 @@ def group_map(labels: np.ndarray) -> np.ndarray:
     out = np.where(labels > 0, len(GROUPS) + 1, 0).astype(np.uint8)
     for index, (values, _) in enumerate(GROUPS.values(), start=1):
         out[np.isin(labels, values)] = index
+    out[(labels >= 1000) & (labels < 3000)] = GROUP_INDEX["cortex"]  # aparc+aseg's cortical parcels
     return out
 
 
@@ -111,14 +113,18 @@ def reference_params() -> SynthParams:
         skull=float(np.mean(HEAD_RANGES["skull"])), scalp=float(np.mean(HEAD_RANGES["scalp"])))
 
 
+def texture_field(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Smooth noise of unit standard deviation (tissue texture, scalp inhomogeneity)."""
+    noise = ndimage.gaussian_filter(rng.normal(size=shape).astype(np.float32), 1.0)
+    return (noise / (noise.std() + 1e-6)).astype(np.float32)
+
+
 def synthesise(groups: np.ndarray, distance: np.ndarray, params: SynthParams,
-               rng: np.random.Generator) -> np.ndarray:
-    """A plane's image (white matter ~1) from its group map and outside distance (same shape)."""
+               noise: np.ndarray) -> np.ndarray:
+    """A plane's image (white matter ~1) from its group map, outside distance and texture field
+    (:func:`texture_field`; all the same shape)."""
     means = np.asarray(params.means, np.float32)
-    image = means[groups.astype(int)]
-    if params.texture > 0:  # smooth within-label texture, as tissue shows in a scan
-        noise = ndimage.gaussian_filter(rng.normal(size=groups.shape).astype(np.float32), 1.0)
-        image = image * (1.0 + params.texture * noise / (noise.std() + 1e-6))
+    image = means[groups.astype(int)] * (1.0 + params.texture * noise)
     outside = groups == 0
     d = distance.astype(np.float32)
     layer = np.zeros(groups.shape, np.float32)
@@ -127,6 +133,6 @@ def synthesise(groups: np.ndarray, distance: np.ndarray, params: SynthParams,
         skull_end = params.csf_mm + params.skull_mm
         layer[outside & (d > params.csf_mm) & (d <= skull_end)] = params.skull
         scalp = outside & (d > skull_end) & (d <= skull_end + params.scalp_mm)
-        layer[scalp] = params.scalp * (1.0 + 0.15 * rng.normal(size=int(scalp.sum())))
+        layer[scalp] = params.scalp * (1.0 + 0.15 * noise[scalp])
     image = np.where(outside, layer, image)
     return np.clip(image, 0.0, None).astype(np.float32)

@@ -127,12 +127,22 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     root = data_root(config.data)
     synthesis = config.augment.synth_fraction > 0  # label maps for synthesis (a label-only subject has them)
     train_subjects = [Subject.load(root / name, synthesis=synthesis) for name in config.data.train_subjects]
+    if config.data.target == "brain" and (synthesis or any(s.label_only for s in train_subjects)):
+        # the synthesised brain edge follows the aseg, the target brainmask.mgz
+        raise ValueError("brain-mask training takes scanned subjects only: no synth_fraction, "
+                         "no label-only subjects")
     val_subjects = [Subject.load(root / name) for name in config.data.val_subjects]
     size, spacing = config.data.image_size, config.data.spacing_mm
     target = config.data.target
     val = validation_set(val_subjects, size, spacing, validation_poses(target), target=target)
 
     model = build_model(config.model, size)
+    # the starting file's sha256 goes into every checkpoint: the file may be replaced later (a
+    # shipped model fine-tuned and shipped again), and export's interpolation with the start
+    # (medseg.segment.export.interpolate_with_start) must read the weights the run started from
+    from medseg.io.atomic import sha256_file
+
+    start_sha = {"init_sha256": sha256_file(Path(cfg.init_from))} if cfg.init_from else {}
     if cfg.init_from and not (resume and (out / "last.pt").exists()):
         initialise(model, Path(cfg.init_from), freeze_batch_norm=cfg.freeze_batch_norm)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -197,11 +207,12 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
         if improved:
             state["best"], state["since_best"] = score, 0
             torch.save({"model": model.state_dict(), "config": asdict(config), "epoch": state["epoch"],
-                        "val_dice": score}, out / "best.pt")
+                        "val_dice": score, **start_sha}, out / "best.pt")
         else:
             state["since_best"] += 1
         torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
-                    "scheduler": scheduler.state_dict(), "state": state, "config": asdict(config)},
+                    "scheduler": scheduler.state_dict(), "state": state, "config": asdict(config),
+                    **start_sha},
                    out / "last.tmp")
         os.replace(out / "last.tmp", last)
         record = {"epoch": state["epoch"], "loss": float(np.mean(losses)), "val_dice": score,
@@ -217,7 +228,7 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
             break
     if cfg.select == "last":
         torch.save({"model": model.state_dict(), "config": asdict(config), "epoch": state["epoch"],
-                    "val_dice": score, "selection": "last"}, out / "final.pt")
+                    "val_dice": score, "selection": "last", **start_sha}, out / "final.pt")
         return out / "final.pt"
     return out / "best.pt"
 
