@@ -19,6 +19,11 @@ another checkpoint) the figures are still copied and a warning says so.
 Several ``--checkpoint`` files (runs fine-tuned from the same start) are averaged into one
 network (:func:`medseg.segment.export.average_checkpoints`); the contract says so.
 
+``--interpolate A`` (one fine-tuned checkpoint) exports ``(1 - A) x`` the weights it started
+from ``+ A x`` its own (:func:`medseg.segment.export.interpolate_with_start`, WiSE-FT); ``--start``
+names the starting file when ``train.init_from`` now holds another (the run's recorded sha256
+must match it).
+
 Usage: python pipelines/export.py --checkpoint runs/cc/best.pt [more.pt ...] --name cc_attention_unet \\
            --evaluation eval_out/evaluation.json --out models
 """
@@ -55,7 +60,7 @@ def read_validation(evaluation: Path, name: str) -> tuple[dict, str | None]:
 
 
 def export_model(checkpoint: Path | list[Path], out_dir: Path, name: str, *, evaluation: Path | None = None,
-                 fp16: bool = True) -> dict[str, Path]:
+                 fp16: bool = True, interpolate: float | None = None, start: Path | None = None) -> dict[str, Path]:
     """Write the model files of ``checkpoint`` under ``out_dir``; returns their paths.
 
     Raises:
@@ -65,7 +70,8 @@ def export_model(checkpoint: Path | list[Path], out_dir: Path, name: str, *, eva
     import onnxruntime as ort
 
     validation, evaluated_sha = read_validation(evaluation, name) if evaluation else (None, None)
-    onnx_path, contract_path, parity = export_onnx(checkpoint, out_dir, name=name, validation=validation)
+    onnx_path, contract_path, parity = export_onnx(checkpoint, out_dir, name=name, validation=validation,
+                                                   interpolate=interpolate, start=start)
     log.info("%s: max |ORT - torch| %.2e", onnx_path, parity)
     paths = {"onnx": onnx_path, "contract": contract_path}
     if fp16:
@@ -98,13 +104,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluation.json of pipelines/evaluate_cc.py or evaluate_skullstrip.py")
     parser.add_argument("-o", "--out", type=Path, default=Path("models"))
     parser.add_argument("--no-fp16", action="store_true", help="do not write the fp16 variant")
+    parser.add_argument("--interpolate", type=float, default=None, metavar="A",
+                        help="export (1 - A) x the starting weights + A x the fine-tuned checkpoint's")
+    parser.add_argument("--start", type=Path, default=None,
+                        help="the file the run started from, when train.init_from now holds another")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         checkpoint = args.checkpoint[0] if len(args.checkpoint) == 1 else args.checkpoint
         paths = export_model(checkpoint, args.out, args.name, evaluation=args.evaluation,
-                             fp16=not args.no_fp16)
-    except (ModelError, ValueError) as exc:  # ValueError: checkpoints that cannot be averaged
+                             fp16=not args.no_fp16, interpolate=args.interpolate, start=args.start)
+    except (ModelError, ValueError) as exc:  # ValueError: checkpoints that cannot be averaged or interpolated
         log.error("%s", exc)
         return 1
     for path in paths.values():

@@ -191,3 +191,35 @@ def test_training_takes_a_label_only_subject_and_synthesised_images(subjects, tm
         train(brain, show_progress=False)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["augment"]["synth_fraction"] == 0.5 and saved["data"]["train_subjects"][1].startswith("../")
+
+
+def test_a_fine_tuned_run_exports_interpolated_with_its_start(subjects, tmp_path):
+    """WiSE-FT: every weight is (1 - a) x the start's + a x the run's; the contract says so; a
+    start file replaced since training is refused, and so is a weight outside (0, 1)."""
+    import shutil
+
+    import torch
+
+    from medseg.segment.export import interpolate_with_start
+
+    start = train(tiny_config(subjects, tmp_path / "start", epochs=1), show_progress=False)
+    kept = tmp_path / "start_copy.pt"
+    shutil.copy(start, kept)
+    run = train(tiny_config(subjects, tmp_path / "ft", epochs=1, init_from=str(start)), show_progress=False)
+    mixed = interpolate_with_start(run, 0.25)
+    s0 = torch.load(start, map_location="cpu", weights_only=False)["model"]
+    s1 = torch.load(run, map_location="cpu", weights_only=False)["model"]
+    key = next(k for k, v in s1.items() if v.is_floating_point() and not torch.equal(v, s0[k]))
+    torch.testing.assert_close(mixed["model"][key], 0.75 * s0[key] + 0.25 * s1[key])
+    _, contract_path, diff = export_onnx(run, tmp_path / "export", name="cc_wise", interpolate=0.25)
+    data = json.loads(contract_path.read_text())["training"]["data"]
+    assert diff < 1e-4 and "0.75 x the starting network" in data and "0.25 x the run" in data
+    other = train(tiny_config(subjects, tmp_path / "other", epochs=1, seed=3), show_progress=False)
+    shutil.copy(other, start)  # the start file replaced after the run (a model shipped anew)
+    with pytest.raises(ValueError, match="is not the file"):
+        interpolate_with_start(run, 0.5)
+    torch.testing.assert_close(interpolate_with_start(run, 0.25, start=kept)["model"][key], mixed["model"][key])
+    with pytest.raises(ValueError, match="not in"):
+        interpolate_with_start(run, 1.0)
+    with pytest.raises(ValueError, match="not fine-tuned"):
+        interpolate_with_start(other, 0.5)

@@ -41,7 +41,8 @@ TARGETS = {
         "task": "corpus callosum segmentation on a sagittal plane",
         "label": "corpus_callosum",
         "crop": "centre on the head in this plane",
-        "data": "FreeSurfer 6 subjects (T1.mgz + aseg.mgz CC labels 251-255)",
+        "data": "FreeSurfer subjects (T1.mgz + aseg.mgz CC labels 251-255; a subject with aseg.mgz alone: "
+                "images synthesised from its labels)",
         # medseg.segment.data cleans the label to the CC alone before training
         "label_definition": "cc_alone",
     },
@@ -50,7 +51,7 @@ TARGETS = {
         "label": "brain",
         "crop": "one crop for every plane of a series: centred on the head as seen in the plane "
                 "through the head's centre (3D head mask centroid), moved along the normal",
-        "data": "FreeSurfer 6 subjects (T1.mgz + brainmask.mgz, nonzero = brain)",
+        "data": "FreeSurfer subjects (T1.mgz + brainmask.mgz, nonzero = brain)",
         "label_definition": "freesurfer",
     },
 }
@@ -65,7 +66,12 @@ def _git_commit() -> str:
 
 
 def _averaged(data: dict) -> str:
-    """What the contract says of an averaged checkpoint ('' for one run)."""
+    """What the contract says of an averaged or interpolated checkpoint ('' for one run)."""
+    interpolated = data.get("interpolated")
+    if interpolated:
+        return (f"; weights: {1 - interpolated['alpha']:g} x the starting network (sha256 "
+                f"{interpolated['start_sha256'][:12]}...) + {interpolated['alpha']:g} x the run fine-tuned from "
+                f"it (learning rate {interpolated['learning_rate']:g}, {interpolated['epochs']} epochs)")
     runs = data.get("averaged_from")
     if not runs:
         return ""
@@ -115,12 +121,55 @@ def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict:
     return {"model": model, "config": first, "epoch": None, "val_dice": None, "averaged_from": runs}
 
 
+def interpolate_with_start(checkpoint: str | Path, alpha: float, start: str | Path | None = None) -> dict:
+    """One checkpoint whose weights are ``(1 - alpha) x`` those the run started from ``+ alpha x``
+    its own: the weight-space ensemble of a fine-tuned network and its start (WiSE-FT, Wortsman
+    et al., CVPR 2022), which keeps what fine-tuning learnt while staying near the start on data
+    that neither saw. The start is ``train.init_from`` (or ``start``, the file the run started
+    from when that path now holds another file), read the way training read it.
+
+    Raises:
+        ValueError: alpha outside (0, 1), a run that was not fine-tuned, a missing start, or a
+            start file that is not the one the run started from (sha256 recorded at training;
+            a checkpoint without the record needs ``start`` given explicitly).
+    """
+    from medseg.segment.train import initialise
+
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"interpolation weight {alpha} is not in (0, 1)")
+    data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    config = from_dict(TrainingConfig, data["config"])
+    if not config.train.init_from:
+        raise ValueError(f"{checkpoint}: not fine-tuned (train.init_from is empty): nothing to interpolate with")
+    path = Path(start if start is not None else config.train.init_from)
+    if not path.exists():
+        raise ValueError(f"{checkpoint}: its starting file {path} does not exist")
+    actual, recorded = sha256_file(path), data.get("init_sha256")
+    if recorded and recorded != actual:
+        raise ValueError(f"{path} (sha256 {actual[:12]}...) is not the file {checkpoint} started from "
+                         f"({recorded[:12]}...): pass that file as the start")
+    if not recorded and start is None:
+        raise ValueError(f"{checkpoint} does not record its starting file's sha256: pass the file it "
+                         "started from explicitly")
+    model = build_model(config.model, config.data.image_size)
+    initialise(model, path, freeze_batch_norm=config.train.freeze_batch_norm)
+    start_state = model.state_dict()
+    weights = {key: ((1 - alpha) * start_state[key].double() + alpha * value.double()).to(value.dtype)
+               if value.is_floating_point() else value for key, value in data["model"].items()}
+    return {"model": weights, "config": data["config"], "epoch": data.get("epoch"), "val_dice": None,
+            "interpolated": {"checkpoint": str(checkpoint), "start": str(path), "start_sha256": actual,
+                             "alpha": alpha, "learning_rate": config.train.learning_rate,
+                             "epochs": data.get("epoch")}}
+
+
 def export_onnx(checkpoint: str | Path | Sequence[str | Path], out_dir: str | Path, *,
-                name: str = "cc_attention_unet", validation: dict | None = None) -> tuple[Path, Path, float]:
+                name: str = "cc_attention_unet", validation: dict | None = None,
+                interpolate: float | None = None, start: str | Path | None = None) -> tuple[Path, Path, float]:
     """Write ``name.onnx`` + ``name.json``; returns (onnx, contract, max |ORT - torch|).
 
     ``checkpoint``: a training checkpoint, or several whose weights are averaged
-    (:func:`average_checkpoints`; the contract's ``training.data`` then says so).
+    (:func:`average_checkpoints`; the contract's ``training.data`` then says so). ``interpolate``:
+    one fine-tuned checkpoint's weight against its start's (:func:`interpolate_with_start`).
 
     ``validation``: the contract's validation block (the ``validation`` entry of an evaluation
     JSON written by ``pipelines/evaluate_cc.py`` or ``pipelines/evaluate_skullstrip.py``); without
@@ -132,7 +181,11 @@ def export_onnx(checkpoint: str | Path | Sequence[str | Path], out_dir: str | Pa
     import onnx
     import onnxruntime as ort
 
-    if isinstance(checkpoint, (str, Path)):
+    if interpolate is not None:
+        if not isinstance(checkpoint, (str, Path)):
+            raise ValueError("interpolation takes one fine-tuned checkpoint")
+        data = interpolate_with_start(checkpoint, interpolate, start)
+    elif isinstance(checkpoint, (str, Path)):
         data = torch.load(checkpoint, map_location="cpu", weights_only=False)
     else:
         data = average_checkpoints(list(checkpoint))
