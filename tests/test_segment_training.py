@@ -218,6 +218,12 @@ def test_a_fine_tuned_run_exports_interpolated_with_its_start(subjects, tmp_path
     shutil.copy(other, start)  # the start file replaced after the run (a model shipped anew)
     with pytest.raises(ValueError, match="is not the file"):
         interpolate_with_start(run, 0.5)
+    # resumed after the replacement, the run keeps the record of the file it began from
+    train(tiny_config(subjects, tmp_path / "ft", epochs=2, init_from=str(start)), show_progress=False)
+    resumed = torch.load(tmp_path / "ft" / "last.pt", map_location="cpu", weights_only=False)
+    assert resumed["state"]["epoch"] == 2
+    with pytest.raises(ValueError, match="is not the file"):
+        interpolate_with_start(tmp_path / "ft" / "last.pt", 0.5)
     torch.testing.assert_close(interpolate_with_start(run, 0.25, start=kept)["model"][key], mixed["model"][key])
     with pytest.raises(ValueError, match="not in"):
         interpolate_with_start(run, 1.0)

@@ -50,17 +50,15 @@ def make_sample(subjects: Sequence[Subject], cfg: AugmentConfig, size: int, spac
         if cfg.synth_fraction > 0 and subject.groups is None:
             raise ValueError(f"{subject.name}: synth_fraction > 0 but no label maps (Subject.load(synthesis=True))")
         if subject.label_only or (cfg.synth_fraction > 0 and rng.random() < cfg.synth_fraction):
-            # synthesised from the labels: contrast, texture and head drawn per sample (white matter ~1)
+            # synthesised from the labels: contrast, texture and head drawn per sample (scan scale)
             synth = draw_synth(rng, cfg.synth_texture, cfg.synth_head_fraction)
             image, label = subject.sample(pose, size, spacing, target=target, synth=synth, rng=rng)
-            image = image / subject.white_level
         else:
             image, label, tissue, brain = subject.sample(pose, size, spacing, tissue=True, target=target)
             image = apply_tissue_contrast(image, tissue, cfg, rng)
             if brain is not None and rng.random() < cfg.skull_stripped_fraction:
                 image = image * brain
-            image = image / subject.white_level
-        image = apply_intensity(image, draw_intensity(rng, cfg), rng)
+        image = apply_intensity(image / subject.white_level, draw_intensity(rng, cfg), rng)
     image = normalize_slice(image) * np.float32(rng.uniform(0.9, 1.1))
     return torch.from_numpy(image[None].astype(np.float32)), torch.from_numpy(label[None].astype(np.float32))
 

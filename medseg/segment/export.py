@@ -65,7 +65,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _averaged(data: dict) -> str:
+def _weights_note(data: dict) -> str:
     """What the contract says of an averaged or interpolated checkpoint ('' for one run)."""
     interpolated = data.get("interpolated")
     if interpolated:
@@ -259,7 +259,7 @@ def export_onnx(checkpoint: str | Path | Sequence[str | Path], out_dir: str | Pa
         "training": {
             "data": f"{target['data']}, "
                     f"train {list(config.data.train_subjects)}, validation {list(config.data.val_subjects)}"
-                    + _averaged(data),
+                    + _weights_note(data),
             "augmentation": asdict(config.augment),
             "epochs": data.get("epoch"),
             "label_definition": target["label_definition"],

@@ -142,8 +142,9 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     # (medseg.segment.export.interpolate_with_start) must read the weights the run started from
     from medseg.io.atomic import sha256_file
 
-    start_sha = {"init_sha256": sha256_file(Path(cfg.init_from))} if cfg.init_from else {}
+    start_sha: dict[str, str] = {}  # a resumed run takes its record from last.pt (below)
     if cfg.init_from and not (resume and (out / "last.pt").exists()):
+        start_sha = {"init_sha256": sha256_file(Path(cfg.init_from))}
         initialise(model, Path(cfg.init_from), freeze_batch_norm=cfg.freeze_batch_norm)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * cfg.iterations_per_epoch
@@ -170,6 +171,9 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
         optimiser.load_state_dict(checkpoint["optimiser"])
         scheduler.last_epoch = int(checkpoint["state"].get("step", state["epoch"] * cfg.iterations_per_epoch))
         state = checkpoint["state"]
+        # the start this run's weights came from, as recorded when it began (the file may have
+        # been replaced since; a run begun before the record has none, and export then asks)
+        start_sha = {"init_sha256": checkpoint["init_sha256"]} if "init_sha256" in checkpoint else {}
         if state.get("validation") != _validation_signature(config):
             state["best"], state["since_best"] = -1.0, 0  # a different validation set: start over
         scheduler.step()
