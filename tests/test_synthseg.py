@@ -144,3 +144,11 @@ def test_synthesised_planes_line_up_with_the_scan_and_its_target():
     dropped = labels & (subject.cc == 0)
     assert (subject.groups[dropped] == GROUP_INDEX["ventricle_csf"]).sum() > 50
     assert (subject.groups[subject.cc > 0] == GROUP_INDEX["white_matter"]).all()
+    # dark by the level the cleaning measured against (the raw label's white matter): the bright
+    # voxels it dropped for their shape (fornix) stay white matter
+    from medseg.segment.cc_alone import CC_INTENSITY_FRACTION
+
+    dark = subject.image <= CC_INTENSITY_FRACTION * np.percentile(subject.image[labels], 75)
+    assert (subject.groups[dropped & dark] == GROUP_INDEX["ventricle_csf"]).all()
+    assert (subject.groups[dropped & ~dark] == GROUP_INDEX["white_matter"]).all()
+    assert (dropped & ~dark).sum() > 20

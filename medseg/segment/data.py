@@ -164,21 +164,22 @@ class Subject:
         head = ndimage.binary_fill_holes(ndimage.binary_opening(image > 0.1 * level, iterations=2))
         subject = cls(name, image, cc.astype(np.uint8), np.linalg.inv(t1.affine), centre, normal,
                       posterior, inferior, head.astype(np.uint8), level, tissue_classes(labels))
-        subject.cc = subject._cc_alone(points, np.argwhere(cc))
+        subject.cc, wm = subject._cc_alone(points, np.argwhere(cc))
         if synthesis:
             groups = group_map(labels)
             # CC-labelled voxels that the scan shows dark (septum, CSF under the body: the label
             # cleaning dropped them) are synthesised as ventricle CSF, not as white matter; the
-            # bright ones it dropped (fornix) stay white matter, a negative as they are in scans
-            wm = float(np.percentile(image[subject.cc > 0], 75))
+            # bright ones it dropped (fornix) stay white matter, a negative as they are in scans.
+            # Dark by the same level the cleaning used (the raw label's white matter).
             dark = cc & (subject.cc == 0) & (image <= CC_INTENSITY_FRACTION * wm)
             groups[dark] = GROUP_INDEX["ventricle_csf"]
             subject.groups = groups
             subject.outside = outside_distance(labels, float(np.mean(aseg.spacing)))
         return subject
 
-    def _cc_alone(self, points: np.ndarray, voxels: np.ndarray) -> np.ndarray:
-        """The 3D label slab reduced to the CC alone (see corpus_callosum_alone)."""
+    def _cc_alone(self, points: np.ndarray, voxels: np.ndarray) -> tuple[np.ndarray, float]:
+        """The 3D label slab reduced to the CC alone (see corpus_callosum_alone), and the
+        white-matter level its intensity rule measured against (the raw label's 75th percentile)."""
         steps = np.arange(PLANE_MM, dtype=np.float64) - (PLANE_MM - 1) / 2
         grid = (self.centre + steps[:, None, None] * self.inferior + steps[None, :, None] * self.posterior)
         label = self._lookup(self.cc, grid, order=0) > 0
@@ -193,7 +194,7 @@ class Subject:
         keep &= values > CC_INTENSITY_FRACTION * wm
         out = np.zeros_like(self.cc)
         out[tuple(voxels[keep].T)] = 1
-        return out
+        return out, wm
 
     def cc_target(self, points: np.ndarray) -> np.ndarray:
         """The CC-alone target at ``points`` (..., 3) in LPS: the mid-sagittal label projected
