@@ -135,7 +135,8 @@ class Subject:
 
         On a flat synthetic image the CC cleaning's intensity rule removes nothing (no dark
         septum, no partial-volume rim): built from the scanned subjects' asegs, this target is
-        4-6% larger than theirs (Dice 0.96-0.98 between the two)."""
+        2-6% larger on the plane than theirs (Dice 0.96-0.985 between the two); blurring the
+        stored image by a 0.5-1 mm point spread first changes that by under 3% and lowers the Dice."""
         labels = np.asarray(aseg.array)
         spacing = float(np.mean(aseg.spacing))
         groups, outside = group_map(labels), outside_distance(labels, spacing)
