@@ -148,6 +148,10 @@ def test_runs_fine_tuned_from_one_start_export_as_their_averaged_weights(subject
     with pytest.raises(ValueError, match="same starting weights"):
         average_checkpoints([runs[0], other])  # another starting file
     data = torch.load(runs[1], map_location="cpu", weights_only=False)
+    assert data["init_sha256"]  # training recorded the start
+    torch.save({**data, "init_sha256": "0" * 64}, tmp_path / "replaced_start.pt")
+    with pytest.raises(ValueError, match="same starting weights"):
+        average_checkpoints([runs[0], tmp_path / "replaced_start.pt"])  # the file replaced between runs
     data["config"]["augment"]["rotation_deg"] = 5.0
     torch.save(data, tmp_path / "changed.pt")
     with pytest.raises(ValueError, match="augment config differs"):

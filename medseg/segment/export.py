@@ -90,10 +90,11 @@ def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict:
     "model soup", Wortsman et al. 2022). Only runs fine-tuned from the same starting weights
     (``train.init_from``, the same file) lie close enough for their average to be a network at
     all, so the model, data, augmentation and starting file must match; any other training
-    setting (learning rate, length, loss, seed) may differ. What is not checked: that the file
-    held the same weights when each run started, and the code each run was trained with
-    (checkpoints record neither); say so where the average is described. The result records
-    each run under ``averaged_from`` and has no single epoch.
+    setting (learning rate, length, loss, seed) may differ. Runs that record their starting
+    file's sha256 (training records it) must record the same one: the file may have been
+    replaced between runs. What is not checked: the start of runs made before that record, and
+    the code each run was trained with; say so where the average is described. The result
+    records each run under ``averaged_from`` and has no single epoch.
 
     Raises:
         ValueError: fewer than two checkpoints, or ones that differ in more than their schedule.
@@ -111,6 +112,10 @@ def average_checkpoints(checkpoints: Sequence[str | Path]) -> dict:
         if not start or not first_start or Path(start).resolve() != Path(first_start).resolve():
             raise ValueError(f"{path}: not fine-tuned from the same starting weights as {checkpoints[0]} "
                              "(train.init_from)")
+        recorded, first_recorded = data.get("init_sha256"), loaded[0].get("init_sha256")
+        if recorded and first_recorded and recorded != first_recorded:
+            raise ValueError(f"{path}: not fine-tuned from the same starting weights as {checkpoints[0]} "
+                             f"({start} held sha256 {recorded[:12]}... then, {first_recorded[:12]}... for the first)")
     states = [data["model"] for data in loaded]
     model = {key: (torch.stack([state[key] for state in states]).mean(dim=0).to(value.dtype)
                    if value.is_floating_point() else value)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from medseg.config import load_config
+from medseg.io.atomic import sha256_file
 from medseg.progress import progress
 from medseg.segment.augment import AugmentConfig
 from medseg.segment.data import PlanePose, Subject
@@ -140,8 +141,6 @@ def train(config: TrainingConfig, *, resume: bool = True, show_progress: bool = 
     # the starting file's sha256 goes into every checkpoint: the file may be replaced later (a
     # shipped model fine-tuned and shipped again), and export's interpolation with the start
     # (medseg.segment.export.interpolate_with_start) must read the weights the run started from
-    from medseg.io.atomic import sha256_file
-
     start_sha: dict[str, str] = {}  # a resumed run takes its record from last.pt (below)
     if cfg.init_from and not (resume and (out / "last.pt").exists()):
         start_sha = {"init_sha256": sha256_file(Path(cfg.init_from))}
