@@ -33,7 +33,7 @@ source resampled onto the composite grid:
 - composing time for 3 stations on CPU (SimpleITK) and through the torch backend.
 
 Usage: python pipelines/evaluate_spine.py [--quick] [--cases NAME...] [--no-torch] [--intensity MODE]
-       [--json OUT.json]
+       [--seed-offset N] [--stations N] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -133,10 +133,10 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(data_range ** 2 / mse)
 
 
-def evaluate_case(name: str, source: Volume, seed: int, tmp: Path, *, specs=None, torch_check=True,
+def evaluate_case(name: str, source: Volume, seed: int, tmp: Path, *, specs=None, torch_check=True, n_stations: int = 3,
                   intensity: str = "gain") -> dict:
     rng = np.random.default_rng(seed)
-    specs = specs if specs is not None else station_specs(source, rng)
+    specs = specs if specs is not None else station_specs(source, rng, n_stations)
     truth = make_stations(source, specs)
     # each station's anatomy as it samples it: own grid, no gain, bias, noise or table error
     clean = make_stations(source, [StationSpec(s.superior_mm, s.inferior_mm, s.in_plane_mm, s.slice_mm)
@@ -144,7 +144,9 @@ def evaluate_case(name: str, source: Volume, seed: int, tmp: Path, *, specs=None
     # Through DICOM, as a user's stations arrive: shuffled series numbers, found by medseg.
     folder = tmp / name
     study = {"StudyInstanceUID": generate_uid(), "FrameOfReferenceUID": generate_uid()}
-    for number, station in zip((7, 3, 5), truth.stations):
+    numbers = (7, 3, 5, 9, 4, 8)  # shuffled: detection must order the stations by geometry
+    assert len(truth.stations) <= len(numbers)
+    for number, station in zip(numbers, truth.stations):
         station = station.with_array(station.array, dicom=study)
         write_dicom_series(station, folder / f"s{number}", series_description=f"T2_TSE_SAG_{number}",
                            series_number=number)
@@ -249,6 +251,11 @@ def main() -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip the torch-backend comparison")
     parser.add_argument("--intensity", default="gain", choices=["gain", "constant", "linear", "none"],
                         help="intensity matching (StitchOptions.intensity; 'constant' = one gain per station)")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="draw other stations (cuts, gains, biases, table errors) from the same sources: "
+                             "a check on draws no choice was made on")
+    parser.add_argument("--stations", type=int, default=3, choices=[2, 3, 4, 5, 6],
+                        help="stations cut from each source (the report case keeps its 3)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     cases = [("pam50_t2", pam50, 1, None), ("lumbar_02_report", lambda: lumbar("02"), 0, report_specs)]
@@ -260,9 +267,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, load, seed, make_specs in cases:
             source = load()
-            results[name] = evaluate_case(name, source, seed, Path(tmp),
+            results[name] = evaluate_case(name, source, seed + args.seed_offset, Path(tmp),
                                           specs=make_specs(source) if make_specs else None,
-                                          torch_check=not args.no_torch, intensity=args.intensity)
+                                          torch_check=not args.no_torch, intensity=args.intensity,
+                                          n_stations=args.stations)
     header = (f"{'case':16s} {'mode':16s} {'NCC':>6s} {'PSNR dB':>8s} {'SSIM':>6s} {'PSNRov':>7s} "
               f"{'gain max/min':>12s} {'resid HF mm (signed, per station)':>34s} {'HF spread':>9s} "
               f"{'resid 3D max':>12s} {'time s':>7s}")

@@ -17,8 +17,10 @@ In every overlap the robust log ratio of the two stations is measured per head-f
 least-squares fit over all overlaps makes the corrected stations agree, which keeps the chain
 consistent by construction. The reference station keeps its centre value (``a_ref = 0``). Ratios
 alone cannot tell a field common to all stations (a tilt or bow along the whole spine) from
-anatomy; the linear terms carry a small ridge, which chooses the solution without such a common
-tilt. Rows are re-weighted by a Huber rule on their residuals (flow, misregistered edges).
+anatomy; the linear terms carry a ridge (a weak prior for a profile symmetric about the station's
+centre, see RIDGE_LINEAR), which chooses the solution without such a common tilt. A real common
+tilt is therefore not corrected: no overlap shows it. Rows are re-weighted by a Huber rule on
+their residuals (flow, misregistered edges).
 
 The profile is applied only when it makes the overlaps agree clearly better than one gain per
 station (see :func:`profile_is_better`); otherwise the constant gains are kept and the report
@@ -32,7 +34,14 @@ from typing import Literal
 
 import numpy as np
 
-RIDGE_LINEAR = 1e-3  # relative to the total row weight: a tie-breaker, not a prior
+# The slopes' ridge, relative to the total row weight. A station is acquired with its centre at
+# the magnet's isocentre, so its fall-off is expected symmetric about its centre; a slope b (a
+# ramp of about 2b across the station) costs like an overlap mismatch of sqrt(RIDGE_LINEAR) * b
+# at every row. 1e-2 makes a ramp of the gain-ratio target's size (5 % across the station,
+# b = 0.05) cost as much as the rows' own noise (0.5 %, MIN_ABSOLUTE_IMPROVEMENT): the overlaps
+# must show a slope clearly before it is fitted. (At 1e-3, a tie-breaker only, the fit traded
+# curvature for slope on noise: lumbar_07's middle station got a 4 % ramp its field does not have.)
+RIDGE_LINEAR = 1e-2
 MAX_FIELD_RANGE = 2.0  # max/min of a station's profile over its own extent
 MIN_GAIN_IMPROVEMENT = 0.8  # profile mismatch must be below 0.8 x the constant gains' mismatch
 MIN_ABSOLUTE_IMPROVEMENT = 0.005  # ... and lower by at least 0.5 % (the rows' own noise level)
