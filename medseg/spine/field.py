@@ -37,7 +37,7 @@ import numpy as np
 # The slopes' ridge, relative to the total row weight. A station is acquired with its centre at
 # the magnet's isocentre, so its fall-off is expected symmetric about its centre; a slope b (a
 # ramp of about 2b across the station) costs like an overlap mismatch of sqrt(RIDGE_LINEAR) * b
-# at every row. 1e-2 makes a ramp of the gain-ratio target's size (5 % across the station,
+# at every row. 1e-2 makes a ramp of the gain-ratio target's size (±5 % at the station's edges,
 # b = 0.05) cost as much as the rows' own noise (0.5 %, MIN_ABSOLUTE_IMPROVEMENT): the overlaps
 # must show a slope clearly before it is fitted. (At 1e-3, a tie-breaker only, the fit traded
 # curvature for slope on noise: lumbar_07's middle station got a 4 % ramp its field does not have.)
