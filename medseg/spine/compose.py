@@ -32,7 +32,7 @@ from medseg.spine.field import (
     overlap_rows,
     profile_is_better,
 )
-from medseg.spine.grid import coverage_and_ramp, resample_station, union_grid
+from medseg.spine.grid import coverage_and_ramp, match_point_spread, resample_station, union_grid
 from medseg.spine.intensity import IntensityMode, fit_intensity, ncc
 from medseg.spine.register import Registration, check_correction, moved, ncc_noise, register_overlap, translated
 from medseg.spine.stations import check_compatible, head_foot_extent, order_head_to_foot
@@ -271,7 +271,9 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
         report.ncc_after = round(ncc(after, fixed_values, _core(inside)), 4)
     else:  # the placement kept, on the voxels the check compared
         report.ncc_after = report.ncc_registered if placed is not station else report.ncc_before
-    gain, offset = fit_intensity(after, fixed_values, inside, mode=options.intensity)
+    # intensities are compared at one point spread (see match_point_spread)
+    fixed_matched, after_matched = match_point_spread(fixed_values, fixed.affine, after, placed.affine)
+    gain, offset = fit_intensity(after_matched, fixed_matched, _core(inside), mode=options.intensity)
     report.gain, report.offset = round(gain, 6), round(offset, 6)
     return placed, (gain, offset)
 
@@ -375,8 +377,8 @@ def _grid_z(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
 
 def _overlap_rows(upper: Volume, lower: Volume, upper_index: int, min_overlap_mm: float):
     """Per head-foot position, the robust log ratio of two placed neighbours in their overlap,
-    on the upper station's own voxels (the lower one resampled there), 2 voxels in from the
-    lower station's edges."""
+    on the upper station's own voxels (the lower one resampled there, both at one point spread),
+    2 voxels in from the lower station's edges."""
     u_lo, u_hi = head_foot_extent(upper.spatial_shape, upper.affine)
     l_lo, l_hi = head_foot_extent(lower.spatial_shape, lower.affine)
     lo, hi = max(u_lo, l_lo), min(u_hi, l_hi)
@@ -387,7 +389,9 @@ def _overlap_rows(upper: Volume, lower: Volume, upper_index: int, min_overlap_mm
     values = resample_station(lower, crop.spatial_shape, crop.affine)
     inside, _ = coverage_and_ramp(lower, crop.spatial_shape, crop.affine, head_foot_axis(lower))
     bin_mm = float(crop.spacing[head_foot_axis(crop)])
-    return overlap_rows(np.asarray(crop.array, dtype=np.float32), values,
+    upper_values, values = match_point_spread(np.asarray(crop.array, dtype=np.float32), crop.affine,
+                                              values, lower.affine)
+    return overlap_rows(upper_values, values,
                         _grid_z(crop.spatial_shape, crop.affine), _core(inside),
                         upper=upper_index, lower=upper_index + 1, bin_mm=bin_mm)
 

@@ -99,3 +99,46 @@ def resample_torch(volume: Volume, shape: Sequence[int], affine: np.ndarray, *,
     out = torch.nn.functional.grid_sample(source, grid, mode="bilinear", padding_mode="border",
                                           align_corners=True)
     return out[0, 0].cpu().numpy()
+
+
+def match_point_spread(own: np.ndarray, own_affine: np.ndarray, resampled: np.ndarray,
+                       other_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two stations' values on one station's own grid (``own``), the other's linearly resampled
+    there: ``own`` smoothed by what the interpolation did to the other, before their
+    intensities are compared.
+
+    Why: linear interpolation at fractional offset t between samples h apart is a two-tap
+    filter of variance t (1 - t) h**2, which blurs the resampled station and not the other;
+    thin bright structures (CSF, cord) then read darker in it, and every overlap's ratio is
+    biased the same way, a drift along the chain that no gain is. Per axis, that variance is
+    averaged over the grid's voxels (0 where the grids coincide) and ``own`` gets the Gaussian
+    of the same variance. Four perfect stations of PAM50 (gain 1, no bias, different spacings)
+    read 1.00/1.03/1.04/1.06 in their cores after gain matching without it, 1.00/1.01/1.01/1.02
+    with it. The stations' own point spreads are not modelled: a voxel's size says little about
+    it (zero-filled reconstructions, and the simulation's stations upsampled from a coarser
+    source); modelled as boxes of the voxel size, the cut-down lumbar test case read worse
+    (core gain ratio 1.054 against 1.024). Written here because no library matches two sampled
+    point spreads; the smoothing is scipy's.
+    """
+    from scipy import ndimage
+
+    own_spacing = np.linalg.norm(own_affine[:3, :3], axis=0)
+    own_dirs = own_affine[:3, :3] / own_spacing
+    other_spacing = np.linalg.norm(other_affine[:3, :3], axis=0)
+    other_dirs = other_affine[:3, :3] / other_spacing
+    # fractional offsets of this grid's voxels in the other station's index space
+    mapping = np.linalg.inv(other_affine) @ own_affine
+    shape = np.asarray(own).shape[:3]
+    axes = [np.arange(n, dtype=np.float64) for n in shape]
+    variance = np.zeros(3)  # of the interpolation, along the other's axes (mm^2)
+    for j in range(3):
+        index = (mapping[j, 3] + mapping[j, 0] * axes[0][:, None, None] + mapping[j, 1] * axes[1][None, :, None]
+                 + mapping[j, 2] * axes[2][None, None, :])
+        t = index - np.floor(index)
+        variance[j] = float(np.mean(t * (1 - t))) * other_spacing[j] ** 2
+    # along this grid's axes: other axis j contributes by its squared direction cosine
+    sigma = np.sqrt(((own_dirs.T @ other_dirs) ** 2) @ variance) / own_spacing
+    own = np.asarray(own, np.float32)
+    if np.any(sigma > 0.05):
+        own = ndimage.gaussian_filter(own, sigma, mode="nearest")
+    return own, np.asarray(resampled, np.float32)
