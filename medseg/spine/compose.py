@@ -272,8 +272,8 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
     else:  # the placement kept, on the voxels the check compared
         report.ncc_after = report.ncc_registered if placed is not station else report.ncc_before
     # intensities are compared at one point spread (see match_point_spread)
-    fixed_matched, after_matched = match_point_spread(fixed_values, fixed.affine, after, placed.affine)
-    gain, offset = fit_intensity(after_matched, fixed_matched, _core(inside), mode=options.intensity)
+    fixed_matched = match_point_spread(fixed_values, fixed.affine, placed)
+    gain, offset = fit_intensity(after, fixed_matched, _core(inside), mode=options.intensity)
     report.gain, report.offset = round(gain, 6), round(offset, 6)
     return placed, (gain, offset)
 
@@ -377,7 +377,8 @@ def _grid_z(shape: Sequence[int], affine: np.ndarray) -> np.ndarray:
 
 def _overlap_rows(upper: Volume, lower: Volume, upper_index: int, min_overlap_mm: float):
     """Per head-foot position, the robust log ratio of two placed neighbours in their overlap,
-    on the upper station's own voxels (the lower one resampled there, both at one point spread),
+    on the upper station's own voxels (the lower one resampled there; the upper one blurred as
+    the interpolation blurs the lower, see match_point_spread),
     2 voxels in from the lower station's edges."""
     u_lo, u_hi = head_foot_extent(upper.spatial_shape, upper.affine)
     l_lo, l_hi = head_foot_extent(lower.spatial_shape, lower.affine)
@@ -389,9 +390,7 @@ def _overlap_rows(upper: Volume, lower: Volume, upper_index: int, min_overlap_mm
     values = resample_station(lower, crop.spatial_shape, crop.affine)
     inside, _ = coverage_and_ramp(lower, crop.spatial_shape, crop.affine, head_foot_axis(lower))
     bin_mm = float(crop.spacing[head_foot_axis(crop)])
-    upper_values, values = match_point_spread(np.asarray(crop.array, dtype=np.float32), crop.affine,
-                                              values, lower.affine)
-    return overlap_rows(upper_values, values,
+    return overlap_rows(match_point_spread(np.asarray(crop.array), crop.affine, lower), values,
                         _grid_z(crop.spatial_shape, crop.affine), _core(inside),
                         upper=upper_index, lower=upper_index + 1, bin_mm=bin_mm)
 

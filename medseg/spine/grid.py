@@ -101,11 +101,9 @@ def resample_torch(volume: Volume, shape: Sequence[int], affine: np.ndarray, *,
     return out[0, 0].cpu().numpy()
 
 
-def match_point_spread(own: np.ndarray, own_affine: np.ndarray, resampled: np.ndarray,
-                       other_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two stations' values on one station's own grid (``own``), the other's linearly resampled
-    there: ``own`` smoothed by what the interpolation did to the other, before their
-    intensities are compared.
+def match_point_spread(own: np.ndarray, own_affine: np.ndarray, other: Volume) -> np.ndarray:
+    """A station's values on its own grid (``own``), smoothed by what linear interpolation does
+    to ``other`` resampled onto that grid, so that the two compare at one point spread.
 
     Why: linear interpolation at fractional offset t between samples h apart is a two-tap
     filter of variance t (1 - t) h**2, which blurs the resampled station and not the other;
@@ -124,11 +122,11 @@ def match_point_spread(own: np.ndarray, own_affine: np.ndarray, resampled: np.nd
 
     own_spacing = np.linalg.norm(own_affine[:3, :3], axis=0)
     own_dirs = own_affine[:3, :3] / own_spacing
-    other_spacing = np.linalg.norm(other_affine[:3, :3], axis=0)
-    other_dirs = other_affine[:3, :3] / other_spacing
+    other_spacing = np.linalg.norm(other.affine[:3, :3], axis=0)
+    other_dirs = other.affine[:3, :3] / other_spacing
     # fractional offsets of this grid's voxels in the other station's index space
-    mapping = np.linalg.inv(other_affine) @ own_affine
     shape = np.asarray(own).shape[:3]
+    mapping = station_coordinates(other, shape, own_affine)
     axes = [np.arange(n, dtype=np.float64) for n in shape]
     variance = np.zeros(3)  # of the interpolation, along the other's axes (mm^2)
     for j in range(3):
@@ -139,6 +137,4 @@ def match_point_spread(own: np.ndarray, own_affine: np.ndarray, resampled: np.nd
     # along this grid's axes: other axis j contributes by its squared direction cosine
     sigma = np.sqrt(((own_dirs.T @ other_dirs) ** 2) @ variance) / own_spacing
     own = np.asarray(own, np.float32)
-    if np.any(sigma > 0.05):
-        own = ndimage.gaussian_filter(own, sigma, mode="nearest")
-    return own, np.asarray(resampled, np.float32)
+    return ndimage.gaussian_filter(own, sigma, mode="nearest") if np.any(sigma > 0.05) else own
