@@ -295,6 +295,65 @@ def test_a_correction_that_lowers_the_overlap_ncc_is_rejected(lumbar, monkeypatc
         assert "worse" in station.registration and station.ncc_registered < station.ncc_before
 
 
+def test_a_wrong_axis_part_of_an_accepted_correction_is_dropped(lumbar, monkeypatch):
+    """The registration proposes each station's true correction plus a wrong 1 mm left-right
+    part (the through-slice axis of these 2 mm sagittal slices). The whole correction raises the
+    overlap NCC and passes the whole-overlap check; the per-axis check drops the left-right part
+    and keeps the true anterior-posterior and head-foot parts."""
+    import importlib
+
+    from medseg.spine.register import Registration
+
+    compose_module = importlib.import_module("medseg.spine.compose")
+    truth = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0), (0, 1.5, -2.0), (0, -1.0, 1.5)]))
+    expected = {tuple(np.round(s.affine[:3, 3], 3)): np.asarray(e)
+                for s, e in zip(truth.stations, truth.expected_correction_mm)}
+
+    def wrong_left_right(fixed, mask, moving, **kwargs):
+        correction = expected[tuple(np.round(moving.affine[:3, 3], 3))] + np.array([1.0, 0.0, 0.0])
+        return Registration(correction, np.eye(3), np.zeros(3), 0.0, True)
+
+    monkeypatch.setattr(compose_module, "register_overlap", wrong_left_right)
+    result = compose(truth.stations, StitchOptions(backend="sitk"))
+    for station, correction in zip(result.stations[1:], truth.expected_correction_mm[1:]):
+        assert station.registration == "accepted", station.registration
+        assert any(note.startswith("left-right") for note in station.dropped_axes), station.dropped_axes
+        np.testing.assert_allclose(station.correction_mm, correction, atol=1e-6)
+        assert station.ncc_after > station.ncc_before + station.ncc_noise
+
+
+def _quadratic_ncc(optimum, curvature):
+    optimum, curvature = np.asarray(optimum, float), np.asarray(curvature, float)
+    return lambda t: float(0.99 - np.sum(curvature * (np.asarray(t) - optimum) ** 2))
+
+
+def test_supported_translation_keeps_every_part_the_overlap_pays_for():
+    from medseg.spine.register import supported_translation
+
+    ncc_at = _quadratic_ncc([0.6, -1.4, 3.0], [0.002, 0.02, 0.02])
+    kept, dropped = supported_translation(ncc_at, np.array([0.6, -1.4, 3.0]))
+    np.testing.assert_array_equal(kept, [0.6, -1.4, 3.0])
+    assert dropped == []
+
+
+def test_supported_translation_drops_a_contradicted_or_uninformed_part():
+    from medseg.spine.register import supported_translation
+
+    # left-right proposed 2.35 mm where the overlap's optimum is 0.6 mm: removing it raises the NCC
+    kept, dropped = supported_translation(_quadratic_ncc([0.6, -1.4, -0.5], [0.002, 0.02, 0.02]),
+                                          np.array([2.35, -1.4, -0.5]))
+    np.testing.assert_array_equal(kept, [0.0, -1.4, -0.5])
+    assert len(dropped) == 1 and dropped[0].startswith("left-right part +2.35 mm")
+    # an axis the overlap says nothing about (a flat NCC along it) keeps its DICOM position
+    kept, dropped = supported_translation(_quadratic_ncc([5.0, -1.4, 2.0], [0.0, 0.02, 0.02]),
+                                          np.array([1.8, -1.4, 2.0]))
+    np.testing.assert_array_equal(kept, [0.0, -1.4, 2.0])
+    # a sub-step part at a true optimum is not worth its noise: 0.1 mm costs less than a 0.2 mm step
+    kept, _ = supported_translation(_quadratic_ncc([0.1, -1.4, 2.0], [0.02, 0.02, 0.02]),
+                                    np.array([0.1, -1.4, 2.0]))
+    np.testing.assert_array_equal(kept, [0.0, -1.4, 2.0])
+
+
 def test_gain_profiles_are_recovered_from_overlap_ratios():
     """Three stations with known log-quadratic fields (both signs of curvature): the joint fit on
     the overlaps' log ratios gives each station the inverse field, the reference's centre fixed."""

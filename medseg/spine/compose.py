@@ -34,7 +34,16 @@ from medseg.spine.field import (
 )
 from medseg.spine.grid import coverage_and_ramp, match_point_spread, resample_station, union_grid
 from medseg.spine.intensity import IntensityMode, fit_intensity, ncc
-from medseg.spine.register import Registration, check_correction, moved, ncc_noise, register_overlap, translated
+from medseg.spine.register import (
+    Registration,
+    check_correction,
+    moved,
+    ncc_noise,
+    register_overlap,
+    supported_translation,
+    translated,
+    with_translation,
+)
 from medseg.spine.stations import check_compatible, head_foot_extent, order_head_to_foot
 from medseg.volume import Volume
 
@@ -105,6 +114,7 @@ class StationReport:
     proposed_correction_mm: list[float] | None = None
     registration_check: str = ""  # why the proposal was applied or not
     registration_metric: str = ""  # the metric of the last proposal checked
+    dropped_axes: list[str] = field(default_factory=list)  # axis parts the overlap did not support
     intensity_profile: dict | None = None  # the head-foot gain profile applied (field.StationProfile)
 
 
@@ -235,6 +245,7 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
                 max_shift_mm=options.max_shift_mm, rigid=options.rigid, metric=metric)
             report.proposed_correction_mm = [round(float(v), 4) for v in registration.translation_mm]
             report.registration_metric = metric
+            report.dropped_axes = []
             if not registration.accepted:
                 report.registration = f"rejected: {registration.reason}"
                 report.registration_check = registration.reason
@@ -252,6 +263,26 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
             accepted, reason = check_correction(
                 before_ncc, registered_ncc, noise,
                 float(np.linalg.norm(registration.translation_mm)), max_shift_mm=options.max_shift_mm)
+            if accepted:  # then each axis's part on its own (register.supported_translation)
+                def ncc_corrected(t: np.ndarray, registration: Registration = registration,
+                                  common: np.ndarray = common) -> float:
+                    corrected = moved(station, with_translation(registration, t))
+                    return ncc(overlap_values(corrected)[0], fixed_values, common)
+
+                kept, dropped = supported_translation(ncc_corrected, registration.translation_mm)
+                report.dropped_axes = dropped
+                if dropped:
+                    registration = with_translation(registration, kept)
+                    if not kept.any() and _rotation_angle(registration.rotation) == 0.0:
+                        accepted, reason = False, "no axis's part of the correction is supported: " \
+                            "the DICOM geometry is kept"
+                    else:
+                        candidate = moved(station, registration)
+                        registered_ncc = ncc_corrected(kept)
+                        accepted, reason = check_correction(
+                            before_ncc, registered_ncc, noise, float(np.linalg.norm(kept)),
+                            max_shift_mm=options.max_shift_mm)
+                    reason += "; " + "; ".join(dropped)
             report.ncc_registered, report.ncc_noise = round(registered_ncc, 4), round(noise, 5)
             report.registration = "accepted" if accepted else f"rejected: {reason}"
             report.registration_check = reason
