@@ -331,7 +331,7 @@ def test_supported_translation_keeps_every_part_the_overlap_pays_for():
     from medseg.spine.register import supported_translation
 
     ncc_at = _quadratic_ncc([0.6, -1.4, 3.0], [0.002, 0.02, 0.02])
-    kept, dropped = supported_translation(ncc_at, np.array([0.6, -1.4, 3.0]))
+    kept, _, dropped = supported_translation(ncc_at, np.array([0.6, -1.4, 3.0]))
     np.testing.assert_array_equal(kept, [0.6, -1.4, 3.0])
     assert dropped == []
 
@@ -340,16 +340,16 @@ def test_supported_translation_drops_a_contradicted_or_uninformed_part():
     from medseg.spine.register import supported_translation
 
     # left-right proposed 2.35 mm where the overlap's optimum is 0.6 mm: removing it raises the NCC
-    kept, dropped = supported_translation(_quadratic_ncc([0.6, -1.4, -0.5], [0.002, 0.02, 0.02]),
+    kept, _, dropped = supported_translation(_quadratic_ncc([0.6, -1.4, -0.5], [0.002, 0.02, 0.02]),
                                           np.array([2.35, -1.4, -0.5]))
     np.testing.assert_array_equal(kept, [0.0, -1.4, -0.5])
     assert len(dropped) == 1 and dropped[0].startswith("left-right part +2.35 mm")
     # an axis the overlap says nothing about (a flat NCC along it) keeps its DICOM position
-    kept, dropped = supported_translation(_quadratic_ncc([5.0, -1.4, 2.0], [0.0, 0.02, 0.02]),
+    kept, _, dropped = supported_translation(_quadratic_ncc([5.0, -1.4, 2.0], [0.0, 0.02, 0.02]),
                                           np.array([1.8, -1.4, 2.0]))
     np.testing.assert_array_equal(kept, [0.0, -1.4, 2.0])
     # a sub-step part at a true optimum is not worth its noise: 0.1 mm costs less than a 0.2 mm step
-    kept, _ = supported_translation(_quadratic_ncc([0.1, -1.4, 2.0], [0.02, 0.02, 0.02]),
+    kept, _, _ = supported_translation(_quadratic_ncc([0.1, -1.4, 2.0], [0.02, 0.02, 0.02]),
                                     np.array([0.1, -1.4, 2.0]))
     np.testing.assert_array_equal(kept, [0.0, -1.4, 2.0])
 

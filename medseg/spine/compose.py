@@ -269,7 +269,7 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
                     corrected = moved(station, with_translation(registration, t))
                     return ncc(overlap_values(corrected)[0], fixed_values, common)
 
-                kept, dropped = supported_translation(ncc_corrected, registration.translation_mm)
+                kept, kept_ncc, dropped = supported_translation(ncc_corrected, registration.translation_mm)
                 report.dropped_axes = dropped
                 if dropped:
                     registration = with_translation(registration, kept)
@@ -278,7 +278,7 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
                             "the DICOM geometry is kept"
                     else:
                         candidate = moved(station, registration)
-                        registered_ncc = ncc_corrected(kept)
+                        registered_ncc = kept_ncc
                         accepted, reason = check_correction(
                             before_ncc, registered_ncc, noise, float(np.linalg.norm(kept)),
                             max_shift_mm=options.max_shift_mm)

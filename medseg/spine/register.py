@@ -121,9 +121,16 @@ def ncc_noise(ncc_at: Callable[[np.ndarray], float], *, shift_mm: float = NOISE_
     """The largest change of the overlap NCC (``ncc_at(translation_mm)``) under a +-``shift_mm``
     shift along each LPS axis from the DICOM position: what interpolation and a sub-threshold
     misplacement alone can do to the metric."""
-    base = ncc_at(np.zeros(3))
-    changes = [abs(ncc_at(sign * shift_mm * axis) - base) for axis in np.eye(3) for sign in (-1.0, 1.0)]
-    return float(max(changes))
+    at = np.zeros(3)
+    base = ncc_at(at)
+    return max(_step_change(ncc_at, at, base, axis, shift_mm) for axis in range(3))
+
+
+def _step_change(ncc_at: Callable[[np.ndarray], float], at: np.ndarray, base: float, axis: int,
+                 shift_mm: float) -> float:
+    """The larger NCC change of a +-``shift_mm`` step along ``axis`` from ``at`` (NCC ``base``)."""
+    step = np.eye(3)[axis] * shift_mm
+    return float(max(abs(ncc_at(at + sign * step) - base) for sign in (-1.0, 1.0)))
 
 
 def check_correction(ncc_before: float, ncc_after: float, noise: float, shift_mm: float, *,
@@ -145,9 +152,9 @@ AXIS_NAMES = ("left-right", "anterior-posterior", "head-foot")  # LPS axes 0, 1,
 
 
 def supported_translation(ncc_at: Callable[[np.ndarray], float], translation_mm: np.ndarray, *,
-                          shift_mm: float = NOISE_SHIFT_MM) -> tuple[np.ndarray, list[str]]:
-    """The part of ``translation_mm`` that the overlap supports, axis by axis, and a note per
-    axis dropped.
+                          shift_mm: float = NOISE_SHIFT_MM) -> tuple[np.ndarray, float, list[str]]:
+    """The part of ``translation_mm`` that the overlap supports, axis by axis, its NCC, and a
+    note per axis dropped.
 
     ``ncc_at(t)`` is the overlap NCC with the station corrected by ``t``. At the current
     translation, an axis's part is unsupported when setting it to 0 lowers the NCC by no more
@@ -166,12 +173,11 @@ def supported_translation(ncc_at: Callable[[np.ndarray], float], translation_mm:
             without = t.copy()
             without[axis] = 0.0
             loss = base - ncc_at(without)
-            step = np.eye(3)[axis] * shift_mm
-            noise = max(abs(ncc_at(t + sign * step) - base) for sign in (-1.0, 1.0))
+            noise = _step_change(ncc_at, t, base, axis, shift_mm)
             if loss <= noise:
                 excess[axis] = (loss - noise, loss, noise)
         if not excess:
-            return t, notes
+            return t, base, notes
         drop = min(excess, key=lambda a: excess[a][0])
         _, loss, noise = excess[drop]
         notes.append(f"{AXIS_NAMES[drop]} part {t[drop]:+.2f} mm dropped: removing it changes the "
