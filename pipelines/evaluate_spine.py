@@ -216,6 +216,7 @@ def evaluate_case(name: str, source: Volume, seed: int, tmp: Path, *, specs=None
             "global_ncc_vs_perfect_stations": float(np.corrcoef(data[covered], perfect[covered])[0, 1]),
             "residual_head_foot_spread_mm": max(signed_hf) - min(signed_hf),
             "registration": [s.registration for s in result.stations],
+            "dropped_axes": [s.dropped_axes for s in result.stations],
             "psnr_db": psnr(reference[valid], data[valid], data_range),
             "ssim": float(ssim_map[valid].mean()),
             "psnr_overlap_db": psnr(reference[overlap], data[overlap], data_range),
@@ -285,6 +286,9 @@ def main() -> int:
                   f"{r['residual_head_foot_spread_mm']:9.3f} {max(r['residual_3d_mm']):12.3f} {r['seconds']:7.2f}")
         r = rows["registered"]
         print(f"{'':16s} registration: {'; '.join(r['registration'])}")
+        for index, notes in enumerate(r["dropped_axes"]):
+            if notes:
+                print(f"{'':16s} station index {index}: {'; '.join(notes)}")
         mismatch = "; ".join(f"{m['as_acquired']}/{m['constant_gains']}/{m['applied']}"
                              for m in r["overlap_intensity_mismatch"])
         print(f"{'':16s} intensity: {r['intensity'].get('check', r['intensity']['applied'])}; "

@@ -1,7 +1,8 @@
 """A hostile study folder, run through `medseg run`: damage, collisions, bad geometry, special files.
 
-Each case is its own study, made from one good sagittal localizer (the ICBM152 head, or a real
-scanner series with --source) by one kind of damage. The run must give:
+Each case is its own study, made from one good sagittal localizer (cut from
+``medseg.examples.example_head``: the real Siemens XA30 T1 of the shared data, else the ICBM152
+template) by one kind of damage. The run must give:
 - 0 tracebacks and 0 hangs (the run has a time limit);
 - the expected status per study (ok / failed / skipped / partial), never a wrong success;
 - no patient name in logs, summaries or output names;

@@ -281,3 +281,18 @@ def test_listen_command_answers_echo_and_stops_on_sigterm(tmp_path):
     log = child.stderr.read()
     assert "listening as MEDSEG" in log and "health:" in log and "stopping" in log
     assert json.loads((tmp_path / "out" / "health.json").read_text())["received_files"] == 0
+
+
+def test_study_json_status_follows_the_batch_rule_across_batches(tmp_path):
+    """A study whose series arrive in separate batches: one failed series beside an ok one makes
+    the study partial (as `medseg run` reports it), not failed, and skipped series change nothing."""
+    def status():
+        return json.loads((tmp_path / "study.json").read_text())["status"]
+
+    Listener._write_study_json(tmp_path, "S", [{"series": "2", "status": "skipped"}], {"status": "skipped"})
+    assert status() == "skipped"
+    Listener._write_study_json(tmp_path, "S", [{"series": "3", "status": "failed"}], {"status": "failed"})
+    assert status() == "failed"
+    Listener._write_study_json(tmp_path, "S", [{"series": "1", "status": "ok"}], {"status": "ok"})
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert study["status"] == "partial" and len(study["jobs"]) == 3 and len(study["series"]) == 3

@@ -320,8 +320,10 @@ class Listener:
                                 else {"study_id": sid, "series": [], "jobs": []})
         data["series"].extend(series)
         data.setdefault("jobs", []).append(job)
-        statuses = [s["status"] for s in data["series"]]
-        data["status"] = "failed" if "failed" in statuses else "ok" if "ok" in statuses else "skipped"
+        # the batch's rule (ok / partial / failed / skipped), over every series the study has had
+        from medseg.batch.run import study_status
+
+        data["status"] = study_status([s["status"] for s in data["series"]])
         write_json_atomic(path, data)
 
     # --- life cycle -------------------------------------------------------------------------
