@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 
@@ -35,6 +35,7 @@ from medseg.spine.field import (
 from medseg.spine.grid import coverage_and_ramp, match_point_spread, resample_station, union_grid
 from medseg.spine.intensity import IntensityMode, fit_intensity, ncc
 from medseg.spine.register import (
+    Check,
     Registration,
     check_correction,
     moved,
@@ -233,69 +234,11 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
     # and a 0.2 mm shift alone would change their NCC by far more than any misplacement).
     before_values, before_inside = overlap_values(station)
     report.ncc_before = round(ncc(before_values, fixed_values, _core(before_inside)), 4)
-    placed = station
     if options.register:
-        # The configured metric proposes first; a proposal the check refuses gets a second
-        # opinion from global correlation (a local-correlation optimum can lie millimetres off on
-        # real anatomy). Nothing is applied that the check does not accept.
-        metrics = [options.metric] + (["global"] if options.metric != "global" else [])
-        for metric in metrics:
-            registration: Registration = register_overlap(
-                fixed, np.ones(fixed.spatial_shape, bool), station,
-                max_shift_mm=options.max_shift_mm, rigid=options.rigid, metric=metric)
-            report.proposed_correction_mm = [round(float(v), 4) for v in registration.translation_mm]
-            report.registration_metric = metric
-            report.dropped_axes = []
-            if not registration.accepted:
-                report.registration = f"rejected: {registration.reason}"
-                report.registration_check = registration.reason
-                continue
-            candidate = moved(station, registration)
-            candidate_values, candidate_inside = overlap_values(candidate)
-            common = _core(before_inside & candidate_inside)
-            before_ncc = ncc(before_values, fixed_values, common)
-            registered_ncc = ncc(candidate_values, fixed_values, common)
-            def ncc_at(shift: np.ndarray, common: np.ndarray = common) -> float:
-                return ncc(overlap_values(translated(station, shift))[0], fixed_values, common)
-
-            noise = ncc_noise(ncc_at)
-            report.ncc_before = round(before_ncc, 4)
-            accepted, reason = check_correction(
-                before_ncc, registered_ncc, noise,
-                float(np.linalg.norm(registration.translation_mm)), max_shift_mm=options.max_shift_mm)
-            if accepted:  # then each axis's part on its own (register.supported_translation)
-                def ncc_corrected(t: np.ndarray, registration: Registration = registration,
-                                  common: np.ndarray = common) -> float:
-                    corrected = moved(station, with_translation(registration, t))
-                    return ncc(overlap_values(corrected)[0], fixed_values, common)
-
-                kept, kept_ncc, dropped = supported_translation(ncc_corrected, registration.translation_mm)
-                report.dropped_axes = dropped
-                if dropped:
-                    registration = with_translation(registration, kept)
-                    if not kept.any() and _rotation_angle(registration.rotation) == 0.0:
-                        accepted, reason = False, "no axis's part of the correction is supported: " \
-                            "the DICOM geometry is kept"
-                    else:
-                        candidate = moved(station, registration)
-                        registered_ncc = kept_ncc
-                        accepted, reason = check_correction(
-                            before_ncc, registered_ncc, noise, float(np.linalg.norm(kept)),
-                            max_shift_mm=options.max_shift_mm)
-                    reason += "; " + "; ".join(dropped)
-            report.ncc_registered, report.ncc_noise = round(registered_ncc, 4), round(noise, 5)
-            report.registration = "accepted" if accepted else f"rejected: {reason}"
-            report.registration_check = reason
-            if accepted:
-                placed = candidate
-                report.correction_mm = [round(float(v), 4) for v in registration.translation_mm]
-                report.rotation_deg = round(_rotation_angle(registration.rotation), 4)
-                break
-            if "noise" in reason:
-                break  # the DICOM position is as good as any correction: no second opinion needed
-        if placed is station:
-            log.warning("station %d: registration %s", report.index, report.registration)
+        placed = _register(station, fixed, fixed_values, overlap_values, before_values, before_inside,
+                           report, options)
     else:
+        placed = station
         report.registration = "disabled"
     after, inside = overlap_values(placed)
     if report.ncc_registered is None:  # not registered
@@ -307,6 +250,79 @@ def _place_station(station: Volume, neighbour: Volume, neighbour_gain: tuple[flo
     gain, offset = fit_intensity(after, fixed_matched, _core(inside), mode=options.intensity)
     report.gain, report.offset = round(gain, 6), round(offset, 6)
     return placed, (gain, offset)
+
+
+OverlapValues = Callable[[Volume], tuple[np.ndarray, np.ndarray]]
+
+
+def _register(station: Volume, fixed: Volume, fixed_values: np.ndarray, overlap_values: OverlapValues,
+              before_values: np.ndarray, before_inside: np.ndarray, report: StationReport,
+              options: StitchOptions) -> Volume:
+    """``station`` moved by the correction the checks accept, or as it is; ``report`` says why.
+
+    ``overlap_values(candidate)`` resamples a placement of the station onto ``fixed`` (the
+    neighbour's overlap, its intensities in ``fixed_values``): values and coverage. The configured
+    metric proposes first; a proposal the check refuses gets a second opinion from global
+    correlation (a local-correlation optimum can lie millimetres off on real anatomy), unless the
+    refusal says the DICOM position is as good as any correction. Nothing is applied that the
+    checks do not accept: the whole correction (:func:`check_correction`), then each axis's part
+    (:func:`supported_translation`), then what is left as a whole again."""
+    metrics = [options.metric] + (["global"] if options.metric != "global" else [])
+    for metric in metrics:
+        registration: Registration = register_overlap(
+            fixed, np.ones(fixed.spatial_shape, bool), station,
+            max_shift_mm=options.max_shift_mm, rigid=options.rigid, metric=metric)
+        report.proposed_correction_mm = [round(float(v), 4) for v in registration.translation_mm]
+        report.registration_metric = metric
+        report.dropped_axes = []
+        if not registration.accepted:
+            report.registration = f"rejected: {registration.reason}"
+            report.registration_check = registration.reason
+            continue
+        candidate = moved(station, registration)
+        candidate_values, candidate_inside = overlap_values(candidate)
+        common = _core(before_inside & candidate_inside)  # the same voxels before and after
+        before_ncc = ncc(before_values, fixed_values, common)
+        registered_ncc = ncc(candidate_values, fixed_values, common)
+
+        def ncc_at(shift: np.ndarray, common: np.ndarray = common) -> float:
+            return ncc(overlap_values(translated(station, shift))[0], fixed_values, common)
+
+        noise = ncc_noise(ncc_at)
+        report.ncc_before = round(before_ncc, 4)
+        check = check_correction(before_ncc, registered_ncc, noise,
+                                 float(np.linalg.norm(registration.translation_mm)),
+                                 max_shift_mm=options.max_shift_mm)
+        if check.accepted:  # then each axis's part on its own
+            def ncc_corrected(t: np.ndarray, registration: Registration = registration,
+                              common: np.ndarray = common) -> float:
+                corrected = moved(station, with_translation(registration, t))
+                return ncc(overlap_values(corrected)[0], fixed_values, common)
+
+            kept, kept_ncc, dropped = supported_translation(ncc_corrected, registration.translation_mm)
+            report.dropped_axes = dropped
+            if dropped:
+                registration = with_translation(registration, kept)
+                if not kept.any() and _rotation_angle(registration.rotation) == 0.0:
+                    check = Check(False, "no axis's part of the correction is supported: "
+                                         "the DICOM geometry is kept")
+                else:
+                    candidate = moved(station, registration)
+                    registered_ncc = kept_ncc
+                    check = check_correction(before_ncc, registered_ncc, noise, float(np.linalg.norm(kept)),
+                                             max_shift_mm=options.max_shift_mm)
+                check = check._replace(reason=check.reason + "; " + "; ".join(dropped))
+        report.ncc_registered, report.ncc_noise = round(registered_ncc, 4), round(noise, 5)
+        report.registration = "accepted" if check.accepted else f"rejected: {check.reason}"
+        report.registration_check = check.reason
+        if check.accepted:
+            report.correction_mm = [round(float(v), 4) for v in registration.translation_mm]
+            report.rotation_deg = round(_rotation_angle(registration.rotation), 4)
+            return candidate
+        if check.within_noise:
+            break  # the DICOM position is as good as any correction: no second opinion needed
+    log.warning("station %d: registration %s", report.index, report.registration)
+    return station
 
 
 def compose(stations: Sequence[Volume], options: StitchOptions = StitchOptions()) -> CompositeResult:

@@ -23,7 +23,7 @@ the head-foot and anterior-posterior parts raised the NCC.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -133,19 +133,28 @@ def _step_change(ncc_at: Callable[[np.ndarray], float], at: np.ndarray, base: fl
     return float(max(abs(ncc_at(at + sign * step) - base) for sign in (-1.0, 1.0)))
 
 
+class Check(NamedTuple):
+    """A check's verdict on a correction. ``within_noise``: the correction gains no more than the
+    metric's noise, so the DICOM position is as good as any correction (no second opinion)."""
+
+    accepted: bool
+    reason: str
+    within_noise: bool = False
+
+
 def check_correction(ncc_before: float, ncc_after: float, noise: float, shift_mm: float, *,
-                     max_shift_mm: float, min_gain: float = MIN_NCC_GAIN) -> tuple[bool, str]:
-    """(accepted, reason): a correction is applied only when it is within the table's plausible
-    error and raises the overlap NCC by more than its noise (and ``min_gain``)."""
+                     max_shift_mm: float, min_gain: float = MIN_NCC_GAIN) -> Check:
+    """A correction is applied only when it is within the table's plausible error and raises the
+    overlap NCC by more than its noise (and ``min_gain``)."""
     margin = max(noise, min_gain)
     if not np.isfinite(shift_mm) or shift_mm > max_shift_mm:
-        return False, f"shift {shift_mm:.1f} mm exceeds the {max_shift_mm:.1f} mm table error bound"
+        return Check(False, f"shift {shift_mm:.1f} mm exceeds the {max_shift_mm:.1f} mm table error bound")
     if not np.isfinite(ncc_after) or ncc_after < ncc_before:
-        return False, f"makes the overlap NCC worse ({ncc_before:.4f} -> {ncc_after:.4f})"
+        return Check(False, f"makes the overlap NCC worse ({ncc_before:.4f} -> {ncc_after:.4f})")
     if ncc_after - ncc_before <= margin:
-        return False, (f"NCC gain {ncc_after - ncc_before:.4f} within the metric's noise {margin:.4f}: "
-                       "the DICOM geometry is kept")
-    return True, f"NCC {ncc_before:.4f} -> {ncc_after:.4f} (noise {margin:.4f})"
+        return Check(False, f"NCC gain {ncc_after - ncc_before:.4f} within the metric's noise {margin:.4f}: "
+                            "the DICOM geometry is kept", within_noise=True)
+    return Check(True, f"NCC {ncc_before:.4f} -> {ncc_after:.4f} (noise {margin:.4f})")
 
 
 AXIS_NAMES = ("left-right", "anterior-posterior", "head-foot")  # LPS axes 0, 1, 2
