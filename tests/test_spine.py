@@ -322,6 +322,43 @@ def test_a_wrong_axis_part_of_an_accepted_correction_is_dropped(lumbar, monkeypa
         assert station.ncc_after > station.ncc_before + station.ncc_noise
 
 
+
+def test_a_second_opinion_is_sought_unless_the_refusal_is_noise(lumbar, monkeypatch):
+    """A proposal that lowers the overlap NCC gets a second opinion from global correlation; one
+    whose gain is within the metric's noise does not (the DICOM position is as good as any
+    correction), and neither is applied."""
+    import importlib
+
+    from medseg.spine.register import Registration
+
+    compose_module = importlib.import_module("medseg.spine.compose")
+    calls: list[str] = []
+
+    def proposing(correction):
+        def register(fixed, mask, moving, *, metric, **kwargs):
+            calls.append(metric)
+            return Registration(np.asarray(correction(moving), float), np.eye(3), np.zeros(3), 0.0, True)
+        return register
+
+    exact = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0)] * 3))
+    monkeypatch.setattr(compose_module, "register_overlap", proposing(lambda moving: [0.0, 5.0, 1.0]))
+    result = compose(exact.stations, StitchOptions(backend="sitk"))
+    assert calls == ["local", "global"] * 2
+    assert all("worse" in s.registration and s.correction_mm == [0.0, 0.0, 0.0] for s in result.stations[1:])
+
+    # a 0.1 mm head-foot table error, proposed exactly: too small a gain to tell from noise
+    small = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0), (0, 0, 0.1), (0, 0, -0.1)]))
+    expected = {tuple(np.round(s.affine[:3, 3], 3)): np.asarray(e)
+                for s, e in zip(small.stations, small.expected_correction_mm)}
+    calls.clear()
+    monkeypatch.setattr(compose_module, "register_overlap",
+                        proposing(lambda moving: expected[tuple(np.round(moving.affine[:3, 3], 3))]))
+    result = compose(small.stations, StitchOptions(backend="sitk"))
+    assert calls == ["local"] * 2
+    for station in result.stations[1:]:
+        assert "within the metric's noise" in station.registration, station.registration
+        assert station.correction_mm == [0.0, 0.0, 0.0]
+
 def _quadratic_ncc(optimum, curvature):
     optimum, curvature = np.asarray(optimum, float), np.asarray(curvature, float)
     return lambda t: float(0.99 - np.sum(curvature * (np.asarray(t) - optimum) ** 2))
