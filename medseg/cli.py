@@ -109,8 +109,15 @@ def _inputs(args: argparse.Namespace) -> list[Path]:
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
+    """medseg's own messages at the chosen level; other libraries' (highdicom logs every module
+    it copies at INFO) only from WARNING, unless --verbose. A host that configured logging
+    already (a notebook, an embedding application) keeps its configuration."""
+    if logging.getLogger().handlers:
+        return
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("medseg").setLevel(level)
 
 
 def _replace(options: Any, **changes: Any) -> Any:

@@ -149,3 +149,20 @@ def test_export_calls_the_exporter_with_the_loaded_validation(tmp_path, monkeypa
     assert calls == [("onnx", "ck.pt", str(tmp_path / "m"), "m", {"dice": 0.9}), ("fp16", str(tmp_path / "m.json"))]
     assert main(["export", "-i", "ck.pt", "-o", str(tmp_path / "m"), "--no-fp16", "-q"]) == 0
     assert calls[-1] == ("onnx", "ck.pt", str(tmp_path / "m"), "cc_attention_unet", None)
+
+
+@pytest.mark.parametrize("flags, medseg_info, library_info", [((), True, False), (("verbose",), True, True),
+                                                               (("quiet",), False, False)])
+def test_library_info_messages_stay_out_of_the_cli_log(flags, medseg_info, library_info):
+    """The CLI shows medseg's INFO lines; a library's (highdicom logs every module it copies at
+    INFO) only with --verbose. Run in a fresh process: logging is configured once per process."""
+    code = ("import argparse, logging; from medseg.cli import _setup_logging; "
+            f"_setup_logging(argparse.Namespace(quiet={'quiet' in flags}, verbose={'verbose' in flags})); "
+            "logging.getLogger('medseg.batch.run').info('study done'); "
+            "logging.getLogger('highdicom.base').info('copy attributes'); "
+            "logging.getLogger('highdicom.base').warning('library warning')")
+    stderr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=REPO).stderr
+    assert ("study done" in stderr) == medseg_info, stderr
+    assert ("copy attributes" in stderr) == library_info, stderr
+    assert "library warning" in stderr
