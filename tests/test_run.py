@@ -68,7 +68,7 @@ def make_study_folder(root):
     return brain["StudyInstanceUID"], spine["StudyInstanceUID"], real
 
 
-def test_run_end_to_end(tmp_path, capsys):
+def test_run_end_to_end(tmp_path, capsys, caplog):
     brain_uid, spine_uid, real = make_study_folder(tmp_path / "in")
     before = sorted(p.name for p in (tmp_path / "in").rglob("*"))
     out = tmp_path / "out"
@@ -91,6 +91,10 @@ def test_run_end_to_end(tmp_path, capsys):
     assert by_series["0002_t1_3d"]["stage"] in ("position", "segment")  # routed to positioning
     bottle = by_series["0004_bottle_sag"]
     assert bottle["status"] == "failed" and bottle["error_type"] == "NoCCFoundError", bottle
+    # the log says why, per failed series, even with -q (and names no patient)
+    assert any(r.levelname == "WARNING" and brain_uid in r.getMessage() and "0004_bottle_sag failed at "
+               f"{bottle['stage']}: NoCCFoundError" in r.getMessage() for r in caplog.records), caplog.text
+    assert "Secret" not in caplog.text
     spine = json.loads((out / spine_uid / "study.json").read_text())
     (composite,) = [row for row in spine["series"] if row["stage"] == "stitch"]
     assert composite["status"] == "ok" and (out / spine_uid / composite["qc"]).exists()

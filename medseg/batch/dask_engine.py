@@ -97,7 +97,7 @@ def _study_task(item, output: str, options) -> dict:
     """Run one study on a worker; returns its study.json content plus the worker's address."""
     from distributed import get_worker
 
-    from medseg.batch.run import load_models, process_study
+    from medseg.batch.run import failure_lines, load_models, process_study
 
     study, key, sid = item
     worker: Any = get_worker()  # a distributed.Worker carrying our medseg_models (MedsegWorkerPlugin)
@@ -108,7 +108,7 @@ def _study_task(item, output: str, options) -> dict:
     started = time.perf_counter()
     record = process_study(study, Path(output), options, segmenter, stripper, sid=sid, key=key)
     return {"study_id": record.study_id, "status": record.status, "worker": worker.address,
-            "seconds": round(time.perf_counter() - started, 3)}
+            "seconds": round(time.perf_counter() - started, 3), "failures": failure_lines(record.series)}
 
 
 def _make_cluster(options: DaskOptions):
@@ -222,6 +222,8 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
                 per_worker[outcome["worker"]] += 1
                 busy[outcome["worker"]] += outcome["seconds"]
                 log.info("study %s: %s (%s)", outcome["study_id"], outcome["status"], outcome["worker"])
+                for line in outcome.get("failures", []):
+                    log.warning("study %s: %s", outcome["study_id"], line)
             workers = len(client.scheduler_info().get("workers", {}))
     finally:
         if cluster is not None:

@@ -188,6 +188,14 @@ def study_status(series_statuses: Sequence[str]) -> str:
     return "partial" if ok and failed else "failed" if failed else "ok" if ok else "skipped"
 
 
+def failure_lines(series: Sequence[dict]) -> list[str]:
+    """A log line per failed series of a study: its name, stage, error type and message (what
+    study.json and summary.csv hold for it; no patient names)."""
+    return [f"series {row.get('series')} failed at {row.get('stage')}: "
+            f"{row.get('error_type') or 'error'}: {row.get('message', '')}"
+            for row in series if row.get("status") == "failed"]
+
+
 def exit_status(study_statuses: Sequence[str], damaged_files: int = 0) -> int:
     """0: every study ok; 1: some failures (or damaged files); 2: nothing succeeded."""
     if not any(s in ("ok", "partial") for s in study_statuses):
@@ -780,6 +788,8 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
                 continue
             records.append(record)
             log.info("study %s: %s", record.study_id, record.status)
+            for line in failure_lines(record.series):
+                log.warning("study %s: %s", record.study_id, line)
 
     run_id = (f"run-{options.shard[0]}of{options.shard[1]}-"
               f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}-{os.getpid()}")
