@@ -152,7 +152,8 @@ def test_export_calls_the_exporter_with_the_loaded_validation(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("flags, medseg_info, library_info", [((), True, False), (("verbose",), True, True),
-                                                               (("quiet",), False, False)])
+                                                               (("quiet",), False, False),
+                                                               (("quiet", "verbose"), False, False)])
 def test_library_info_messages_stay_out_of_the_cli_log(flags, medseg_info, library_info):
     """The CLI shows medseg's INFO lines; a library's (highdicom logs every module it copies at
     INFO) only with --verbose. Run in a fresh process: logging is configured once per process."""

@@ -294,6 +294,21 @@ def test_a_series_short_of_its_declared_images_is_incomplete(tmp_path):
     assert not ref.ok
 
 
+
+def test_a_load_error_quotes_the_series_without_the_patient_or_control_characters(tmp_path):
+    """The error message of a refused series (study.json, summary.csv and the batch log quote it)
+    names the series by its redacted description: no patient name typed into it, and no line
+    break that would forge a log line."""
+    paths = _series(tmp_path / "s", description="loc Secret Patient\nWARNING medseg: forged")
+    middle = sorted(paths, key=lambda p: pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber)[N // 2]
+    middle.unlink()  # uneven slice spacing: the series is refused when loaded
+    _, ref = _only_series(tmp_path / "s")
+    with pytest.raises(InconsistentSeriesError, match="uneven slice spacing") as error:
+        ref.load()
+    message = str(error.value)
+    assert "Secret" not in message and "Patient" not in message and "\n" not in message, message
+    assert "'loc WARNING medseg: forged'" in message and ref.description == "loc WARNING medseg: forged"
+
 def test_real_ge_localizer_without_its_last_sagittal_slice_is_refused(tmp_path):
     from tests.conftest import data_path
 

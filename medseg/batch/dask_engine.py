@@ -218,6 +218,7 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
                     reason = f"{type(exc).__name__}: {exc}"
                     lost.append({"study_uid_hash": _hash(study.uid), "error": reason})
                     record_engine_failure(study, output, reason, sid=sid, key=key)
+                    log.error("study %s: failed: its task failed for good: %s", sid, reason)
                     continue
                 per_worker[outcome["worker"]] += 1
                 busy[outcome["worker"]] += outcome["seconds"]

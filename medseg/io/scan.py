@@ -322,7 +322,9 @@ _DIGITS = re.compile(r"\d+")
 
 def redact_patient(text: str, attributes: dict) -> str:
     """``text`` (a series description) with the patient's name parts and ID removed, so that
-    output names, logs and summaries never carry them even when an operator typed them in."""
+    output names, logs and summaries never carry them even when an operator typed them in, and
+    with control characters (a line break would forge a log line) made spaces."""
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
     words = []
     name = attributes.get("PatientName")
     if name is not None:
@@ -351,7 +353,8 @@ def _same_pixels(a: str, b: str) -> bool:
 def _series_refs(headers: list[FileHeader], limits: ScanLimits = DEFAULT_LIMITS) -> list[SeriesRef]:
     first = headers[0]
     number = f"{first.series_number}" if first.series_number is not None else "?"
-    series_name = f"#{number} '{first.description}' ({first.series_uid})"
+    # the name error messages quote (study.json, summary.csv, logs): redacted like the description
+    series_name = f"#{number} '{redact_patient(first.description, first.study_attributes)}' ({first.series_uid})"
     refs = []
     for stack in split_series(headers, series_name, limits):
         files = sorted({f.path for f in stack.frames})
