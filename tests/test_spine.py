@@ -359,6 +359,29 @@ def test_a_second_opinion_is_sought_unless_the_refusal_is_noise(lumbar, monkeypa
         assert "within the metric's noise" in station.registration, station.registration
         assert station.correction_mm == [0.0, 0.0, 0.0]
 
+
+def test_the_report_describes_the_last_proposal_only(lumbar, monkeypatch):
+    """Local correlation proposes a shift that lowers the NCC; global correlation's proposal is
+    out of bounds. The station keeps its DICOM position and its report holds the second
+    proposal's verdict, with no NCC figures left from the first."""
+    import importlib
+
+    from medseg.spine.register import Registration
+
+    compose_module = importlib.import_module("medseg.spine.compose")
+
+    def register(fixed, mask, moving, *, metric, **kwargs):
+        if metric == "local":
+            return Registration(np.array([0.0, 5.0, 1.0]), np.eye(3), np.zeros(3), 0.0, True)
+        return Registration(np.zeros(3), np.eye(3), np.zeros(3), 0.0, False, "shift 9.0 mm exceeds the 8.0 mm bound")
+
+    monkeypatch.setattr(compose_module, "register_overlap", register)
+    exact = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0)] * 3))
+    for station in compose(exact.stations, StitchOptions(backend="sitk")).stations[1:]:
+        assert station.registration_metric == "global" and station.registration.startswith("rejected: shift")
+        assert station.ncc_registered is None and station.ncc_noise is None
+        assert station.correction_mm == [0.0, 0.0, 0.0] and station.ncc_after == station.ncc_before
+
 def _quadratic_ncc(optimum, curvature):
     optimum, curvature = np.asarray(optimum, float), np.asarray(curvature, float)
     return lambda t: float(0.99 - np.sum(curvature * (np.asarray(t) - optimum) ** 2))

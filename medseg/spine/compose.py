@@ -268,13 +268,16 @@ def _register(station: Volume, fixed: Volume, fixed_values: np.ndarray, overlap_
     checks do not accept: the whole correction (:func:`check_correction`), then each axis's part
     (:func:`supported_translation`), then what is left as a whole again."""
     metrics = [options.metric] + (["global"] if options.metric != "global" else [])
+    dicom_ncc = report.ncc_before  # at the DICOM position, on the whole overlap's core
     for metric in metrics:
         registration: Registration = register_overlap(
             fixed, np.ones(fixed.spatial_shape, bool), station,
             max_shift_mm=options.max_shift_mm, rigid=options.rigid, metric=metric)
+        # the report describes the last proposal checked, nothing of an earlier one
         report.proposed_correction_mm = [round(float(v), 4) for v in registration.translation_mm]
         report.registration_metric = metric
         report.dropped_axes = []
+        report.ncc_before, report.ncc_registered, report.ncc_noise = dicom_ncc, None, None
         if not registration.accepted:
             report.registration = f"rejected: {registration.reason}"
             report.registration_check = registration.reason
