@@ -69,3 +69,18 @@ def test_node_consumer_equals_medseg(tmp_path):
     theirs = np.fromfile(case / "mask_node.u8", dtype=np.uint8).reshape(ours.shape).astype(bool)
     assert ours.any(), f"{name}: medseg found no CC in any slice; the comparison would be empty"
     np.testing.assert_array_equal(theirs, ours)
+
+
+def test_node_consumer_refuses_a_model_that_is_not_the_contracts(tmp_path):
+    """The consumer checks the model file against the contract's sha256 before running it."""
+    _requirements()
+    contract = json.loads((REPO / "models" / "cc_attention_unet.json").read_text())
+    model = (REPO / "models" / contract["file"]).read_bytes()
+    (tmp_path / contract["file"]).write_bytes(model[:-1] + bytes([model[-1] ^ 1]))  # one bit changed
+    (tmp_path / "contract.json").write_text(json.dumps(contract))
+    case = tmp_path / "case"
+    case.mkdir()
+    (case / "case.json").write_text(json.dumps({"height": 16, "width": 16, "planes": []}))
+    run = subprocess.run(["node", str(NODE_DIR / "segment.js"), str(tmp_path / "contract.json"), str(case)],
+                         capture_output=True, text=True)
+    assert run.returncode != 0 and "sha256" in run.stderr, run.stderr

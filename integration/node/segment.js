@@ -7,6 +7,7 @@
 //           [H][W]; points outside the image hold input.normalization.outside_image_value.
 // Writes CASE_DIR/mask_node.u8: N x H x W bytes, 1 = corpus callosum.
 'use strict';
+const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
 const ort = require('onnxruntime-node');
@@ -72,6 +73,10 @@ async function main() {
   });
 
   const modelPath = path.join(path.dirname(contractPath), contract.file);
+  const digest = crypto.createHash('sha256').update(fs.readFileSync(modelPath)).digest('hex');
+  if (digest !== contract.sha256) {
+    throw new Error(`${contract.file}: sha256 ${digest} is not the contract's ${contract.sha256}`);
+  }
   const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'] });
   const feeds = {};
   feeds[contract.input.name] = new ort.Tensor('float32', input, [n, 1, height, width]);

@@ -16,7 +16,7 @@ NORMALIZATION: dict[str, object] = {
     "lower_percentile": TRAINING_PERCENTILES[0],
     "upper_percentile": TRAINING_PERCENTILES[1],
     "region": "foreground of each network-grid plane: pixels above the Otsu threshold of a 128-bin "
-              "histogram of the plane (bins spanning min..max); all pixels if fewer than 50 qualify",
+              "histogram of the plane (bins spanning min..max); all pixels if 50 or fewer qualify",
     "outside_image_value": 0.0,
     "output": "(x - p_lower) / (p_upper - p_lower), not clipped; p_upper == p_lower -> divide by 1",
 }

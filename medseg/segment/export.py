@@ -245,8 +245,10 @@ def export_onnx(checkpoint: str | Path | Sequence[str | Path], out_dir: str | Pa
             "size_multiple": size_multiple(config.model),
             "spacing_mm": config.data.spacing_mm,
             "orientation": "rows run superior->inferior, columns anterior->posterior (patient), "
-                           "square pixels; the plane is sagittal (the slice's own in-plane axes, "
-                           "flipped so that this holds)",
+                           "square pixels; the plane is sagittal: its normal the slice normal "
+                           "towards +L, its posterior axis the patient's posterior projected into "
+                           "the plane, its inferior axis posterior x normal "
+                           "(docs/onnx-integration.md, step 4)",
             "crop": {
                 "method": target["crop"],
                 "centre_column": "mean column of the head foreground",
