@@ -115,7 +115,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     if logging.getLogger().handlers:
         return
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=logging.DEBUG if args.verbose and not args.quiet else logging.WARNING,
+    logging.basicConfig(level=logging.DEBUG if level == logging.DEBUG else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("medseg").setLevel(level)
 

@@ -294,7 +294,6 @@ def test_a_series_short_of_its_declared_images_is_incomplete(tmp_path):
     assert not ref.ok
 
 
-
 def test_a_load_error_quotes_the_series_without_the_patient_or_control_characters(tmp_path):
     """The error message of a refused series (study.json, summary.csv and the batch log quote it)
     names the series by its redacted description: no patient name typed into it, and no line
@@ -308,6 +307,7 @@ def test_a_load_error_quotes_the_series_without_the_patient_or_control_character
     message = str(error.value)
     assert "Secret" not in message and "Patient" not in message and "\n" not in message, message
     assert "'loc WARNING medseg: forged'" in message and ref.description == "loc WARNING medseg: forged"
+
 
 def test_real_ge_localizer_without_its_last_sagittal_slice_is_refused(tmp_path):
     from tests.conftest import data_path

@@ -255,6 +255,14 @@ def lumbar_specs(source, errors, gains=(0.8, 1.0, 1.3)):
                         2.0, gains[i], 0.2, errors[i], 0.01) for i in range(3)]
 
 
+def true_corrections(made):
+    """The true correction of a station of ``made`` (make_stations), looked up by its position:
+    what a perfect registration of that station would propose."""
+    by_position = {tuple(np.round(s.affine[:3, 3], 3)): np.asarray(e)
+                   for s, e in zip(made.stations, made.expected_correction_mm)}
+    return lambda station: by_position[tuple(np.round(station.affine[:3, 3], 3))]
+
+
 def test_exact_geometry_on_a_real_lumbar_t2_is_left_alone(lumbar):
     """Stations whose DICOM geometry is exact: no correction may be applied, whatever the
     registration proposes; the overlap NCC is never made worse."""
@@ -306,11 +314,10 @@ def test_a_wrong_axis_part_of_an_accepted_correction_is_dropped(lumbar, monkeypa
 
     compose_module = importlib.import_module("medseg.spine.compose")
     truth = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0), (0, 1.5, -2.0), (0, -1.0, 1.5)]))
-    expected = {tuple(np.round(s.affine[:3, 3], 3)): np.asarray(e)
-                for s, e in zip(truth.stations, truth.expected_correction_mm)}
+    true_correction = true_corrections(truth)
 
     def wrong_left_right(fixed, mask, moving, **kwargs):
-        correction = expected[tuple(np.round(moving.affine[:3, 3], 3))] + np.array([1.0, 0.0, 0.0])
+        correction = true_correction(moving) + np.array([1.0, 0.0, 0.0])
         return Registration(correction, np.eye(3), np.zeros(3), 0.0, True)
 
     monkeypatch.setattr(compose_module, "register_overlap", wrong_left_right)
@@ -320,7 +327,6 @@ def test_a_wrong_axis_part_of_an_accepted_correction_is_dropped(lumbar, monkeypa
         assert any(note.startswith("left-right") for note in station.dropped_axes), station.dropped_axes
         np.testing.assert_allclose(station.correction_mm, correction, atol=1e-6)
         assert station.ncc_after > station.ncc_before + station.ncc_noise
-
 
 
 def test_a_second_opinion_is_sought_unless_the_refusal_is_noise(lumbar, monkeypatch):
@@ -348,11 +354,8 @@ def test_a_second_opinion_is_sought_unless_the_refusal_is_noise(lumbar, monkeypa
 
     # a 0.1 mm head-foot table error, proposed exactly: too small a gain to tell from noise
     small = make_stations(lumbar, lumbar_specs(lumbar, [(0, 0, 0), (0, 0, 0.1), (0, 0, -0.1)]))
-    expected = {tuple(np.round(s.affine[:3, 3], 3)): np.asarray(e)
-                for s, e in zip(small.stations, small.expected_correction_mm)}
     calls.clear()
-    monkeypatch.setattr(compose_module, "register_overlap",
-                        proposing(lambda moving: expected[tuple(np.round(moving.affine[:3, 3], 3))]))
+    monkeypatch.setattr(compose_module, "register_overlap", proposing(true_corrections(small)))
     result = compose(small.stations, StitchOptions(backend="sitk"))
     assert calls == ["local"] * 2
     for station in result.stations[1:]:

@@ -353,8 +353,8 @@ def _same_pixels(a: str, b: str) -> bool:
 def _series_refs(headers: list[FileHeader], limits: ScanLimits = DEFAULT_LIMITS) -> list[SeriesRef]:
     first = headers[0]
     number = f"{first.series_number}" if first.series_number is not None else "?"
-    # the name error messages quote (study.json, summary.csv, logs): redacted like the description
-    series_name = f"#{number} '{redact_patient(first.description, first.study_attributes)}' ({first.series_uid})"
+    description = redact_patient(first.description, first.study_attributes)
+    series_name = f"#{number} '{description}' ({first.series_uid})"  # what error messages quote
     refs = []
     for stack in split_series(headers, series_name, limits):
         files = sorted({f.path for f in stack.frames})
@@ -362,7 +362,7 @@ def _series_refs(headers: list[FileHeader], limits: ScanLimits = DEFAULT_LIMITS)
             SeriesRef(
                 study_uid=first.study_uid, series_uid=first.series_uid,
                 series_number=first.series_number,
-                description=redact_patient(first.description, first.study_attributes),
+                description=description,
                 modality=first.modality, label=stack.label, kind="dicom",
                 source=os.path.commonpath(files) if len(files) > 1 else files[0], files=files,
                 shape=stack.shape, affine=stack.affine, problems=list(stack.problems),

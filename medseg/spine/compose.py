@@ -288,21 +288,19 @@ def _register(station: Volume, fixed: Volume, fixed_values: np.ndarray, overlap_
         before_ncc = ncc(before_values, fixed_values, common)
         registered_ncc = ncc(candidate_values, fixed_values, common)
 
-        def ncc_at(shift: np.ndarray, common: np.ndarray = common) -> float:
-            return ncc(overlap_values(translated(station, shift))[0], fixed_values, common)
+        def overlap_ncc(placement: Volume, common: np.ndarray = common) -> float:
+            return ncc(overlap_values(placement)[0], fixed_values, common)
 
-        noise = ncc_noise(ncc_at)
+        noise = ncc_noise(lambda shift: overlap_ncc(translated(station, shift)))
         report.ncc_before = round(before_ncc, 4)
         check = check_correction(before_ncc, registered_ncc, noise,
                                  float(np.linalg.norm(registration.translation_mm)),
                                  max_shift_mm=options.max_shift_mm)
         if check.accepted:  # then each axis's part on its own
-            def ncc_corrected(t: np.ndarray, registration: Registration = registration,
-                              common: np.ndarray = common) -> float:
-                corrected = moved(station, with_translation(registration, t))
-                return ncc(overlap_values(corrected)[0], fixed_values, common)
+            def corrected_ncc(t: np.ndarray, proposal: Registration = registration) -> float:
+                return overlap_ncc(moved(station, with_translation(proposal, t)))
 
-            kept, kept_ncc, dropped = supported_translation(ncc_corrected, registration.translation_mm)
+            kept, kept_ncc, dropped = supported_translation(corrected_ncc, registration.translation_mm)
             report.dropped_axes = dropped
             if dropped:
                 registration = with_translation(registration, kept)
