@@ -289,6 +289,29 @@ def test_broken_inputs_are_failed_never_skipped(tmp_path, caplog):
     assert "damaged" in station["message"]
 
 
+def test_a_folder_named_after_the_patient_stays_out_of_logs_and_summaries(tmp_path, caplog):
+    """Study folders are often named after the patient. The error messages that quote input paths
+    (study.json, summary.json/csv, the run report, the triage page, the log) hide the patient's
+    name parts and ID, from the headers, as whole words, keeping the path's shape."""
+    folder = tmp_path / "in" / "Secret^Person_P98765"
+    spine_study(folder, PatientName="Secret^Person", PatientID="P98765")
+    victim = sorted((folder / "s12").iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[:-300])
+    caplog.set_level("INFO")
+    status, report = batch.run([folder], tmp_path / "out", batch.RunOptions(**FAST))
+    assert status == 2
+    (_, series), = rows(tmp_path / "out").values()
+    (station,) = [r for r in series if r["status"] == "failed"]
+    assert "*^*_*" in station["message"] and victim.name in station["message"], station["message"]
+    assert report["inputs"] == [str(tmp_path / "in" / "*^*_*")]
+    assert report["damaged_files"][0]["path"] == str(victim).replace("Secret^Person_P98765", "*^*_*")
+    texts = [p.read_text() for p in (tmp_path / "out").rglob("*") if p.suffix in (".json", ".csv", ".html")]
+    texts.append(caplog.text)
+    assert "damaged file" in caplog.text and "*^*_*" in caplog.text
+    for text in texts:
+        assert "secret" not in text.lower() and "P98765" not in text, text[:2000]
+
+
 def test_memory_cap_fails_the_oversized_series_and_the_study_is_partial(tmp_path):
     uid = spine_study(tmp_path / "in")
     big = Volume(np.zeros((64, 64, 64), np.int16), np.diag([1.0, 1.0, 1.0, 1.0]))

@@ -190,7 +190,8 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
         from distributed import Client, as_completed
     except ImportError as exc:
         raise DaskEngineError("--engine dask needs the dask extra: pip install 'medseg[dask]'") from exc
-    from medseg.batch.run import record_engine_failure
+    from medseg.batch.run import patient_words, record_engine_failure
+    from medseg.io.redact import redact
     from medseg.progress import progress
 
     _quiet_dask_logs()
@@ -215,7 +216,7 @@ def run_dask(studies: Sequence, output: Path, options, dask: DaskOptions, *, sho
                 try:
                     outcome = future.result()
                 except Exception as exc:  # the task failed for good (e.g. its workers kept dying)
-                    reason = f"{type(exc).__name__}: {exc}"
+                    reason = redact(f"{type(exc).__name__}: {exc}", patient_words(study))
                     lost.append({"study_uid_hash": _hash(study.uid), "error": reason})
                     record_engine_failure(study, output, reason, sid=sid, key=key)
                     log.error("study %s: failed: its task failed for good: %s", sid, reason)

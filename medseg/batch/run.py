@@ -63,6 +63,7 @@ from medseg.io.atomic import (
     write_json_atomic,
     write_text_atomic,
 )
+from medseg.io.redact import redact, study_words
 from medseg.io.scan import RUN_MARKER, SeriesRef, Study
 from medseg.pipeline import LOCALIZER_N4, LocalizerN4
 from medseg.preprocess.n4 import N4Options
@@ -283,15 +284,34 @@ class StudyRecord:
     seconds: dict[str, float] = field(default_factory=dict)
     resumed: bool = False  # finished by an earlier run, kept
     deferred: list["Deferred"] = field(default_factory=list)  # RunOptions.defer_extras: work left
+    # the study's patient name parts, ID and birth date (medseg.io.redact), hidden in the rows'
+    # messages: an error quotes input paths, and study folders are often named after the patient
+    patient_words: frozenset[str] = frozenset()
 
     def add(self, outcome: SeriesOutcome) -> None:
-        self.series.append(outcome.to_row())
+        self.series.append(redact_row(outcome.to_row(), self.patient_words))
 
     @classmethod
     def from_json(cls, sid: str, data: dict, *, resumed: bool = False) -> "StudyRecord":
         """The record of a study.json written earlier (by an earlier run or by a worker)."""
         return cls(sid, status=data["status"], series=data["series"], seconds=data.get("seconds", {}),
                    resumed=resumed)
+
+
+# the rows' free-text fields: error messages and tracebacks quote input paths
+FREE_TEXT_FIELDS = ("message", "traceback", "warning", "deferred_error")
+
+
+def redact_row(row: dict, words: frozenset[str]) -> dict:
+    """A study.json row with the patient's identity words hidden in its free-text fields."""
+    for name in FREE_TEXT_FIELDS:
+        if isinstance(row.get(name), str):
+            row[name] = redact(row[name], words)
+    return row
+
+
+def patient_words(study: Study) -> frozenset[str]:
+    return study_words(ref.study_attributes for ref in study.series)
 
 
 LoadedBrain = tuple[Volume, np.ndarray]  # a bias-corrected brain image and its head mask
@@ -319,7 +339,7 @@ def complete_deferred(record: StudyRecord, study_folder: Path,
             fields = item.run(study_folder, study_folder / name)
         except Exception as exc:  # the plan is out already: record, never lose it
             log.exception("series %s: work after the plan failed", name)
-            fields = {"deferred_error": f"{type(exc).__name__}: {exc}"}
+            fields = {"deferred_error": redact(f"{type(exc).__name__}: {exc}", record.patient_words)}
         added[name] = fields
     record.deferred.clear()
     return added
@@ -529,7 +549,7 @@ def _run_study(study: Study, prepared: _Prepared, output: Path, segmenter, strip
     """
     sid = sid or study_id(study)
     key = key if key is not None else study.uid
-    record = StudyRecord(sid, seconds=dict(prepared.seconds))
+    record = StudyRecord(sid, seconds=dict(prepared.seconds), patient_words=patient_words(study))
     partial = output / f".partial-{sid}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -611,7 +631,7 @@ def process_study(study: Study, output: Path, options: RunOptions, segmenter, st
 def record_engine_failure(study: Study, output: Path, reason: str, *, sid: str, key: str) -> StudyRecord:
     """Record a study whose task the engine could not complete (its workers kept dying), so that
     it appears as failed with the reason instead of disappearing."""
-    record = StudyRecord(sid, status="failed")
+    record = StudyRecord(sid, status="failed", patient_words=patient_words(study))
     for ref in study.series:
         record.add(SeriesOutcome.unavailable(ref.name, ref.key, "engine", "EngineError", reason))
     partial = output / f".partial-{sid}"
@@ -637,8 +657,8 @@ def _move_into_place(partial: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _failed_record(sid: str, exc: BaseException, stage: StageName) -> StudyRecord:
-    record = StudyRecord(sid, status="failed")
+def _failed_record(sid: str, exc: BaseException, stage: StageName, words: frozenset[str]) -> StudyRecord:
+    record = StudyRecord(sid, status="failed", patient_words=words)
     record.add(SeriesOutcome.failed("*", stage, exc))
     return record
 
@@ -761,8 +781,10 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         try:
             return process_study(study, output, options, segmenter, stripper, sid=sid, key=key, budget=budget)
         except Exception as exc:  # the study folder could not be written, or a bug before it
-            log.error("study %s: %s", sid, os_error_message(exc) if isinstance(exc, OSError) else exc)
-            return _failed_record(sid, exc, "outputs" if isinstance(exc, OSError) else "internal")
+            words = patient_words(study)
+            text = os_error_message(exc) if isinstance(exc, OSError) else str(exc)
+            log.error("study %s: %s", sid, redact(text, words))
+            return _failed_record(sid, exc, "outputs" if isinstance(exc, OSError) else "internal", words)
 
     # Each study runs whole (load, N4, networks, outputs) in one of --jobs workers, so decoding and
     # N4 of some studies overlap the network calls of others; with several workers their planes
@@ -797,8 +819,8 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         "schema": "medseg.run/2",
         "run_id": run_id,
         "medseg_version": __version__,
-        "inputs": [str(p) for p in inputs],
-        "output": str(output),
+        "inputs": [redact(str(p), found.patient_words) for p in inputs],
+        "output": redact(str(output), found.patient_words),
         "options": {"device": options.device, "precision": options.precision, "jobs": options.jobs,
                     "resume": options.resume, "resume_skip_failed": options.resume_skip_failed,
                     "skull_strip": options.skull_strip, "max_memory": budget.total,
@@ -821,7 +843,8 @@ def _run(inputs: Sequence[Path], output: Path, options: RunOptions, stop: _Stop)
         "not_started": len(studies) - len(records),
         "interrupted": signal.Signals(stop.signum).name if stop.signum else None,
         "study_status": [{"study_id": r.study_id, "status": r.status, "resumed": r.resumed} for r in records],
-        "damaged_files": [{"path": p, "error": e} for p, e in found.errors],
+        "damaged_files": [{"path": redact(p, found.patient_words), "error": redact(e, found.patient_words)}
+                          for p, e in found.errors],
         "skipped_files": len(found.skipped),
         "seconds": {"scan": round(scan_seconds, 3), "total": round(time.perf_counter() - started, 3),
                     **_stage_totals(records)},

@@ -32,6 +32,7 @@ from medseg.io.dicom_headers import (
 )
 from medseg.io.dicom_stack import Stack, load_stack, split_series
 from medseg.io.nifti import file_uid, is_nifti_path, read_nifti
+from medseg.io.redact import identity_words, redact, redact_description, study_words
 from medseg.progress import progress
 from medseg.volume import LPS_TO_RAS, Volume, VolumeMeta, axcodes
 
@@ -170,6 +171,9 @@ class ScanResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): not images
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, error): damaged files
     files: dict[str, tuple[FileStatus, str]] = field(default_factory=dict)
+    # the patients' name parts, IDs and birth dates in the headers read (medseg.io.redact): paths
+    # and messages quoted in logs and summaries hide them
+    patient_words: frozenset[str] = frozenset()
 
     @property
     def series(self) -> list[SeriesRef]:
@@ -321,20 +325,10 @@ _DIGITS = re.compile(r"\d+")
 
 
 def redact_patient(text: str, attributes: dict) -> str:
-    """``text`` (a series description) with the patient's name parts and ID removed, so that
-    output names, logs and summaries never carry them even when an operator typed them in, and
-    with control characters (a line break would forge a log line) made spaces."""
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
-    words = []
-    name = attributes.get("PatientName")
-    if name is not None:
-        words += [w for w in re.split(r"[\^\s=,]+", str(name)) if len(w) >= 2]
-    patient_id = attributes.get("PatientID")
-    if patient_id is not None and len(str(patient_id)) >= 3:
-        words.append(str(patient_id))
-    for word in sorted(set(words), key=len, reverse=True):
-        text = re.sub(re.escape(word), "", text, flags=re.IGNORECASE)
-    return re.sub(r"\s{2,}", " ", text).strip()
+    """``text`` (a series description) with the patient's name parts, ID and birth date removed
+    where they stand as whole words, so that output names, logs and summaries never carry them
+    even when an operator typed them in (:mod:`medseg.io.redact`)."""
+    return redact_description(text, identity_words(attributes))
 
 
 def _name_shape(path: str) -> str:
@@ -510,8 +504,9 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
                                  r.series_uid, r.label))
         result.studies.append(Study(uid=study_uid, series=refs))
     result.studies.extend(Study(uid=ref.study_uid, series=[ref]) for ref in nifti_refs)
+    result.patient_words = study_words(ref.study_attributes for study in result.studies for ref in study.series)
     for _path, message in result.errors:
-        log.warning("damaged file: %s", message)
+        log.warning("damaged file: %s", redact(message, result.patient_words))
     return result
 
 

@@ -21,12 +21,13 @@ from medseg.volume import Volume
 
 def foreground_mask(volume: Volume) -> np.ndarray:
     """Head/body foreground: Otsu threshold (SimpleITK) on log intensities, largest connected
-    component, closing, holes filled in 3D and plane by plane (along the slice axis of a stack,
-    in sagittal planes for a 3D volume: the same mask whatever the array layout).
+    component, closing, holes filled plane by plane (along the slice axis of a stack, in sagittal
+    planes for a 3D volume: the same mask whatever the array layout).
 
     Otsu on raw intensities fails on raw T1s whose scalp fat is much brighter than the brain: it
     keeps only the fat. On log intensities the split is between air noise and tissue. Holes are
-    filled in 3D, then slice by slice (cavities that open to the outside in 3D).
+    filled in every plane, which also fills those enclosed in 3D (a hole enclosed in 3D is
+    enclosed in each of its planes) and cavities that open to the outside in 3D.
 
     Raises:
         InputError: the image has no foreground (constant or empty).

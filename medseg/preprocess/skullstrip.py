@@ -17,7 +17,7 @@ model serves thick-slice localizers and 3D volumes:
   are not run.
 - **Post-processing**: single-plane gaps bridged (:func:`bridge_single_plane_gaps`), then on the
   input grid: probability above the contract's threshold, the largest 3D connected component,
-  holes filled in 3D and then in every plane along the sagittal axis.
+  holes filled in every plane along the sagittal axis (which fills those enclosed in 3D too).
 - **No brain**: :class:`NoBrainFoundError` (a clear, per-study error, never an empty mask passed
   on silently) for an image without foreground, or a prediction that is not one confident brain:
   largest sagittal section below ``MIN_BRAIN_SECTION_MM2``, the largest connected part under

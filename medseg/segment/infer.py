@@ -15,8 +15,9 @@
   :mod:`medseg.preprocess.midsagittal`); the CC only refines it: planes along its normal (+-6 mm)
   are scored by CC confidence times a Gaussian of their offset (SD 2.5 mm), never by area (the
   mask grows off the midline, and an over-segmented mask is the largest), and planes without a
-  plausible CC are out. The offset (mm, deg) from the symmetry plane is reported, and a plane at
-  the edge of the search is flagged in ``warnings``. The plane is reported (point + normal) and
+  plausible CC are out. The offset (mm) from the symmetry plane is reported (and the angle
+  between the two planes, 0 while all candidates are parallel to it), and a plane at the edge of
+  the search, or over 2 mm off, is flagged in ``warnings``. The plane is reported (point + normal) and
   the mask written into the volume's grid.
 - **Canonical pose**: once the CC's plane is chosen, the plane is sampled again with its in-plane
   axes turned so that the CC's provisional axis (the positioning ``final`` line) is horizontal,
