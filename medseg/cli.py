@@ -356,7 +356,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{stopped}{report['studies']} studies ({report['resumed_studies']} kept from earlier runs), "
           f"{report['partial_studies']} partial, {report['failed_studies']} failed"
           + (f", {report['not_started']} not started" if report["not_started"] else "")
-          + f"; see {args.output / 'index.html'} and {args.output / 'summary.csv'}")
+          + f"; see {Path(report['output']) / 'index.html'} and {Path(report['output']) / 'summary.csv'}")
     return int(status)
 
 

@@ -312,6 +312,35 @@ def test_a_folder_named_after_the_patient_stays_out_of_logs_and_summaries(tmp_pa
         assert "secret" not in text.lower() and "P98765" not in text, text[:2000]
 
 
+def test_a_study_whose_every_file_is_damaged_hides_the_patient_too(tmp_path, caplog):
+    """No intact header: the names come from the damaged files' own (partial) headers."""
+    folder = tmp_path / "in" / "Schmidt^Karl_ID-0047"
+    spine_study(folder, PatientName="Schmidt^Karl", PatientID="ID-0047")
+    for victim in folder.rglob("*.dcm"):
+        victim.write_bytes(victim.read_bytes()[:-300])
+    caplog.set_level("INFO")
+    status, report = batch.run([folder], tmp_path / "out", batch.RunOptions(**FAST))
+    assert status == 2 and report["damaged_files"]
+    texts = [p.read_text() for p in (tmp_path / "out").rglob("*") if p.suffix in (".json", ".csv", ".html")]
+    for text in [*texts, caplog.text, json.dumps(report)]:
+        assert "schmidt" not in text.lower() and "karl" not in text.lower() and "0047" not in text, text[:2000]
+    assert "*^*_*" in json.dumps(report)
+
+
+def test_a_hidden_name_never_changes_where_a_series_goes(tmp_path):
+    """A patient named like a routing word: the stations, found by their descriptions (no
+    BodyPartExamined), are still composed; only the names written out lose the word."""
+    spine_study(tmp_path / "in", PatientName="Spine^Phantom", BodyPartExamined="")
+    status, _ = batch.run([tmp_path / "in"], tmp_path / "out", batch.RunOptions(**FAST))
+    assert status == 0
+    (_, series), = rows(tmp_path / "out").values()
+    (stitched,) = [r for r in series if r["stage"] == "stitch"]
+    assert stitched["status"] == "ok" and len(stitched["stations"]) == 3
+    (sid,) = rows(tmp_path / "out")
+    report = json.loads((tmp_path / "out" / sid / stitched["result"]).read_text())
+    assert [s["description"] for s in report["stations"]] == ["t2 sag 1", "t2 sag 2", "t2 sag 3"]
+
+
 def test_memory_cap_fails_the_oversized_series_and_the_study_is_partial(tmp_path):
     uid = spine_study(tmp_path / "in")
     big = Volume(np.zeros((64, 64, 64), np.int16), np.diag([1.0, 1.0, 1.0, 1.0]))

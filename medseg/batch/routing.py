@@ -23,7 +23,7 @@ _SPINE_PARTS = {"SPINE", "CSPINE", "TSPINE", "LSPINE", "SSPINE", "WHOLESPINE", "
 
 
 def is_spine(ref: SeriesRef) -> bool:
-    return ref.body_part in _SPINE_PARTS or bool(_SPINE_WORDS.search(ref.description))
+    return ref.body_part in _SPINE_PARTS or bool(_SPINE_WORDS.search(ref.stored_description or ref.description))
 
 
 def is_brain_image(affine, shape) -> bool:

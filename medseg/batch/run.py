@@ -39,6 +39,7 @@ import shutil
 import signal
 import threading
 import time
+import traceback
 import typing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -299,14 +300,24 @@ class StudyRecord:
 
 
 # the rows' free-text fields: error messages and tracebacks quote input paths
-FREE_TEXT_FIELDS = ("message", "traceback", "warning", "deferred_error")
+FREE_TEXT_FIELDS = ("message", "traceback", "warning", "deferred_error", "dicom_message", "dicom_errors")
+
+
+def _redacted(value, words: frozenset[str]):
+    if isinstance(value, str):
+        return redact(value, words)
+    if isinstance(value, list):
+        return [_redacted(v, words) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v, words) for k, v in value.items()}
+    return value
 
 
 def redact_row(row: dict, words: frozenset[str]) -> dict:
     """A study.json row with the patient's identity words hidden in its free-text fields."""
     for name in FREE_TEXT_FIELDS:
-        if isinstance(row.get(name), str):
-            row[name] = redact(row[name], words)
+        if name in row:
+            row[name] = _redacted(row[name], words)
     return row
 
 
@@ -338,9 +349,10 @@ def complete_deferred(record: StudyRecord, study_folder: Path,
         try:
             fields = item.run(study_folder, study_folder / name)
         except Exception as exc:  # the plan is out already: record, never lose it
-            log.exception("series %s: work after the plan failed", name)
-            fields = {"deferred_error": redact(f"{type(exc).__name__}: {exc}", record.patient_words)}
-        added[name] = fields
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=12))
+            log.error("series %s: work after the plan failed: %s", name, redact(trace, record.patient_words))
+            fields = {"deferred_error": f"{type(exc).__name__}: {exc}"}
+        added[name] = redact_row(dict(fields), record.patient_words)
     record.deferred.clear()
     return added
 

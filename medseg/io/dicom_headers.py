@@ -295,12 +295,18 @@ class _PixelElement:
     tag: tuple[int, int] = (0x7FE0, 0x0010)
 
 
+_PATIENT_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate")
+
+
 def _with_uids(error: Exception, ds: Header | None) -> Exception:
     """``error`` carrying the UIDs the file's (partial) header still shows, so that the scan can
     mark the series it belongs to."""
     for name, keyword in (("study_uid", "StudyInstanceUID"), ("series_uid", "SeriesInstanceUID"),
                           ("sop_instance_uid", "SOPInstanceUID")):
         setattr(error, name, str(ds.get(keyword, "") or "") if ds is not None else "")
+    # the patient's identity, so that messages quoting the file's path can hide it (medseg.io.redact)
+    patient = {k: ds.get(k) for k in _PATIENT_KEYWORDS if k in ds} if ds is not None else {}
+    error.patient_attributes = patient  # type: ignore[attr-defined]
     return error
 
 

@@ -58,6 +58,9 @@ class SeriesRef:
     frame_of_reference_uid: str = ""
     body_part: str = ""
     study_attributes: dict = field(default_factory=dict, repr=False)
+    # the description as stored, never written out: routing and station grouping read it, so that
+    # hiding a patient's name in ``description`` cannot change where a series goes
+    stored_description: str = field(default="", repr=False)
     _stack: Stack | None = field(default=None, repr=False)
     _key: str = ""
     _error: Exception | None = field(default=None, repr=False)  # raised on load (NIfTI, damage)
@@ -356,7 +359,7 @@ def _series_refs(headers: list[FileHeader], limits: ScanLimits = DEFAULT_LIMITS)
             SeriesRef(
                 study_uid=first.study_uid, series_uid=first.series_uid,
                 series_number=first.series_number,
-                description=description,
+                description=description, stored_description=first.description,
                 modality=first.modality, label=stack.label, kind="dicom",
                 source=os.path.commonpath(files) if len(files) > 1 else files[0], files=files,
                 shape=stack.shape, affine=stack.affine, problems=list(stack.problems),
@@ -401,9 +404,13 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
     nifti_refs: list[SeriesRef] = []
     damaged: dict[tuple, list[tuple[str, str]]] = defaultdict(list)  # (study, series) -> (file, SOP UID)
     orphans: list[tuple[str, str, bool]] = []  # (file, reason, certainly DICOM) without a header
+    damaged_attributes: dict[tuple[str, str], dict] = {}  # (study, series) -> patient attributes
 
     def record_damage(path: str, message: str, exc: Exception | None) -> None:
         result.errors.append((path, message))
+        patient = getattr(exc, "patient_attributes", None)
+        if patient:
+            damaged_attributes[(getattr(exc, "study_uid", ""), getattr(exc, "series_uid", ""))] = patient
         result.files[path] = ("damaged", message)
         series_uid = getattr(exc, "series_uid", "") if exc is not None else ""
         if series_uid:
@@ -486,7 +493,7 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
             by_study[study_uid].append(SeriesRef(
                 study_uid=study_uid, series_uid=series_uid, series_number=None, description="",
                 modality="", label="", kind="dicom", source=files[0], files=files, shape=(),
-                affine=None))
+                affine=None, study_attributes=damaged_attributes.get((study_uid, series_uid), {})))
     for study_uid, refs in by_study.items():
         for ref in refs:
             _flag_damaged(ref, [p for p, sop in damaged.get((ref.study_uid, ref.series_uid), [])
@@ -504,7 +511,8 @@ def scan(paths: str | os.PathLike | Sequence[str | os.PathLike], *, philips_prec
                                  r.series_uid, r.label))
         result.studies.append(Study(uid=study_uid, series=refs))
     result.studies.extend(Study(uid=ref.study_uid, series=[ref]) for ref in nifti_refs)
-    result.patient_words = study_words(ref.study_attributes for study in result.studies for ref in study.series)
+    result.patient_words = study_words([*(ref.study_attributes for study in result.studies for ref in study.series),
+                                        *damaged_attributes.values()])
     for _path, message in result.errors:
         log.warning("damaged file: %s", redact(message, result.patient_words))
     return result

@@ -64,7 +64,8 @@ def find_station_sets(series: Sequence[SeriesRef], *, min_overlap_mm: float = 0.
             continue
         extents[id(ref)] = head_foot_extent(ref.shape, ref.affine)
         # Not keyed by FrameOfReferenceUID: some scanners issue a new one after each table move.
-        groups[(ref.study_uid, plane, ref.modality, contrast_key(ref.description))].append(ref)
+        contrast = contrast_key(ref.stored_description or ref.description)
+        groups[(ref.study_uid, plane, ref.modality, contrast)].append(ref)
     sets = []
     for members in groups.values():
         members = sorted(members, key=lambda m: -np.mean(extents[id(m)]))
