@@ -215,6 +215,22 @@ def test_a_bug_in_a_stage_is_recorded_with_its_traceback_and_the_batch_goes_on(t
     assert study_json(tmp_path / "out", uids[1])["status"] == "ok"
 
 
+def test_a_bug_or_engine_failure_quoting_a_patient_path_is_recorded_without_the_name(tmp_path, monkeypatch):
+    """A bug's message and traceback, and an engine's failure reason, can quote an input path:
+    the row keeps them with the patient's words hidden."""
+    folder = tmp_path / "in" / "Secret^Person_P98765"
+    uid = spine_study(folder, PatientName="Secret^Person", PatientID="P98765")
+    fail_compose_for(monkeypatch, {uid}, ValueError(f"cannot use {folder}/s12/00001.dcm"))
+    status, _ = batch.run([folder], tmp_path / "out", batch.RunOptions(**FAST))
+    assert status == 2
+    (row,) = study_json(tmp_path / "out", uid)["series"]
+    assert "*^*_*/s12/00001.dcm" in row["message"] and "*^*_*/s12/00001.dcm" in row["traceback"]
+    study = scan(folder).studies[0]
+    record = batch.record_engine_failure(study, tmp_path / "out2", f"KilledWorker: {folder}", sid="x", key="k")
+    for entry in [row, *record.series, *study_json(tmp_path / "out2", "x")["series"]]:
+        assert "Secret" not in json.dumps(entry) and "P98765" not in json.dumps(entry), entry
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_finishes_the_study_in_progress_and_stops(tmp_path, monkeypatch, capsys, signum):
     uids = studies_folder(tmp_path / "in", 3)
