@@ -256,6 +256,16 @@ def test_series_complete_on_release_or_after_the_quiet_period(tmp_path):
 
 
 @needs_model
+def test_an_instance_sent_again_with_other_content_replaces_the_earlier_and_says_so(tmp_path, caplog):
+    spool = Spool(tmp_path / "s", complete_on="association")
+    first = spool.store("1.2.3", "1.2.3.4", "1.2.3.4.1", b"intact", association=1)
+    spool.store("1.2.3", "1.2.3.4", "1.2.3.4.1", b"intact", association=1)  # the same bytes: quiet
+    assert "received again" not in caplog.text
+    spool.store("1.2.3", "1.2.3.4", "1.2.3.4.1", b"cut", association=1)
+    assert "instance 1.2.3.4.1 received again with different content" in caplog.text
+    assert first.read_bytes() == b"cut"
+
+
 def test_listen_command_answers_echo_and_stops_on_sigterm(tmp_path):
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(REPO))

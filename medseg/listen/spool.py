@@ -83,6 +83,13 @@ class SeriesBatch:
     last_arrival: float  # monotonic time of the newest file in the batch
 
 
+def _differs(path: Path, data: bytes) -> bool:
+    try:
+        return path.stat().st_size != len(data) or path.read_bytes() != data
+    except OSError:
+        return True
+
+
 class Spool:
     """Received files and the completion rule (thread-safe; handlers call it concurrently)."""
 
@@ -100,8 +107,14 @@ class Spool:
     def store(self, study_uid: str, series_uid: str, sop_uid: str, data: bytes, association: int) -> Path:
         """Write one received file (``data``: a whole DICOM file) and note its arrival."""
         folder = self.root / uid_folder(study_uid) / uid_folder(series_uid)
-        resent = (folder / f"{uid_folder(sop_uid)}.dcm").exists()
-        target = write_bytes_atomic(folder / f"{uid_folder(sop_uid)}.dcm", data)
+        path = folder / f"{uid_folder(sop_uid)}.dcm"
+        resent = path.exists()
+        if resent and _differs(path, data):
+            # DICOM's rule (and Orthanc's with OverwriteInstances): the newer copy replaces the
+            # earlier one. Said, because a damaged re-send then fails an intact series loudly.
+            log.warning("series %s: instance %s received again with different content: the newer "
+                        "copy replaces the earlier one", series_uid, sop_uid)
+        target = write_bytes_atomic(path, data)
         with self._lock:
             if (folder / MARKER).exists():
                 if resent:  # an instance it already had: the series is not processed twice
@@ -116,7 +129,7 @@ class Spool:
                 (folder / MARKER).unlink(missing_ok=True)
                 self._late.discard(folder)
             state = self._pending.setdefault(folder, SeriesState(study_uid, series_uid, folder))
-            state.files += 1
+            state.files += not resent  # an instance sent again is still one file
             state.last_arrival = time.monotonic()
             state.associations.add(association)
         return target
