@@ -157,3 +157,53 @@ def test_ge_pepolar_all_reverse_is_one_stack_with_flipped_rows_like_dcm2niix(tmp
     ours, world_error = _on_their_grid(ref.load(), data, affine)
     assert world_error < 1e-3
     np.testing.assert_array_equal(ours, data)
+
+
+def test_ge_pepolar_user_data_as_real_files_store_it_agrees_with_dcm2niix(tmp_path):
+    """Real GE files write user data 12 as a decimal ("3.000000"); in an implicit-VR file it is
+    read back as raw bytes. dcm2niix rounds it: the volumes are split and flipped all the same."""
+    _ge_epi(tmp_path / "in", sequence_name="epi_pepolar", user_data="3.000000", ramp=True, implicit=True)
+    theirs = _convert(tmp_path / "in", tmp_path / "out")
+    stacks = {ref.label: ref.load() for ref in scan(tmp_path / "in").series}
+    assert len(theirs) == 2 and set(stacks) == {"pe_fwd", "pe_rev"}
+    for name, data, affine in theirs:
+        ours, world_error = _on_their_grid(stacks["pe_rev" if name.startswith("1003_") else "pe_fwd"], data, affine)
+        assert world_error < 1e-3
+        np.testing.assert_array_equal(ours, data)
+
+
+def test_ge_pepolar_alternating_without_volume_numbers_is_left_as_dcm2niix_leaves_it(tmp_path):
+    """Alternating schemes need each image's volume (TemporalPositionIdentifier): without it
+    dcm2niix flips nothing, and neither does medseg."""
+    _ge_epi(tmp_path / "in", sequence_name="epi_pepolar", user_data=2, ramp=True, temporal_positions=False)
+    theirs = _convert(tmp_path / "in", tmp_path / "out")
+    refs = scan(tmp_path / "in").series
+    assert len(refs) == 1 and not refs[0].label
+    (volume,) = [ref.load() for ref in refs]
+    for _, data, affine in theirs:
+        _, world_error = _on_their_grid(volume, data, affine)
+        assert world_error < 1e-3
+    np.testing.assert_allclose(volume.affine[:3, 1], [0, 2.0, 0], atol=1e-9)  # rows as the header says
+
+
+@pytest.mark.parametrize("case", ["private_rescale", "real_world_slope"])
+def test_philips_rescale_sources_are_read_in_dcm2niix_order(tmp_path, case):
+    """Which rescale a Philips frame uses where several are given, checked against dcm2niix's
+    precise values: the private (2005,140F) item's RescaleSlope/Intercept over the public ones;
+    the RealWorldValueMapping slope where the public slope is 1."""
+    pixels = np.random.default_rng(5).integers(0, 4000, size=(3, 8, 6))
+    (tmp_path / "in").mkdir()
+    if case == "private_rescale":
+        philips_enhanced(tmp_path / "in" / "IM1", pixels, slope=2.0, intercept=-100.0, scale_slopes=[4.0] * 3,
+                         private_rescale=(3.0, -300.0))
+        expected = (pixels * 3.0 - 300.0) / (3.0 * 4.0)
+    else:
+        philips_enhanced(tmp_path / "in" / "IM1", pixels, slope=1.0, intercept=0.0, scale_slopes=[4.0] * 3,
+                         real_world=(2.5, 7.0))
+        expected = (pixels * 2.5 + 7.0) / (2.5 * 4.0)
+    ((_, data, affine),) = _convert(tmp_path / "in", tmp_path / "out")
+    (ref,) = scan(tmp_path / "in").series
+    ours, world_error = _on_their_grid(ref.load(), data, affine)
+    assert world_error < 1e-3
+    np.testing.assert_allclose(np.sort(ours.ravel()), np.sort(expected.ravel()), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(ours, data, rtol=2e-4, atol=2e-4 * np.abs(expected).max())

@@ -5,7 +5,7 @@ reverse and forward phase-encoding volumes."""
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from medseg.io import load_volume, scan
 from tests.conftest import make_dataset
@@ -13,11 +13,13 @@ from tests.conftest import make_dataset
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
 
 
-def philips_enhanced(path, pixels, *, slope, intercept, scale_slopes, top_level_scale=None):
+def philips_enhanced(path, pixels, *, slope, intercept, scale_slopes, top_level_scale=None,
+                     private_rescale=None, real_world=None):
     """One enhanced MR file as a Philips scanner writes it: frame f has RescaleSlope/Intercept
     (``slope`` or ``slope[f]``) in its public transformation group and MRScaleSlope
     ``scale_slopes[f]`` only inside its private (2005,140F) item; frame content (stack, in-stack
-    position, dimension index) per frame."""
+    position, dimension index) per frame. ``private_rescale``: (slope, intercept) also inside the
+    private item; ``real_world``: (slope, intercept) of a per-frame RealWorldValueMapping."""
     n, rows, cols = pixels.shape
     slopes = list(slope) if np.ndim(slope) else [slope] * n
     ds = Dataset()
@@ -52,6 +54,13 @@ def philips_enhanced(path, pixels, *, slope, intercept, scale_slopes, top_level_
         item.FrameContentSequence = Sequence([content])
         private.add_new((0x2005, 0x0010), "LO", "Philips MR Imaging DD 001")
         private.add_new((0x2005, 0x100E), "FL", scale_slopes[f])
+        if private_rescale is not None:
+            private.RescaleSlope, private.RescaleIntercept = private_rescale
+        if real_world is not None:
+            mapping = Dataset()
+            mapping.RealWorldValueSlope, mapping.RealWorldValueIntercept = real_world
+            mapping.RealWorldValueFirstValueMapped, mapping.RealWorldValueLastValueMapped = 0, 4095
+            item.RealWorldValueMappingSequence = Sequence([mapping])
         item.add_new((0x2005, 0x0010), "LO", "Philips MR Imaging DD 005")
         item.add_new((0x2005, 0x140F), "SQ", Sequence([private]))
         frames.append(item)
@@ -77,9 +86,11 @@ def test_philips_per_frame_scale_slope_gives_precise_values(tmp_path):
         np.testing.assert_allclose(volume.array[:, :, f], expected, rtol=1e-5)
 
 
-def _ge_epi(folder, *, sequence_name, user_data, ramp=False):
+def _ge_epi(folder, *, sequence_name, user_data, ramp=False, implicit=False, temporal_positions=True):
     """2 slices x 4 volumes of a GE EPI (one file per image); volume v holds the value 100 * (v + 1)
-    (``ramp``: plus row + 10 * column, so that a flip shows)."""
+    (``ramp``: plus row + 10 * column, so that a flip shows). ``implicit``: implicit VR, so that
+    private elements are read back as raw bytes, as from real GE files; ``temporal_positions``:
+    False leaves out TemporalPositionIdentifier."""
     folder.mkdir()
     study, series = generate_uid(), generate_uid()
     n = 0
@@ -90,10 +101,14 @@ def _ge_epi(folder, *, sequence_name, user_data, ramp=False):
                 pixels = pixels + np.arange(4)[:, None] + 10 * np.arange(5)[None, :]
             ds = make_dataset(pixels, [0.0, 0.0, 3.0 * k], [1, 0, 0, 0, 1, 0], [2.0, 2.0],
                               study_uid=study, series_uid=series, instance=n + 1, description="rsfMRI AP PA",
-                              Manufacturer="GE MEDICAL SYSTEMS", TemporalPositionIdentifier=volume + 1)
+                              Manufacturer="GE MEDICAL SYSTEMS")
+            if temporal_positions:
+                ds.TemporalPositionIdentifier = volume + 1
             ds.add_new((0x0019, 0x0010), "LO", "GEMS_ACQU_01")
             ds.add_new((0x0019, 0x109C), "LO", sequence_name)
-            ds.add_new((0x0019, 0x10B3), "DS", str(user_data))  # user data 12, as GE writes it
+            ds.add_new((0x0019, 0x10B3), "DS", user_data)  # user data 12, as GE writes it
+            if implicit:
+                ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
             ds.save_as(folder / f"IM{n:03d}", enforce_file_format=True)
             n += 1
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -183,19 +184,25 @@ def _private_float(element: Any) -> float | None:
     return _float(value)
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _private_int(element: Any) -> int | None:
-    """A private integer element's value (IS/SS/SL), also when it arrives as raw bytes (UN): an
-    ASCII number, else a little-endian 2- or 4-byte integer."""
+    """A private integer element's value (IS/DS/SS/SL), also when it arrives as raw bytes (UN, as
+    implicit-VR files give it): an ASCII number, rounded as dcm2niix reads it (GE writes user
+    data 12 as ``3.000000``), else a little-endian 2- or 4-byte integer."""
     if element is None:
         return None
     value = element.value
     if isinstance(value, (bytes, bytearray)):
-        text = bytes(value).strip(b" \x00")
-        if text.isdigit():
-            return int(text)
+        text = bytes(value).strip(b" \x00").decode("ascii", "replace")
+        if _NUMBER.fullmatch(text):
+            return int(round(float(text)))
         if len(value) in (2, 4):
             return int.from_bytes(bytes(value), "little", signed=True)
         return None
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return int(round(float(value)))
     return _int(value)
 
 
@@ -208,6 +215,28 @@ def _philips_private_item(item: Any) -> Any:
     if isinstance(sequence, (bytes, bytearray)) or not len(sequence):
         return None  # an undecoded (UN) private sequence: nothing dependable in it
     return sequence[0]
+
+
+def _philips_rescale(ds: Any, slope: float, intercept: float, real_world: Any, private: Any
+                     ) -> tuple[float, float]:
+    """A Philips object's rescale slope and intercept, in dcm2niix's reading order (its
+    nii_dicom.cpp, which takes each value as it meets it): the public value, replaced by the
+    RealWorldValueMapping's slope where the public slope is 1 (and its intercept where the public
+    intercept is 0; its issue 493), then by the private (2005,140F) item's own values, which come
+    last in the file. Other vendors' values are returned as they are."""
+    if "PHILIPS" not in str(ds.get("Manufacturer", "")).upper():
+        return slope, intercept
+    if real_world is not None:
+        world_slope = _float(real_world.get("RealWorldValueSlope"))
+        if world_slope is not None and abs(world_slope) <= 1e38 and slope == 1.0:
+            slope = world_slope
+        world_intercept = _float(real_world.get("RealWorldValueIntercept"))
+        if world_intercept is not None and intercept == 0.0:
+            intercept = world_intercept
+    if private is not None:
+        slope = _float(private.get("RescaleSlope"), slope) or slope
+        intercept = _float(private.get("RescaleIntercept"), intercept)
+    return slope, intercept
 
 
 def _philips_scaling(ds: Any, slope: float, intercept: float, precise: bool,
@@ -497,7 +526,10 @@ def _ge_pepolar_direction(ds: Dataset) -> tuple[str, bool]:
     if "epi_pepolar" not in text:
         return "", False
     mode = _private_int(ds.get((0x0019, 0x10B3)))
-    volume = (_int(ds.get("TemporalPositionIdentifier")) or 1) - 1
+    position = _int(ds.get("TemporalPositionIdentifier"))
+    if mode in (2, 3) and not position:
+        return "", False  # alternating, but which volume this is is unknown: dcm2niix flips nothing
+    volume = (position or 1) - 1
     if mode == 0:
         return "fwd", False
     if mode == 1:
@@ -525,7 +557,9 @@ def _reversed_rows_geometry(ipp, iop, spacing, rows: int):
 def _classic_frames(ds: Dataset, path: str, precise: bool) -> list[Frame]:
     slope = _float(ds.get("RescaleSlope"), 1.0) or 1.0
     intercept = _float(ds.get("RescaleIntercept"), 0.0) or 0.0
-    slope, intercept = _philips_scaling(ds, slope, intercept, precise)
+    slope, intercept = _philips_rescale(ds, slope, intercept, _group(ds, None, "RealWorldValueMappingSequence"),
+                                        _philips_private_item(ds))
+    slope, intercept = _philips_scaling(ds, slope, intercept, precise, ds)
     image_type = ds.get("ImageType")
     split_key: tuple[tuple[str, object], ...] = (
         ("echo", _int(ds.get("EchoNumbers")) or 1),
@@ -618,12 +652,13 @@ def _enhanced_frames(ds: Any, path: str, precise: bool, layout: PixelLayout | No
         frame_type = _group(item, shared, "MRImageFrameTypeSequence")
         diffusion = _group(item, shared, "MRDiffusionSequence")
         private = _philips_private_item(item)
-        rescale = transform or (private if private is not None and "RescaleSlope" in private else None)
-        slope = _float(rescale.get("RescaleSlope") if rescale else ds.get("RescaleSlope"), 1.0)
+        slope = _float(transform.get("RescaleSlope") if transform else ds.get("RescaleSlope"), 1.0)
         intercept = _float(
-            rescale.get("RescaleIntercept") if rescale else ds.get("RescaleIntercept"), 0.0
+            transform.get("RescaleIntercept") if transform else ds.get("RescaleIntercept"), 0.0
         )
-        slope, intercept = _philips_scaling(ds, slope or 1.0, intercept or 0.0, precise, item)
+        slope, intercept = _philips_rescale(ds, slope or 1.0, intercept or 0.0,
+                                            _group(item, shared, "RealWorldValueMappingSequence"), private)
+        slope, intercept = _philips_scaling(ds, slope, intercept, precise, item)
         component = _component(
             (frame_type.get("ComplexImageComponent") if frame_type else None)
             or (frame_type.get("FrameType") if frame_type else None)

@@ -53,9 +53,10 @@ SEQUENCE_KEYWORDS = (
     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence", "PlanePositionSequence",
     "PlaneOrientationSequence", "PixelMeasuresSequence", "PixelValueTransformationSequence",
     "FrameContentSequence", "MREchoSequence", "MRImageFrameTypeSequence", "MRDiffusionSequence",
+    "RealWorldValueMappingSequence",
 )
 ITEM_KEYWORDS = ("FrameType", "StackID", "TemporalPositionIndex", "DimensionIndexValues",
-                 "EffectiveEchoTime", "DiffusionBValue")
+                 "EffectiveEchoTime", "DiffusionBValue", "RealWorldValueIntercept", "RealWorldValueSlope")
 # Private elements the vendor rules read (dicom_headers._philips_scaling, _ge_pepolar_direction),
 # by tag as pydicom's ``ds.get((group, element))`` reads them: Philips MRScaleSlope, GE pulse
 # sequence names and user data 12; Siemens' CSA private creator and image header (the tile count
@@ -99,7 +100,8 @@ DICTIONARY: dict[str, tuple[int, str]] = {
     "PlaneOrientationSequence": (0x00209116, "SQ"), "PixelMeasuresSequence": (0x00289110, "SQ"),
     "PixelValueTransformationSequence": (0x00289145, "SQ"), "FrameContentSequence": (0x00209111, "SQ"),
     "MREchoSequence": (0x00189114, "SQ"), "MRImageFrameTypeSequence": (0x00189226, "SQ"),
-    "MRDiffusionSequence": (0x00189117, "SQ"),
+    "MRDiffusionSequence": (0x00189117, "SQ"), "RealWorldValueMappingSequence": (0x00409096, "SQ"),
+    "RealWorldValueIntercept": (0x00409224, "FD"), "RealWorldValueSlope": (0x00409225, "FD"),
 }
 _TAGS = {DICTIONARY[keyword][0]: (keyword, DICTIONARY[keyword][1])
          for keyword in KEYWORDS + ITEM_KEYWORDS + SEQUENCE_KEYWORDS}
