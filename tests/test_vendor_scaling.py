@@ -61,7 +61,7 @@ def philips_enhanced(path, pixels, *, slope, intercept, scale_slopes, top_level_
             mapping.RealWorldValueSlope, mapping.RealWorldValueIntercept = real_world
             mapping.RealWorldValueFirstValueMapped, mapping.RealWorldValueLastValueMapped = 0, 4095
             item.RealWorldValueMappingSequence = Sequence([mapping])
-        item.add_new((0x2005, 0x0010), "LO", "Philips MR Imaging DD 005")
+        item.add_new((0x2005, 0x0014), "LO", "Philips MR Imaging DD 005")  # owns (2005,14xx)
         item.add_new((0x2005, 0x140F), "SQ", Sequence([private]))
         frames.append(item)
     ds.PerFrameFunctionalGroupsSequence = Sequence(frames)

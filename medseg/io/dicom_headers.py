@@ -697,6 +697,41 @@ def _enhanced_frames(ds: Any, path: str, precise: bool, layout: PixelLayout | No
     return frames
 
 
+# The elements of each private block that medseg reads (the low byte of the element number).
+_PRIVATE_ELEMENTS = {"GEMS_ACQU_01": (0x9C, 0x9E, 0xB3), "SIEMENS CSA HEADER": (0x10,),
+                     "Philips MR Imaging DD 001": (0x0E,), "Philips MR Imaging DD 005": (0x0F,)}
+
+
+def relocate_private_blocks(ds: Any) -> None:
+    """Copy the private elements medseg reads back to their usual block, in ``ds`` (read with
+    pydicom, in memory only; the file is never written) and in each per-frame item, where an
+    anonymiser or PACS moved their private creator to another slot (dcm2niix does the same).
+    The usual block: ``fast_header.PRIVATE_CREATORS``."""
+    from pydicom.dataelem import DataElement
+
+    from medseg.io.fast_header import PRIVATE_CREATORS
+
+    def relocate(dataset: Any) -> None:
+        for tag in [t for t in dataset.keys() if t.group in PRIVATE_CREATORS and 0x10 <= t.element <= 0xFF]:
+            creator = str(dataset[tag].value).strip(" \x00")
+            owner = PRIVATE_CREATORS[tag.group].get(creator)
+            if owner is None or owner == tag.element:
+                continue
+            for low in _PRIVATE_ELEMENTS[creator]:
+                source = (tag.group, tag.element << 8 | low)
+                if source in dataset:
+                    element = dataset[source]
+                    target = (tag.group, owner << 8 | low)
+                    dataset[target] = DataElement(target, element.VR, element.value)
+
+    for dataset in [ds, *(ds.get("PerFrameFunctionalGroupsSequence") or [])]:
+        relocate(dataset)
+        inner = dataset.get((0x2005, 0x140F))  # Philips' private item: its own creators
+        if inner is not None and not isinstance(inner.value, (bytes, bytearray)):
+            for item in inner.value:
+                relocate(item)
+
+
 def read_header(path: str, *, philips_precise: bool = True, limits: ScanLimits = DEFAULT_LIMITS) -> FileHeader:
     """Read one file's header into a :class:`FileHeader`, without reading its pixel data.
 
@@ -732,6 +767,7 @@ def read_header(path: str, *, philips_precise: bool = True, limits: ScanLimits =
         pixels = _pixel_element(fp, ds, size, path, limits)
     finally:
         fp.close()
+    relocate_private_blocks(ds)
     return _file_header(ds, pixels, path, philips_precise, limits, size)
 
 

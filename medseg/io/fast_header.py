@@ -65,6 +65,15 @@ PRIVATE_TAGS = (0x2005100E, 0x0019109C, 0x0019109E, 0x001910B3, 0x00290010, 0x00
 # A private sequence read the same way: Philips' per-frame private item (MRScaleSlope and rescale
 # values of an enhanced object, dicom_headers._philips_private_item).
 PRIVATE_SEQUENCES = (0x2005140F,)
+# The private creators of those elements, by group, at the block they own in files as scanners
+# write them ((gggg,00bb) names block bb: (2005,0010) owns (2005,10xx)). Some anonymisers and
+# PACS move a block to another slot; such a file goes to pydicom's reading, where
+# dicom_headers.relocate_private_blocks moves the block back, as dcm2niix does.
+PRIVATE_CREATORS = {
+    0x0019: {"GEMS_ACQU_01": 0x10},
+    0x0029: {"SIEMENS CSA HEADER": 0x10},
+    0x2005: {"Philips MR Imaging DD 001": 0x10, "Philips MR Imaging DD 005": 0x14},
+}
 
 # (tag, VR) of each keyword above, as in the DICOM data dictionary: written out rather than read
 # from pydicom's, so that a scan of common files never imports pydicom (a third of a second);
@@ -393,6 +402,11 @@ def _elements(data: bytes, pos: int, stop: int | None, explicit: bool, raw: _Raw
             return start, (tag, start, length)
         if depth == 0 and tag > 0x7FE00010:
             raise _Unusual("no pixel data")
+        if group in PRIVATE_CREATORS and 0x10 <= element <= 0xFF and length != _UNDEFINED:
+            creator = data[start:start + length].decode("ascii", "replace").strip(" \x00")
+            owner = PRIVATE_CREATORS[group].get(creator)
+            if owner is not None and owner != element:
+                raise _Unusual(f"private block {creator!r} moved to ({group:04X},{element:04X})")
         known = _TAGS.get(tag)
         if tag in _SEQUENCES:
             if vr not in ("SQ", None if known is not None else "SQ"):
