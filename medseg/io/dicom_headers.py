@@ -228,7 +228,7 @@ def _philips_rescale(ds: Any, slope: float, intercept: float, real_world: Any, p
         return slope, intercept
     if real_world is not None:
         world_slope = _float(real_world.get("RealWorldValueSlope"))
-        if world_slope is not None and abs(world_slope) <= 1e38 and slope == 1.0:
+        if world_slope and abs(world_slope) <= 1e38 and slope == 1.0:  # (0: no scaling at all)
             slope = world_slope
         world_intercept = _float(real_world.get("RealWorldValueIntercept"))
         if world_intercept is not None and intercept == 0.0:
