@@ -87,3 +87,19 @@ def test_the_symmetry_plane_follows_a_head_turned_either_way(yaw, roll):
         point, normal = midsagittal_plane(volume, foreground_mask(volume))
         assert np.degrees(np.arccos(min(1.0, abs(float(np.dot(normal, normal_true)))))) < 1.0
         assert abs(float(np.dot(point - point_true, normal_true))) < 1.0
+
+
+def test_a_symmetry_plane_beyond_the_search_is_flagged(segmenter, moved_template, monkeypatch):
+    """A head turned further than the coarse search reaches (here a symmetry plane turned 26 deg)
+    may sit on a local optimum: flagged in the warnings, not silently used."""
+    import medseg.segment.infer as infer
+
+    volume, point, normal = moved_template
+    t = np.radians(26.0)
+    turned = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]]) @ normal
+    monkeypatch.setattr(infer, "midsagittal_plane", lambda v, h, **k: (point, turned))
+    result = segmenter.segment(volume)
+    assert any("beyond the +-20 deg search" in w for w in result.warnings), result.warnings
+    monkeypatch.undo()
+    unturned = segmenter.segment(volume)  # the template's own plane: nothing to flag
+    assert not any("search" in w for w in unturned.warnings)

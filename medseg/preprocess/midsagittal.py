@@ -36,6 +36,14 @@ RESTART_GAIN = 1e-5
 SMOOTHING = 0.5  # Gaussian sigma / voxel size
 
 
+def plane_turn(normal: np.ndarray) -> tuple[float, float]:
+    """(yaw, roll) in degrees of a plane's normal (the inverse of the search's parametrisation).
+    A plane found at or beyond SEARCH_DEG lies outside the coarse search, and may be a local
+    optimum: the segmenter flags it."""
+    n = np.asarray(normal, dtype=np.float64) / np.linalg.norm(normal)
+    return float(np.degrees(np.arctan2(n[1], n[0]))), float(np.degrees(np.arcsin(np.clip(n[2], -1.0, 1.0))))
+
+
 def _normal(yaw_deg: float, roll_deg: float) -> np.ndarray:
     """LPS unit normal turned from +L by yaw (towards +P) and roll (towards +S)."""
     yaw, roll = np.radians(yaw_deg), np.radians(roll_deg)

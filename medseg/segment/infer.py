@@ -49,7 +49,7 @@ from medseg.infer.normalize2d import has_anatomy, normalize_slice
 from medseg.infer.runtime import Device, PlaneModel, Precision, Predictor
 from medseg.masks import largest_component
 from medseg.planes import left_right_axis, plane_of_normal, slice_axis, slice_normal
-from medseg.preprocess.midsagittal import midsagittal_plane
+from medseg.preprocess.midsagittal import SEARCH_DEG, midsagittal_plane, plane_turn
 from medseg.preprocess.normalize import foreground_mask
 from medseg.segment.cc_alone import corpus_callosum_alone
 from medseg.volume import Volume
@@ -534,6 +534,10 @@ class CCSegmenter(PlaneModel):
                                  f"{SYMMETRY_SEARCH_MM:.0f} mm of the symmetry plane "
                                  f"(on the symmetry plane: {centre_reason})")
         warnings = []
+        yaw, roll = plane_turn(symmetry_normal)
+        if max(abs(yaw), abs(roll)) >= SEARCH_DEG:
+            warnings.append(f"symmetry plane turned {yaw:+.1f} deg (yaw) and {roll:+.1f} deg (roll) from the "
+                            f"patient's left-right axis, beyond the +-{SEARCH_DEG:.0f} deg search: check the plane")
         if best in (0, len(offsets) - 1):
             warnings.append(f"mid-sagittal plane chosen at the edge of the +-{SYMMETRY_SEARCH_MM:.0f} mm "
                             f"search ({offsets[best]:+.1f} mm from the symmetry plane): the symmetry "
