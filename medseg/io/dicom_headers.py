@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from medseg.io.fast_header import UNDEFINED, HeaderView, read_common_header
+from medseg.io.redact import PATIENT_KEYWORDS
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +325,6 @@ class _PixelElement:
     tag: tuple[int, int] = (0x7FE0, 0x0010)
 
 
-_PATIENT_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate")
-
-
 def _with_uids(error: Exception, ds: Header | None) -> Exception:
     """``error`` carrying the UIDs the file's (partial) header still shows, so that the scan can
     mark the series it belongs to."""
@@ -334,7 +332,7 @@ def _with_uids(error: Exception, ds: Header | None) -> Exception:
                           ("sop_instance_uid", "SOPInstanceUID")):
         setattr(error, name, str(ds.get(keyword, "") or "") if ds is not None else "")
     # the patient's identity, so that messages quoting the file's path can hide it (medseg.io.redact)
-    patient = {k: ds.get(k) for k in _PATIENT_KEYWORDS if k in ds} if ds is not None else {}
+    patient = {k: ds.get(k) for k in PATIENT_KEYWORDS if k in ds} if ds is not None else {}
     error.patient_attributes = patient  # type: ignore[attr-defined]
     return error
 
@@ -697,11 +695,6 @@ def _enhanced_frames(ds: Any, path: str, precise: bool, layout: PixelLayout | No
     return frames
 
 
-# The elements of each private block that medseg reads (the low byte of the element number).
-_PRIVATE_ELEMENTS = {"GEMS_ACQU_01": (0x9C, 0x9E, 0xB3), "SIEMENS CSA HEADER": (0x10,),
-                     "Philips MR Imaging DD 001": (0x0E,), "Philips MR Imaging DD 005": (0x0F,)}
-
-
 def relocate_private_blocks(ds: Any) -> None:
     """Copy the private elements medseg reads back to their usual block, in ``ds`` (read with
     pydicom, in memory only; the file is never written) and in each per-frame item, where an
@@ -709,7 +702,11 @@ def relocate_private_blocks(ds: Any) -> None:
     The usual block: ``fast_header.PRIVATE_CREATORS``."""
     from pydicom.dataelem import DataElement
 
-    from medseg.io.fast_header import PRIVATE_CREATORS
+    from medseg.io.fast_header import PRIVATE_CREATORS, PRIVATE_SEQUENCES, PRIVATE_TAGS
+
+    def elements(group: int, block: int) -> list[int]:
+        """The low bytes of the elements medseg reads in ``block`` of ``group``."""
+        return [t & 0xFF for t in (*PRIVATE_TAGS, *PRIVATE_SEQUENCES) if t >> 16 == group and (t >> 8) & 0xFF == block]
 
     def relocate(dataset: Any) -> None:
         for tag in [t for t in dataset.keys() if t.group in PRIVATE_CREATORS and 0x10 <= t.element <= 0xFF]:
@@ -717,7 +714,7 @@ def relocate_private_blocks(ds: Any) -> None:
             owner = PRIVATE_CREATORS[tag.group].get(creator)
             if owner is None or owner == tag.element:
                 continue
-            for low in _PRIVATE_ELEMENTS[creator]:
+            for low in elements(tag.group, owner):
                 source = (tag.group, tag.element << 8 | low)
                 if source in dataset:
                     element = dataset[source]

@@ -29,6 +29,8 @@ from collections.abc import MutableSequence
 from functools import lru_cache
 from typing import Iterable, Mapping
 
+# the attributes the words come from (dicom_headers keeps them on a damaged file's error too)
+PATIENT_KEYWORDS = ("PatientName", "PatientID", "PatientBirthDate")
 _PARTS = re.compile(r"[\s\-'\u2019.,]+")  # within a PN component: spaces, hyphens, apostrophes
 _ALNUM_RUNS = re.compile(r"[^\W_]+")
 _SEPARATORS = r"[ _\-^.,;:]"

@@ -12,8 +12,9 @@ Written here, on SimpleITK's resampling, rather than as SimpleITK's rigid regist
 head to its mirror image (six parameters, of which a reflection needs three), which medseg used
 before: from the unturned mirror, gradient descent stayed near it for a head turned 5-20 deg
 one way (yaw), so that a FreeSurfer subject turned -8 deg got a plane 7.7 deg off and -20 deg
-one 22 deg off; started from the coarse search, its extra parameters still left the plane
-2-6 deg off on turned copies of the same head.
+one 22 deg off; started from the coarse search, it still left the plane 2-6 deg off on turned
+copies of the same head (measured while the images were still subsampled with SimpleITK's
+Shrink, whose own grid error is described at :func:`_shrunk`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class _Symmetry:
         self.image = image
         self.centre = np.asarray(centre, dtype=np.float64)
         self.values = sitk.GetArrayFromImage(image).astype(np.float64).ravel()
+        self.positive = self.values > 0  # the head's voxels (the image is 0 outside the mask)
         self.transform = sitk.AffineTransform(3)
 
     def correlation(self, yaw_deg: float, roll_deg: float, offset_mm: float = 0.0) -> float:
@@ -66,7 +68,7 @@ class _Symmetry:
         self.transform.SetMatrix(tuple((np.eye(3) - 2.0 * np.outer(normal, normal)).ravel()))
         reflected = sitk.Resample(self.image, self.image, self.transform, sitk.sitkLinear, 0.0)
         moving = sitk.GetArrayViewFromImage(reflected).astype(np.float64).ravel()
-        inside = (self.values > 0) | (moving > 0)
+        inside = self.positive | (moving > 0)
         if inside.sum() < 10:
             return -1.0
         return float(np.corrcoef(self.values[inside], moving[inside])[0, 1])
